@@ -1,0 +1,117 @@
+"""TLS and basic auth from an exporter-toolkit web config; secrets never leak."""
+from __future__ import annotations
+
+import base64
+import ssl
+import subprocess
+import urllib.error
+
+import bcrypt
+import pytest
+
+from tests.exporter_fixtures import Exporter
+
+PASSWORD = "s3cret-Passw0rd"
+DB_PASSWORD = "db-Pa55word-xyz"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem")],
+                   check=True, capture_output=True)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def secured(certificate, redis_server):
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=6)).decode()
+    web_config = certificate / "web.yml"
+    web_config.write_text(f"tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n"
+                          f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    config = {"collectors": {
+        "system": {"enabled": False}, "business": {"enabled": False},
+        "redis": {"interval": "1s", "instances": {"cache": {
+            "url": f"redis://:{DB_PASSWORD}@127.0.0.1:{redis_server.port}/0"}}},
+        "database": {"interval": "1s", "databases": {"main": {
+            "url": f"postgresql://vigil:{DB_PASSWORD}@127.0.0.1:1/vigil"}}}}}
+    running = Exporter(config, args=("--web.config.file", str(web_config)))
+    running.scheme = "https"
+    running.start(wait="")
+    context = ssl.create_default_context(cafile=str(certificate / "cert.pem"))
+    running.wait_for_tls = context
+    _wait_tls(running, context)
+    yield running, context
+    running.stop()
+
+
+def _auth(user: str, password: str) -> dict:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def _wait_tls(running, context):
+    import time
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            running.get("/health/live", context=context).close()
+            return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.1)
+    raise TimeoutError(running.log())
+
+
+def test_tls_with_right_password(secured):
+    running, context = secured
+    with running.get("/metrics", headers=_auth("prometheus", PASSWORD), context=context) as r:
+        assert r.status == 200
+        assert b"vigil_build_info" in r.read()
+
+
+@pytest.mark.parametrize("headers", [{}, _auth("prometheus", "wrong"), _auth("nobody", PASSWORD),
+                                     {"Authorization": "Basic !!notbase64"}])
+def test_wrong_or_missing_credentials_get_401(secured, headers):
+    running, context = secured
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        running.get("/metrics", headers=headers, context=context)
+    assert caught.value.code == 401
+    assert "Basic" in caught.value.headers["WWW-Authenticate"]
+
+
+def test_liveness_stays_open_for_healthchecks(secured):
+    running, context = secured
+    with running.get("/health/live", context=context) as r:
+        assert r.status == 200
+
+
+def test_plain_http_is_refused(secured):
+    running, _ = secured
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        running.get("/metrics", timeout=2).read()
+
+
+def test_no_password_in_any_output(secured):
+    import time
+    running, context = secured
+    time.sleep(2.5)  # a few failing rounds of the database collector
+    headers = _auth("prometheus", PASSWORD)
+    outputs = [running.text(path, headers=headers, context=context)
+               for path in ("/metrics", "/health", "/info", "/")]
+    outputs.append(running.log())
+    for output in outputs:
+        assert DB_PASSWORD not in output
+        assert PASSWORD not in output
+
+
+def test_bad_web_config_exits_2(tmp_path):
+    bad = tmp_path / "web.yml"
+    bad.write_text("basic_auth_users:\n  alice: plaintext\ntls_server_config:\n  cert_file: x\n")
+    result = subprocess.run(["python", "-m", "exporter", "serve", "--web.config.file", str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "basic_auth_users.alice: expected a string matching" in result.stderr
+    assert "tls_server_config.key_file: is required" in result.stderr
+    assert "Traceback" not in result.stderr

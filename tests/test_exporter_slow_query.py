@@ -1,0 +1,70 @@
+"""A business query that sleeps past its timeout fails alone, on the server too, and never
+holds up scrapes or the other queries."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.exporter_fixtures import Exporter, sample_value
+
+
+@pytest.fixture(scope="module")
+def exporter_with_slow_query(postgres_server):
+    config = {"collectors": {
+        "system": {"enabled": False}, "redis": {"enabled": False},
+        "database": {"interval": "5s", "databases": {"main": {"url": postgres_server.url}}},
+        "business": {"default_queries": False, "queries": [
+            {"name": "vigil_test_slow", "help": "Sleeps.", "interval": "2s", "timeout": "1s",
+             "sql": "SELECT 1 AS value FROM pg_sleep(5)"},
+            {"name": "vigil_test_fast", "help": "Answers.", "interval": "1s", "timeout": "1s",
+             "sql": "SELECT 7 AS value"},
+            {"name": "vigil_test_missing_table", "help": "Fails.", "interval": "1s",
+             "sql": "SELECT count(*) AS value FROM no_such_table"},
+        ]}}}
+    running = Exporter(config).start()
+    yield running
+    running.stop()
+
+
+def test_slow_query_fails_alone_and_is_cancelled_on_the_server(exporter_with_slow_query,
+                                                               postgres_server):
+    running = exporter_with_slow_query
+    running.wait_for("/health/ready", timeout=15)
+    time.sleep(1.5)
+    body = running.text()
+    assert sample_value(body, "vigil_business_query_success", query="vigil_test_slow") == 0
+    assert sample_value(body, "vigil_business_query_success", query="vigil_test_fast") == 1
+    assert sample_value(body, "vigil_business_query_success",
+                        query="vigil_test_missing_table") == 0
+    assert sample_value(body, "vigil_test_fast") == 7
+    assert sample_value(body, "vigil_test_slow") is None  # no stale value served as fresh
+    # The timed-out statement must be gone from the server, not left sleeping.
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        sleeping = postgres_server.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(5)%' "
+            "AND pid <> pg_backend_pid() AND state = 'active'")
+        if sleeping == "0":
+            break
+        time.sleep(0.1)
+    assert sleeping == "0"
+
+
+def test_fast_query_keeps_its_schedule_and_scrapes_stay_fast(exporter_with_slow_query):
+    running = exporter_with_slow_query
+    running.wait_for("/health/ready", timeout=15)
+    first = sample_value(running.text(), "vigil_business_query_last_success_timestamp_seconds",
+                         query="vigil_test_fast")
+    latencies = []
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        start = time.perf_counter()
+        running.text()
+        latencies.append(time.perf_counter() - start)
+        time.sleep(0.02)
+    last = sample_value(running.text(), "vigil_business_query_last_success_timestamp_seconds",
+                        query="vigil_test_fast")
+    assert last - first >= 2.5  # refreshed about every second while the slow one sleeps
+    latencies.sort()
+    assert latencies[int(len(latencies) * 0.99) - 1] < 0.05, latencies[-5:]

@@ -1,0 +1,100 @@
+"""The scheduler's rules: own interval per job, skip (never queue) overlapping runs, time out."""
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client.core import GaugeMetricFamily
+
+from exporter.collectors.base import Collector, Job
+from exporter.exposition import Exposition
+from exporter.scheduler import Scheduler, SelfCollector
+
+
+class Sleeper(Collector):
+    """Takes `seconds` per run and counts its runs."""
+
+    name = "sleeper"
+
+    def __init__(self, seconds: float, interval: float, timeout: float, fail: bool = False):
+        super().__init__({"interval": interval, "timeout": timeout})
+        self.seconds, self.fail, self.runs = seconds, fail, 0
+
+    async def collect(self):
+        self.runs += 1
+        await asyncio.sleep(self.seconds)
+        if self.fail:
+            raise ConnectionRefusedError("refused")
+        family = GaugeMetricFamily("vigil_test_runs", "Runs.")
+        family.add_metric([], self.runs)
+        return [family]
+
+
+async def _run_for(scheduler: Scheduler, seconds: float) -> None:
+    scheduler.start()
+    await asyncio.sleep(seconds)
+    await scheduler.stop()
+
+
+async def test_overlapping_runs_are_skipped_and_counted():
+    slow = Sleeper(seconds=0.35, interval=0.1, timeout=5)
+    scheduler = Scheduler([slow])
+    await _run_for(scheduler, 1.0)
+    job = scheduler.jobs[0]
+    assert slow.runs <= 4  # never more than one at a time
+    assert job.skipped >= 5
+
+
+async def test_timeout_fails_the_job_and_drops_old_values():
+    slow = Sleeper(seconds=0.0, interval=0.05, timeout=0.2)
+    scheduler = Scheduler([slow])
+    await scheduler.run_once()
+    assert scheduler.jobs[0].success and scheduler.jobs[0].families
+    slow.seconds = 1.0
+    await scheduler.run_once()
+    job = scheduler.jobs[0]
+    assert job.success is False
+    assert job.families == []
+    assert "timed out" in job.error
+
+
+async def test_failure_is_reported_without_traceback(caplog):
+    scheduler = Scheduler([Sleeper(0, 0.05, 1, fail=True)])
+    await _run_for(scheduler, 0.5)
+    failures = [r for r in caplog.records if "failing" in r.getMessage()]
+    assert len(failures) == 1  # once per cause, not per retry
+    assert failures[0].exc_info is None
+    assert "ConnectionRefusedError: refused" in failures[0].getMessage()
+
+
+async def test_each_job_runs_on_its_own_interval():
+    fast, slow = Sleeper(0, 0.1, 1), Sleeper(0.6, 10, 1)
+    fast.name, slow.name = "fast", "slow"
+    scheduler = Scheduler([fast, slow])
+    await _run_for(scheduler, 1.05)
+    assert fast.runs >= 9  # not held up by the slow one
+
+
+async def test_self_metrics_and_first_round():
+    scheduler = Scheduler([Sleeper(0, 1, 1)])
+    assert not scheduler.first_round_done.is_set()
+    await scheduler.run_once()
+    assert scheduler.first_round_done.is_set()
+    names = {s.name for f in SelfCollector(scheduler).collect() for s in f.samples}
+    assert {"vigil_build_info", "vigil_collector_success", "vigil_collector_duration_seconds",
+            "vigil_collector_last_success_timestamp_seconds",
+            "vigil_collector_skipped_runs_total"} <= names
+
+
+def test_job_dataclass_defaults():
+    job = Job("x", "query", 1.0, 1.0, run=lambda: None)
+    assert job.success is None and job.skipped == 0
+
+
+def test_exposition_renders_once_per_refresh():
+    from prometheus_client import CollectorRegistry
+    registry = CollectorRegistry()
+    exposition = Exposition(registry)
+    before = exposition.renders
+    assert exposition.choose("text/plain").body == exposition.choose("").body
+    assert exposition.renders == before  # serving never renders
+    assert exposition.choose("application/openmetrics-text").body.endswith(b"# EOF\n")
