@@ -89,6 +89,20 @@ class Str(Field):
         return value
 
 
+class Regex(Str):
+    """A regular expression, compiled when the configuration is validated."""
+
+    expected = "a regular expression"
+
+    def validate(self, value, path, errors):
+        if isinstance(value, str):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                return errors.add(path, f"not a valid regular expression: {exc}")
+        return super().validate(value, path, errors)
+
+
 class Bool(Field):
     expected = "true or false"
 
@@ -185,14 +199,14 @@ class Object(Field):
 
     def __init__(self, fields: dict[str, Field], default: Any = _MISSING, help: str = "",
                  check: Callable[[dict, str, Errors], None] | None = None):
-        super().__init__(default, help)
+        # A section may be left out when all its keys have defaults; default=None makes it
+        # optional and absent (e.g. TLS settings that are off unless given).
+        super().__init__({} if default is _MISSING else default, help)
         self.fields = fields
         self.check = check
 
     def default_value(self):
-        if self.default is _MISSING or self.default is not None:
-            return self.validate({}, "", Errors())
-        return None
+        return None if self.default is None else self.validate({}, "", Errors())
 
     def validate(self, value, path, errors):
         if value is None:

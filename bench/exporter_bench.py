@@ -1,0 +1,154 @@
+"""Benchmark the exporter beside the reference exporters, in one run.
+
+    python bench/exporter_bench.py [--outdir /tmp/vigil-bench] [--tenants 20]
+
+It starts a PostgreSQL and a Redis of its own (Debian binaries, free ports), fills the default
+schema with a demo data set, and runs two exporters with every collector on:
+
+- `vigil`: PostgreSQL + Redis + system + business, about 500 series;
+- `vigil_slow_query`: the same plus a business query that sleeps 5 s on every run, so the
+  scrape latency while a query is stuck on the server is measured too.
+
+Then it calls ../shared/bench/run_baseline.sh with both as EXTRA_TARGETS (node_exporter,
+redis_exporter, postgres_exporter and the two Python references run beside them) and prints
+Vigil's figures as ratios to the references measured in the same run. Finally it measures the
+CPU time of one full collection round (system + database + Redis) in-process.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.exporter_fixtures import Exporter  # noqa: E402
+from tests.servers import PostgresServer, RedisServer, tempdir  # noqa: E402
+
+SHARED_BENCH = ROOT.parent / "shared" / "bench"
+SLOW_QUERY = {"name": "vigil_bench_slow", "help": "Sleeps 5 s on the server.", "interval": "6s",
+              "timeout": "20s", "sql": "SELECT 1 AS value FROM pg_sleep(5)"}
+
+
+def exporter_config(pg_url: str, redis_url: str, slow: bool) -> dict:
+    business = {"interval": "15s", "queries": [SLOW_QUERY] if slow else []}
+    return {"collectors": {
+        "system": {"interval": "15s"},
+        "database": {"interval": "15s", "databases": {"main": {"url": pg_url}}},
+        "redis": {"interval": "15s", "instances": {"cache": {
+            "url": redis_url, "keys": [{"key": f"queue:{i}"} for i in range(10)]}}},
+        "business": business,
+    }}
+
+
+def collection_round_cpu(pg_url: str, redis_url: str, rounds: int = 50) -> float:
+    """Mean CPU seconds of one round of system + database + Redis collectors, in-process."""
+    from exporter.app import build_collectors
+    from exporter.config import load
+    from exporter.scheduler import Scheduler
+
+    config = load(None, environ={}, overrides={
+        "collectors.business.enabled": False,
+        "collectors.database.databases": {"main": {"url": pg_url}},
+        "collectors.redis.instances": {"cache": {"url": redis_url}}})
+    scheduler = Scheduler(build_collectors(config)[0])
+
+    async def measure() -> float:
+        await scheduler.run_once()  # connect once, as the long-running exporter does
+        start = time.process_time()
+        for _ in range(rounds):
+            await scheduler.run_once()
+        spent = time.process_time() - start
+        await scheduler.stop()
+        return spent / rounds
+
+    return asyncio.run(measure())
+
+
+def summarise(results: dict) -> list[str]:
+    """Vigil's CPU per 1000 scrapes and p99 as ratios to the references of the same run."""
+    seq = {t["name"]: t.get("seq", {}) for t in results["targets"]}
+    wrk = {t["name"]: t.get("wrk", {}) for t in results["targets"]}
+
+    def cpu(target, mode):
+        return seq.get(target, {}).get(mode, {}).get("cpu_s_per_1k")
+
+    lines = []
+    for target in ("vigil", "vigil_slow_query"):
+        for mode in ("plain", "gzip", "fresh"):
+            ours, p99 = cpu(target, mode), seq.get(target, {}).get(mode, {}).get("p99")
+            if ours is None:
+                continue
+            lines.append(
+                f"{target} {mode}: CPU {ours:.3f} s/1k scrapes = "
+                f"{ours / cpu('redis_exporter', mode):.2f}x redis_exporter, "
+                f"{ours / cpu('aiohttp_cached', mode):.2f}x aiohttp_cached; p99 {p99:.2f} ms")
+        summary = wrk.get(target, {}).get("summary", wrk.get(target, {}))
+        if summary.get("rps") or summary.get("requests_per_s"):
+            lines.append(f"{target} wrk: {summary.get('rps') or summary.get('requests_per_s'):.0f} req/s")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--outdir", default="/tmp/vigil-bench")
+    parser.add_argument("--tenants", type=int, default=20)
+    parser.add_argument("--label", default="vigil")
+    args = parser.parse_args()
+    outdir = Path(args.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+
+    work = tempdir("bench")
+    (work / "pg").mkdir()
+    postgres = PostgresServer(work / "pg").start()
+    redis_server = RedisServer(work).start()
+    exporters = []
+    try:
+        from exporter import dbschema
+        dbschema.create_schema(postgres.url)
+        dbschema.load_demo_data(postgres.url, tenants=args.tenants)
+        import redis
+        client = redis.Redis.from_url(redis_server.url)
+        for i in range(10):
+            client.rpush(f"queue:{i}", *range(i + 1))
+        exporters = [Exporter(exporter_config(postgres.url, redis_server.url, slow)).start()
+                     for slow in (False, True)]
+        for exporter in exporters:
+            exporter.wait_for("/health/ready", timeout=30)
+        time.sleep(6)  # let the slow query start sleeping
+        extra = " ".join(f"{name}=http://127.0.0.1:{e.port}/metrics@{e.proc.pid}"
+                         for name, e in zip(("vigil", "vigil_slow_query"), exporters))
+        series = sum(1 for line in exporters[0].text().splitlines()
+                     if line and not line.startswith("#"))
+        print(f"vigil serves {series} samples")
+        subprocess.run(["bash", str(SHARED_BENCH / "run_baseline.sh"), args.label, str(outdir)],
+                       env={**os.environ, "EXTRA_TARGETS": extra}, check=True)
+        rss = [_rss_mib(e.proc.pid) for e in exporters]
+        results = json.loads((outdir / f"{args.label}.json").read_text())
+        print("\n## Vigil against the references (same run)\n")
+        for line in summarise(results):
+            print("- " + line)
+        print(f"- RSS after load: vigil {rss[0]:.1f} MiB, vigil_slow_query {rss[1]:.1f} MiB")
+        cpu_round = collection_round_cpu(postgres.url, redis_server.url)
+        print(f"- one collection round (system + database + Redis): {cpu_round * 1000:.2f} ms CPU")
+    finally:
+        for exporter in exporters:
+            exporter.stop()
+        redis_server.stop()
+        postgres.stop()
+    return 0
+
+
+def _rss_mib(pid: int) -> float:
+    import psutil
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+if __name__ == "__main__":
+    sys.exit(main())
