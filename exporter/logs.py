@@ -23,15 +23,12 @@ def redact_url(url: str) -> str:
     """A URL safe to show: the password replaced by ***."""
     try:
         parts = urlsplit(url)
+        if parts.password is None:
+            return redact(url)
+        host = parts.netloc.rpartition("@")[2]
+        return redact(urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}")))
     except ValueError:
         return redact(url)
-    if parts.password is None:
-        return redact(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return redact(urlunsplit(parts._replace(netloc=netloc)))
 
 
 class JsonFormatter(logging.Formatter):

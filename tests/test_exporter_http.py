@@ -21,7 +21,8 @@ def full_config(postgres_server, redis_server, **business) -> dict:
             "system": FAST,
             "database": {**FAST, "databases": {"main": {"url": postgres_server.url}}},
             "redis": {**FAST, "instances": {"cache": {
-                "url": redis_server.url, "keys": [{"key": "queue:jobs"}]}}},
+                "url": redis_server.url, "socket_timeout": "1s",
+                "keys": [{"key": "queue:jobs"}]}}},
             "business": {"interval": "1s", "timeout": "2s", **business},
         },
     }

@@ -1,0 +1,123 @@
+"""SQL helpers shared by the database and business collectors.
+
+Everything the exporter does with a database goes through an asyncio SQLAlchemy engine, so a
+database that accepts a connection and then never answers only ever blocks a coroutine, which a
+timeout can abandon; never a thread, which nothing could stop. Plain URLs are therefore moved
+to asyncio drivers transparently:
+
+    postgresql://, postgres://, postgresql+psycopg2://, postgresql+pg8000://  -> postgresql+psycopg://
+    sqlite://, sqlite+pysqlite://                                           -> sqlite+aiosqlite://
+
+URLs that already name an asyncio driver (postgresql+asyncpg://, mysql+aiomysql://, ...) are
+used as they are.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+APPLICATION_NAME = "vigil-exporter"
+
+# backend -> (the asyncio driver we use, the drivers we replace by it; "" = none named)
+_ASYNC_DRIVERS = {
+    "postgresql": ("psycopg", {"", "psycopg", "psycopg2", "psycopg2cffi", "pg8000"}),
+    "sqlite": ("aiosqlite", {"", "pysqlite"}),
+}
+_BACKEND_ALIASES = {"postgres": "postgresql"}
+
+
+def async_url(url: str | URL) -> URL:
+    """The URL with its driver replaced by the asyncio driver the exporter uses."""
+    url = make_url(url)
+    backend, _, driver = url.drivername.partition("+")
+    backend = _BACKEND_ALIASES.get(backend, backend)
+    target, replaced = _ASYNC_DRIVERS.get(backend, (driver, {driver}))
+    if driver in replaced:
+        driver = target
+    return url.set(drivername=f"{backend}+{driver}" if driver else backend)
+
+
+def dialect_name(url: str | URL) -> str:
+    """"postgresql", "sqlite", "mysql", ... for any spelling of the URL."""
+    backend = make_url(url).drivername.partition("+")[0]
+    return _BACKEND_ALIASES.get(backend, backend)
+
+
+def sqlite_path(url: str | URL) -> str | None:
+    """The file of an SQLite URL (relative to the working directory, as SQLite opens it);
+    None for an in-memory database or another dialect."""
+    url = make_url(url)
+    if dialect_name(url) != "sqlite":
+        return None
+    database = url.database or ""
+    if database.startswith("file:"):  # URI filename: file:path?mode=ro
+        if "mode=memory" in database or url.query.get("mode") == "memory":
+            return None
+        database = database[len("file:"):].split("?", 1)[0]
+    if database in ("", ":memory:"):
+        return None
+    return os.path.expanduser(database)
+
+
+def make_engine(url: str | URL, *, connect_timeout: float = 3.0,
+                statement_timeout: float | None = None, pool_size: int = 2,
+                max_overflow: int = 0, read_only: bool = False,
+                application_name: str = APPLICATION_NAME, **engine_args) -> AsyncEngine:
+    """An asyncio engine for `url` (see the module doc for the driver mapping).
+
+    - connect_timeout: seconds to establish a connection, and to wait for a free pooled one.
+      PostgreSQL (psycopg) rounds it up to whole seconds, at least 2; SQLite uses it as its
+      busy timeout.
+    - statement_timeout: PostgreSQL only: the server cancels any statement running longer
+      (`-c statement_timeout`). None: the server's setting.
+    - read_only: PostgreSQL: every transaction is read-only (`default_transaction_read_only`);
+      SQLite: the file is opened read-only (`mode=ro`), so writes fail.
+    - application_name: PostgreSQL `application_name` unless the URL sets one.
+    - pool_size / max_overflow: the QueuePool; ignored for in-memory SQLite (one shared
+      connection). Connections are pinged on checkout, so the engine recovers by itself after
+      the database was down or restarted.
+    - engine_args: passed on to `create_async_engine`, overriding these defaults (for example
+      `isolation_level="AUTOCOMMIT"`, `echo=True`).
+
+    Creating the engine does not connect; errors in the URL or a missing driver raise here.
+    """
+    url = async_url(url)
+    dialect = dialect_name(url)
+    args: dict = {"pool_pre_ping": True}
+    if dialect == "postgresql":
+        args["connect_args"] = _postgres_connect_args(url, connect_timeout, statement_timeout,
+                                                      read_only, application_name)
+    elif dialect == "sqlite":
+        args["connect_args"] = {"timeout": connect_timeout}
+        if read_only:
+            url = _sqlite_read_only(url)
+    if not (dialect == "sqlite" and sqlite_path(url) is None):
+        args.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=connect_timeout)
+    args.update(engine_args)
+    return create_async_engine(url, **args)
+
+
+def _postgres_connect_args(url: URL, connect_timeout: float, statement_timeout: float | None,
+                           read_only: bool, application_name: str) -> dict:
+    """psycopg connection keywords; they override the URL's query, so merge `options`."""
+    options = [url.query["options"]] if "options" in url.query else []
+    if statement_timeout is not None:
+        options.append(f"-c statement_timeout={max(1, int(statement_timeout * 1000))}")
+    if read_only:
+        options.append("-c default_transaction_read_only=on")
+    args: dict = {"connect_timeout": max(2, math.ceil(connect_timeout))}
+    if options:
+        args["options"] = " ".join(options)
+    if "application_name" not in url.query:
+        args["application_name"] = application_name
+    return args
+
+
+def _sqlite_read_only(url: URL) -> URL:
+    path = sqlite_path(url)
+    if path is None:
+        return url
+    return url.set(database=f"file:{path}", query={**url.query, "mode": "ro", "uri": "true"})

@@ -1,0 +1,344 @@
+"""The database collector against a real PostgreSQL and real SQLite files."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+
+import psutil
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.collectors.base import FAILING, OK
+from exporter.collectors.database import DatabaseCollector, cap_applications
+from exporter.logs import JsonFormatter
+from exporter.collectors.sqlutil import async_url, make_engine, sqlite_path
+from exporter.validation import Errors
+
+PASSWORD = "Sup3r-s3cret-pw"
+
+
+def make_collector(databases: dict, **section) -> DatabaseCollector:
+    errors = Errors()
+    config = DatabaseCollector.config_schema.validate(
+        {**section, "databases": databases}, "collectors.database", errors)
+    assert not errors.faults, errors.faults
+    return DatabaseCollector(config)
+
+
+@pytest.fixture
+async def collectors():
+    """Build collectors with `collectors(databases, **section)`; all are closed afterwards."""
+    made = []
+
+    def build(databases, **section):
+        made.append(make_collector(databases, **section))
+        return made[-1]
+    yield build
+    for collector in made:
+        await collector.close()
+
+
+def samples(families) -> dict[tuple, float]:
+    """{(sample name, (label, value), ...): value} of a collection."""
+    return {(s.name, *sorted(s.labels.items())): s.value for f in families for s in f.samples}
+
+
+def value(families, name: str, **labels):
+    wanted = (name, *sorted(labels.items()))
+    return samples(families).get(wanted)
+
+
+def by_label(families, name: str, label: str) -> dict[str, float]:
+    return {s.labels[label]: s.value for f in families for s in f.samples if s.name == name}
+
+
+def render(families) -> str:
+    class Snapshot:
+        def collect(self):
+            return families
+    registry = CollectorRegistry()
+    registry.register(Snapshot())
+    return generate_latest(registry).decode()
+
+
+def dsn(server, application: str) -> str:
+    return f"{server.dsn} application_name={application}"
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts TCP connections (the kernel's backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+async def test_postgres_families(postgres_server, collectors):
+    collector = collectors({"main": {"url": postgres_server.url}})
+    with psycopg.connect(dsn(postgres_server, "test-app")):
+        families = await collector.collect()
+    db = {"database": "main"}
+    assert value(families, "vigil_db_up", **db) == 1
+    assert 0 < value(families, "vigil_db_connect_duration_seconds", **db) < 5
+    assert 0 < value(families, "vigil_db_probe_duration_seconds", **db) < 5
+    assert value(families, "vigil_db_pool_size", **db) == 2
+    assert value(families, "vigil_db_pool_checked_in", **db) == 1
+    assert value(families, "vigil_db_pool_checked_out", **db) == 0
+    assert value(families, "vigil_db_pool_overflow", **db) == 0
+    (info,) = [s for f in families for s in f.samples if s.name == "vigil_db_info"]
+    assert info.labels["dialect"] == "postgresql" and info.labels["server_version"].startswith("15.")
+    states = by_label(families, "vigil_db_server_connections", "state")
+    assert states["active"] >= 1  # the exporter's own query
+    assert states["idle"] >= 1  # test-app
+    assert states["idle in transaction"] == 0
+    applications = by_label(families, "vigil_db_server_connections_by_application", "application")
+    assert applications["test-app"] == 1
+    assert applications["vigil-exporter"] >= 1
+    assert sum(applications.values()) == sum(states.values())
+    assert value(families, "vigil_db_server_max_connections", **db) == 50
+    assert value(families, "vigil_db_size_bytes", **db) > 1_000_000
+    for counter in ("commits", "rollbacks", "deadlocks"):
+        assert value(families, f"vigil_db_{counter}_total", **db) >= 0
+    assert [c.status for c in collector.checks()] == [OK]
+
+
+async def test_postgres_counters_increase(postgres_server, collectors):
+    collector = collectors({"main": {"url": postgres_server.url}})
+    before = value(await collector.collect(), "vigil_db_commits_total", database="main")
+    postgres_server.psql("CREATE TABLE IF NOT EXISTS t_commits (n int); INSERT INTO t_commits VALUES (1)")
+    after = value(await collector.collect(), "vigil_db_commits_total", database="main")
+    assert after > before
+
+
+async def test_postgres_application_cap(postgres_server, collectors):
+    collector = collectors({"main": {"url": postgres_server.url, "max_applications": 3}})
+    connections = [psycopg.connect(dsn(postgres_server, f"capped-{i}")) for i in range(5)]
+    try:
+        families = await collector.collect()
+    finally:
+        for conn in connections:
+            conn.close()
+    applications = by_label(families, "vigil_db_server_connections_by_application", "application")
+    assert len(applications) == 4 and applications["other"] >= 2
+    states = by_label(families, "vigil_db_server_connections", "state")
+    assert sum(applications.values()) == sum(states.values())
+
+
+def test_cap_applications_keeps_the_largest():
+    counts = {"a": 5, "b": 1, "c": 3, "other": 1, "d": 1}
+    assert cap_applications(counts, 2) == {"a": 5, "c": 3, "other": 3}
+    assert cap_applications(counts, 10) == counts
+
+
+async def test_postgres_down_at_start_then_recovers(postgres_isolated, collectors, caplog):
+    postgres_isolated.stop()
+    collector = collectors({"main": {"url": postgres_isolated.url}})
+    caplog.set_level(logging.INFO, logger="exporter.collectors.database")
+    for _ in range(2):
+        families = await collector.collect()
+        assert value(families, "vigil_db_up", database="main") == 0
+    (check,) = collector.checks()
+    assert check.status == FAILING and check.critical and "refused" in check.message
+    failing = [r for r in caplog.records if "failing" in r.getMessage()]
+    assert len(failing) == 1 and failing[0].exc_info is None  # once per cause, no traceback
+
+    postgres_isolated.start()
+    families = await collector.collect()
+    assert value(families, "vigil_db_up", database="main") == 1
+    assert value(families, "vigil_db_server_max_connections", database="main") == 50
+    assert collector.checks()[0].status == OK
+    assert any("recovered" in r.getMessage() for r in caplog.records)
+
+    # A restart while running: the pooled connection is dead, the next checkout reconnects.
+    postgres_isolated.stop()
+    assert value(await collector.collect(), "vigil_db_up", database="main") == 0
+    postgres_isolated.start()
+    assert value(await collector.collect(), "vigil_db_up", database="main") == 1
+
+
+async def test_silent_socket_is_down_within_the_timeout(silent_port, collectors, caplog):
+    url = f"postgresql://vigil:{PASSWORD}@127.0.0.1:{silent_port}/vigil"
+    collector = collectors({"stuck": {"url": url, "connect_timeout": "10s"}}, timeout="1s")
+    caplog.set_level(logging.DEBUG)
+    for _ in range(2):
+        started = time.monotonic()
+        families = await collector.collect()
+        assert time.monotonic() - started < 1.3
+        assert value(families, "vigil_db_up", database="stuck") == 0
+    (check,) = collector.checks()
+    assert check.status == FAILING and check.critical
+    started = time.monotonic()
+    await collector.close()
+    assert time.monotonic() - started < 1.5
+    logged = "\n".join(JsonFormatter().format(record) for record in caplog.records)
+    assert '"url": "postgresql://vigil:***@127.0.0.1' in logged  # which database, redacted
+    for output in (render(families), logged, check.message):
+        assert PASSWORD not in output
+
+
+async def test_server_frozen_mid_session(postgres_isolated, collectors):
+    """A server that stops answering on an established connection (SIGSTOP)."""
+    collector = collectors({"main": {"url": postgres_isolated.url}}, timeout="1s")
+    assert value(await collector.collect(), "vigil_db_up", database="main") == 1
+    freeze(postgres_isolated, signal.SIGSTOP)
+    try:
+        for _ in range(2):
+            started = time.monotonic()
+            families = await collector.collect()
+            assert time.monotonic() - started < 1.3
+            assert value(families, "vigil_db_up", database="main") == 0
+        started = time.monotonic()
+        await collector.close()
+        assert time.monotonic() - started < 1.5
+    finally:
+        freeze(postgres_isolated, signal.SIGCONT)
+
+
+def freeze(server, sig) -> None:
+    """Signal the postmaster and every backend (each backend is a session of its own)."""
+    postmaster = psutil.Process(server.proc.pid)
+    for process in [postmaster, *postmaster.children(recursive=True)]:
+        process.send_signal(sig)
+
+
+# --- SQLite ----------------------------------------------------------------------------------
+
+def make_sqlite(path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.executemany("INSERT INTO items (body) VALUES (?)", [("x" * 500,)] * 100)
+    conn.close()
+
+
+async def test_sqlite_families(tmp_path, collectors):
+    path = tmp_path / "app.db"
+    make_sqlite(path)
+    collector = collectors({"main": {"url": f"sqlite:///{path}"}, "memory": {"url": "sqlite://"}})
+    families = await collector.collect()
+    for name in ("main", "memory"):
+        assert value(families, "vigil_db_up", database=name) == 1
+        assert value(families, "vigil_db_probe_duration_seconds", database=name) > 0
+    assert value(families, "vigil_db_size_bytes", database="main") == os.path.getsize(path)
+    assert value(families, "vigil_db_size_bytes", database="memory") is None
+    assert value(families, "vigil_db_pool_size", database="main") == 2
+    info = by_label(families, "vigil_db_info", "dialect")
+    assert info == {"sqlite": 1}
+    assert not by_label(families, "vigil_db_server_connections", "state")
+
+
+async def test_sqlite_missing_directory_is_down(tmp_path, collectors):
+    collector = collectors({"main": {"url": f"sqlite:///{tmp_path}/nowhere/app.db"}})
+    assert value(await collector.collect(), "vigil_db_up", database="main") == 0
+    await asyncio.sleep(0.1)  # aiosqlite stops its worker thread after a failed connect
+
+
+# --- exposition ------------------------------------------------------------------------------
+
+async def test_promtool_accepts_the_exposition(postgres_server, tmp_path, collectors,
+                                               silent_port):
+    path = tmp_path / "app.db"
+    make_sqlite(path)
+    collector = collectors({
+        "pg": {"url": postgres_server.url},
+        "lite": {"url": f"sqlite:///{path}"},
+        "down": {"url": f"postgresql://u:{PASSWORD}@127.0.0.1:{silent_port}/x"},
+    }, timeout="1s", interval="30s")
+    text = render(await collector.collect())
+    assert "Refreshed in the background every 30s." in text
+    assert PASSWORD not in text
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True)
+    assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check
+
+
+# --- configuration and helpers ---------------------------------------------------------------
+
+def test_config_defaults_and_faults():
+    errors = Errors()
+    config = DatabaseCollector.config_schema.validate(
+        {"databases": {"main": {"url": "sqlite:///vigil.db"}}}, "collectors.database", errors)
+    assert not errors.faults
+    assert (config["interval"], config["timeout"]) == (15.0, 5.0)
+    assert config["databases"]["main"] == {"url": "sqlite:///vigil.db", "connect_timeout": 3.0,
+                                           "pool_size": 2, "max_applications": 20}
+    errors = Errors()
+    DatabaseCollector.config_schema.validate(
+        {"databases": {"main": {"url": "not a url", "max_aplications": 3}}},
+        "collectors.database", errors)
+    faults = [str(f) for f in errors.faults]
+    assert faults == ['collectors.database.databases.main.max_aplications: unknown key '
+                      '(did you mean "max_applications"?)']
+    errors = Errors()
+    DatabaseCollector.config_schema.validate(
+        {"databases": {"a": {"url": "not a url"}, "b": {"url": f"postgresql://u:{PASSWORD}@h:x/d"}}},
+        "collectors.database", errors)
+    assert [str(f) for f in errors.faults] == [
+        'collectors.database.databases.a.url: expected an SQLAlchemy URL, got "not a url"',
+        'collectors.database.databases.b.url: expected an SQLAlchemy URL, '
+        'got "postgresql://u:***@h:x/d"']
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("postgresql://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+    ("postgres://u@h:5433/db", "postgresql+psycopg://u@h:5433/db"),
+    ("postgresql+psycopg2://h/db", "postgresql+psycopg://h/db"),
+    ("postgresql+asyncpg://h/db", "postgresql+asyncpg://h/db"),
+    ("sqlite:///vigil.db", "sqlite+aiosqlite:///vigil.db"),
+    ("sqlite://", "sqlite+aiosqlite://"),
+    ("mysql+aiomysql://h/db", "mysql+aiomysql://h/db"),
+])
+def test_async_url(given, expected):
+    assert async_url(given).render_as_string(hide_password=False) == expected
+
+
+def test_sqlite_path():
+    assert sqlite_path("sqlite:///vigil.db") == "vigil.db"
+    assert sqlite_path("sqlite:////var/lib/vigil.db") == "/var/lib/vigil.db"
+    assert sqlite_path("sqlite:///file:data.db?mode=ro&uri=true") == "data.db"
+    assert sqlite_path("sqlite://") is None
+    assert sqlite_path("sqlite:///:memory:") is None
+    assert sqlite_path("postgresql://h/db") is None
+
+
+async def test_make_engine_postgres_session_settings(postgres_server):
+    from sqlalchemy import text
+    engine = make_engine(postgres_server.url.replace("+psycopg", ""), statement_timeout=0.2,
+                         read_only=True)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SHOW application_name"))).scalar() == "vigil-exporter"
+            assert (await conn.execute(text("SHOW statement_timeout"))).scalar() == "200ms"
+            with pytest.raises(Exception, match="read-only"):
+                await conn.execute(text("CREATE TABLE t_read_only (n int)"))
+    finally:
+        await engine.dispose()
+
+
+async def test_make_engine_sqlite_read_only(tmp_path):
+    from sqlalchemy import text
+    path = tmp_path / "ro.db"
+    make_sqlite(path)
+    engine = make_engine(f"sqlite:///{path}", read_only=True)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM items"))).scalar() == 100
+            with pytest.raises(Exception, match="readonly"):
+                await conn.execute(text("DELETE FROM items"))
+    finally:
+        await engine.dispose()
+
+
+async def test_close_without_collect():
+    collector = make_collector({"main": {"url": "sqlite://"}})
+    assert collector.checks()[0].status != FAILING
+    await asyncio.wait_for(collector.close(), 1)
