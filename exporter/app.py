@@ -6,7 +6,8 @@ import json
 from typing import AsyncIterator
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import (CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector,
+                               disable_created_metrics)
 
 from exporter import __version__
 from exporter.collectors import COLLECTORS, load_builtin
@@ -39,6 +40,7 @@ def build_collectors(config: Config) -> tuple[list, list[str]]:
 
 
 def build_registry(scheduler: Scheduler) -> CollectorRegistry:
+    disable_created_metrics()  # `_created` series double the counters and no rule reads them
     registry = CollectorRegistry(auto_describe=False)
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)

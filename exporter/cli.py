@@ -104,8 +104,7 @@ async def _serve(app, host: str, port: int, ssl_context, max_field_size: int,
     from aiohttp import web
 
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,
-                           handler_args={"max_field_size": max_field_size,
-                                         "max_line_size": max_field_size})
+                           max_field_size=max_field_size, max_line_size=max_field_size)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

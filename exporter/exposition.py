@@ -17,7 +17,8 @@ from prometheus_client import exposition as text_format
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.openmetrics import exposition as openmetrics_format
 
-TEXT = text_format.CONTENT_TYPE_LATEST
+# The classic text format every Prometheus since 2.0 reads; names here are all legacy-safe.
+TEXT = text_format.CONTENT_TYPE_PLAIN_0_0_4
 OPENMETRICS = openmetrics_format.CONTENT_TYPE_LATEST
 GZIP_LEVEL = 6
 

@@ -67,6 +67,17 @@ def setup(level: str = "info", stream=None, json_lines: bool | None = None) -> N
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_bad_request_filter)
+
+
+def _bad_request_filter(record: logging.LogRecord) -> bool:
+    """A malformed or oversized request is the client's fault: one line, no traceback."""
+    from aiohttp.http_exceptions import HttpProcessingError
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError):
+        record.msg, record.args = "rejected a bad request: %s", (exc.message.splitlines()[0][:200],)
+        record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, 20, "INFO"
+    return True
 
 
 class FailureLog:

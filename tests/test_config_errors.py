@@ -19,7 +19,7 @@ CASES = [
      ['collectors.system.enabled: expected true or false, got "maybe"']),
     ("bad-listen", "listen_address: nowhere\n", ["listen_address: expected a string matching"]),
     ("bad-level", "log_level: loud\n", ['log_level: expected one of "debug"']),
-    ("not-yaml", "collectors: [\n", ["not valid YAML"]),
+    ("not-yaml", "collectors: [\n", ["line 2, column 1: not valid YAML"]),
     ("top-list", "- a\n- b\n", ["expected a mapping at the top level"]),
     ("query-without-sql", "collectors:\n  business:\n    queries:\n      - name: vigil_x\n"
      "        help: X.\n", ["collectors.business.queries[0].sql: is required"]),

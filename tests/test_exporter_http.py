@@ -186,3 +186,12 @@ def _wait_value(running, name, expected, timeout=10.0, **labels):
             return
         time.sleep(0.2)
     raise AssertionError(f"{name}{labels} = {value}, expected {expected}\n{running.log()[-3000:]}")
+
+
+def test_oversized_request_headers_are_refused(exporter):
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=5)
+    connection.request("GET", "/metrics", headers={"X-Padding": "a" * 20000})
+    assert connection.getresponse().status == 400
+    connection.close()
+    assert exporter.text("/health/live")  # and the exporter keeps serving
