@@ -57,10 +57,10 @@ def make_app(config: Config, web_config: WebConfig | None = None) -> web.Applica
     scheduler = Scheduler(collectors)
     registry = build_registry(scheduler)
     app[CONFIG], app[SCHEDULER], app[REGISTRY], app[DISABLED] = config, scheduler, registry, disabled
-    _setup_alert_receiver(app, config, registry)
     exposition = Exposition(registry)
     scheduler.on_update = exposition.mark_dirty
     app[EXPOSITION] = exposition
+    _setup_alert_receiver(app, config, registry, exposition)
     app.cleanup_ctx.append(_run_scheduler)
     app.router.add_get("/", landing)
     app.router.add_get("/metrics", metrics)
@@ -71,10 +71,12 @@ def make_app(config: Config, web_config: WebConfig | None = None) -> web.Applica
     return app
 
 
-def _setup_alert_receiver(app: web.Application, config: Config, registry) -> None:
+def _setup_alert_receiver(app: web.Application, config: Config, registry,
+                          exposition: Exposition) -> None:
     from exporter.alerting.receiver import setup_alert_receiver
     setup_alert_receiver(app, config["alerts"]["log_file"], registry,
-                         max_body_bytes=config["alerts"]["max_body_bytes"])
+                         max_body_bytes=config["alerts"]["max_body_bytes"],
+                         on_update=exposition.mark_dirty)
 
 
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:

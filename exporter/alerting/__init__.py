@@ -1,0 +1,1 @@
+"""Alertmanager integration: the log receiver and `vigil alerts ...`."""
