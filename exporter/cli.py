@@ -136,10 +136,12 @@ def cmd_check_config(args) -> int:
 
 def cmd_metrics(args) -> int:
     from exporter.app import build_collectors, build_registry
+    from exporter.embedded import prepare_database
     from exporter.exposition import Exposition
     from exporter.scheduler import Scheduler
 
     config = _load(args)
+    prepare_database(config)
     collectors, _ = build_collectors(config)
     scheduler = Scheduler(collectors)
 

@@ -83,8 +83,12 @@ def load(path: str | os.PathLike | None = None, environ=None,
     _apply_embedded_default(raw)
     errors = Errors()
     data = root_schema().validate(raw, "", errors)
-    if errors.faults:
-        raise ConfigError(source, [str(f) for f in errors.faults])
+    faults = [str(f) for f in errors.faults]
+    if not faults:
+        for cls in load_builtin().values():
+            faults += cls.root_faults(data)
+    if faults:
+        raise ConfigError(source, faults)
     return Config(data, source)
 
 

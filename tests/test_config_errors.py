@@ -77,3 +77,12 @@ def test_config_error_lists_every_fault():
     with pytest.raises(ConfigError) as caught:
         load(None, environ={}, overrides={"log_level": "loud", "listen_address": "x"})
     assert len(caught.value.faults) == 2
+
+
+def test_business_database_must_exist(tmp_path):
+    path = tmp_path / "vigil.yml"
+    path.write_text("collectors:\n  business:\n    database: reporting\n")
+    result = subprocess.run([sys.executable, "-m", "exporter", "check-config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f'{path}: collectors.business.database: expected the name of a database' in result.stderr

@@ -39,6 +39,8 @@ class Job:
     last_success: float = 0.0
     skipped: int = 0
     error: str = ""
+    # Filled in by the run itself (business queries): rows beyond the series cap, last run.
+    series_dropped: int = 0
 
 
 def collector_schema(interval: str, timeout: str, fields: dict[str, Field],
@@ -69,6 +71,11 @@ class Collector:
 
     async def collect(self) -> list[Metric]:
         raise NotImplementedError
+
+    @staticmethod
+    def root_faults(root: dict) -> list[str]:
+        """Faults that involve other sections of the configuration (key path: message)."""
+        return []
 
     def jobs(self) -> list[Job]:
         return [Job(self.name, "collector", self.config["interval"], self.config["timeout"],

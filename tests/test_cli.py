@@ -1,0 +1,53 @@
+"""`vigil metrics`, `vigil status` and the embedded default, as a user runs them."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.exporter_fixtures import Exporter, sample_value
+from tests.servers import free_port
+
+
+def vigil(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
+                          text=True, timeout=60, cwd=cwd, env=env)
+
+
+def test_metrics_json_on_the_embedded_default(tmp_path):
+    result = vigil("metrics", "--format", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    families = {f["name"]: f for f in json.loads(result.stdout)}
+    assert families["vigil_db_up"]["samples"][0]["value"] == 1.0
+    assert "vigil_business_users" in families
+    assert (tmp_path / "vigil.db").exists()  # the SQLite file with the default schema
+
+
+def test_serve_demo_shows_every_family_but_redis(tmp_path):
+    running = Exporter({}, args=("--demo",), workdir=tmp_path).start()
+    try:
+        running.wait_for("/health/ready")
+        body = running.text()
+        assert sample_value(body, "vigil_tenant_agents", tenant="initech") > 0
+        assert sample_value(body, "vigil_system_cpus") >= 1
+        assert sample_value(body, "vigil_redis_up") is None
+        health = json.loads(running.text("/health"))
+        redis_check = [c for c in health["checks"] if c["name"] == "redis"][0]
+        assert (redis_check["status"], redis_check["message"]) == ("disabled", "not configured")
+        status = vigil("status", running.url)
+        assert status.returncode == 0, status.stderr
+        assert "database:main" in status.stdout and "healthy" in status.stdout.splitlines()[0]
+    finally:
+        running.stop()
+
+
+def test_status_of_nothing_is_a_clear_error():
+    result = vigil("status", f"http://127.0.0.1:{free_port()}", "--timeout", "1")
+    assert result.returncode == 1
+    assert "cannot reach the exporter" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version_and_help():
+    assert vigil("--version").stdout.startswith("vigil ")
+    assert "check-config" in vigil("--help").stdout
