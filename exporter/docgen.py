@@ -50,16 +50,17 @@ LEGACY_NAMES = [
 
 
 def exporter_families(postgres_url: str, redis_url: str) -> list:
-    """Every family the exporter serves, collected once against live servers."""
+    """Every family the exporter serves, collected once against live, throwaway servers
+    (the demo data set is loaded into an empty database so that labelled families have rows)."""
     from exporter import dbschema
     from exporter.app import build_collectors, build_registry
     from exporter.exposition import Exposition
     from exporter.scheduler import Scheduler
 
-    dbschema.create_schema(postgres_url)
+    dbschema.load_demo_data(postgres_url)  # creates the schema; labels come from real rows
     config = load(None, environ={}, overrides={
         "collectors.database.databases": {"main": {"url": postgres_url}},
-        "collectors.redis.instances": {"main": {"url": redis_url, "keys": [{"key": "queue:docs"}]}},
+        "collectors.redis.instances": {"main": {"url": redis_url, "keys": [{"key": "queue:docs", "type": "list"}]}},
     })
     scheduler = Scheduler(build_collectors(config)[0])
 
@@ -88,7 +89,8 @@ def library_families() -> list[tuple[str, str, list[str], str]]:
     for collector in list(registry._collector_to_names):  # noqa: SLF001 - read-only introspection
         labels = list(getattr(collector, "_labelnames", ()))
         for family in collector.describe():
-            rows.append((family.name, family.type, labels, family.documentation))
+            name = family.name + ("_total" if family.type == "counter" else "")
+            rows.append((name, family.type, labels, family.documentation))
     del metrics
     return sorted(rows)
 
