@@ -1,0 +1,43 @@
+// Alerts about the databases the exporter probes and the connection pools of the services.
+local lib = import '../lib/alert.libsonnet';
+
+{
+  prometheusAlerts+:: {
+    local c = $._config,
+    local p = lib.params(c),
+    local alert(name, spec) = lib.alert(c, name, spec { area: 'database' }),
+    groups+: [{
+      name: 'vigil-database',
+      rules: [
+        alert('DatabaseDown', {
+          severity: 'critical',
+          expr: 'vigil_db_up{%(exporterSelector)s} == 0' % p,
+          summary: 'A database does not answer.',
+          description: 'Database {{ $labels.database }} probed by {{ $labels.instance }} does not answer its probe query (up = {{ $value }}).',
+        }),
+        alert('DatabaseConnectionsNearLimit', {
+          severity: 'warning',
+          expr: 'database:vigil_db_server_connections_usage:ratio > %(dbConnectionsUsageRatio)s' % p,
+          summary: 'Database connections are near max_connections.',
+          description: 'Database {{ $labels.database }} probed by {{ $labels.instance }} uses {{ $value | humanizePercentage }} of max_connections, above %(dbConnectionsUsageRatioPct)s.' % p,
+        }),
+        alert('DatabasePoolExhausted', {
+          // Both the exporter's pools (label database) and the services' pools (label pool).
+          severity: 'warning',
+          expr: 'pool:vigil_db_pool_usage:ratio > %(dbPoolUsageRatio)s' % p,
+          summary: 'A database connection pool is nearly exhausted.',
+          description: 'Connection pool {{ with $labels.pool }}{{ . }}{{ else }}{{ $labels.database }}{{ end }} of {{ $labels.instance }} (job {{ $labels.job }}) has {{ $value | humanizePercentage }} of its connections checked out, above %(dbPoolUsageRatioPct)s.' % p,
+        }),
+        alert('DatabaseProbeSlow', {
+          severity: 'warning',
+          expr: |||
+            vigil_db_probe_duration_seconds{%(exporterSelector)s} > %(dbProbeSeconds)s
+            and on (job, instance, database) vigil_db_up{%(exporterSelector)s} == 1
+          ||| % p,
+          summary: 'A database answers slowly.',
+          description: 'The probe query of database {{ $labels.database }} from {{ $labels.instance }} takes {{ $value | humanizeDuration }}, above %(dbProbeSeconds)ss.' % p,
+        }),
+      ],
+    }],
+  },
+}

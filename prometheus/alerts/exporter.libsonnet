@@ -1,0 +1,45 @@
+// Alerts about the Vigil exporter itself: collectors and business queries failing or stale.
+local lib = import '../lib/alert.libsonnet';
+
+{
+  prometheusAlerts+:: {
+    local c = $._config,
+    local p = lib.params(c),
+    local alert(name, spec) = lib.alert(c, name, spec { area: 'exporter' }),
+    groups+: [{
+      name: 'vigil-exporter',
+      rules: [
+        alert('VigilCollectorFailing', {
+          severity: 'warning',
+          expr: 'vigil_collector_success{%(exporterSelector)s} == 0' % p,
+          summary: 'A Vigil collector keeps failing.',
+          description: 'Collector {{ $labels.collector }} of {{ $labels.instance }} has failed every run (success = {{ $value }}); its metrics are missing.',
+        }),
+        alert('VigilCollectorStale', {
+          severity: 'warning',
+          expr: |||
+            time() - vigil_collector_last_success_timestamp_seconds{%(exporterSelector)s}
+              > %(staleIntervals)s * vigil_collector_interval_seconds{%(exporterSelector)s}
+          ||| % p,
+          summary: 'A Vigil collector has not succeeded for several intervals.',
+          description: 'Collector {{ $labels.collector }} of {{ $labels.instance }} last succeeded {{ $value | humanizeDuration }} ago, more than %(staleIntervals)s of its intervals.' % p,
+        }),
+        alert('VigilBusinessQueryFailing', {
+          severity: 'warning',
+          expr: 'vigil_business_query_success{%(exporterSelector)s} == 0' % p,
+          summary: 'A Vigil business query keeps failing.',
+          description: 'Business query {{ $labels.query }} of {{ $labels.instance }} has failed every run (success = {{ $value }}); its metrics are missing.',
+        }),
+        alert('VigilBusinessQueryStale', {
+          severity: 'warning',
+          expr: |||
+            time() - vigil_business_query_last_success_timestamp_seconds{%(exporterSelector)s}
+              > %(staleIntervals)s * vigil_business_query_interval_seconds{%(exporterSelector)s}
+          ||| % p,
+          summary: 'A Vigil business query has not succeeded for several intervals.',
+          description: 'Business query {{ $labels.query }} of {{ $labels.instance }} last succeeded {{ $value | humanizeDuration }} ago, more than %(staleIntervals)s of its intervals.' % p,
+        }),
+      ],
+    }],
+  },
+}

@@ -1,0 +1,40 @@
+// alert(config, name, spec): one alerting rule with the bundle's conventions filled in.
+//
+// spec: { severity: 'critical'|'warning'|'info', area: ..., expr: ..., summary: ...,
+//         description: ..., labels: {...} (optional) }
+// The `for` window comes from config.forDurations[name]; runbook_url and dashboard_url are
+// generated from config, so every alert links to its own runbook section and its dashboard.
+{
+  // A number as PromQL and people write it: 0.8, not 0.80000000000000004.
+  num(x):: '%.15g' % x,
+  pct(x):: '%.15g%%' % (x * 100),
+
+  // The strings alert expressions and descriptions are formatted with: selectors, windows,
+  // thresholds as numbers, `<name>Pct` for every ratio threshold (0.8 -> "80%"), and the LLM
+  // budget as budgetPerHour / budgetPerDay.
+  params(c):: c + c.windows + {
+    [k]: $.num(c.thresholds[k])
+    for k in std.objectFields(c.thresholds)
+  } + {
+    [k + 'Pct']: $.pct(c.thresholds[k])
+    for k in std.objectFields(c.thresholds)
+    if std.endsWith(k, 'Ratio')
+  } + {
+    budgetPerHour: $.num(c.llmBudget.perHourUsd),
+    budgetPerDay: $.num(c.llmBudget.perDayUsd),
+  },
+
+  alert(c, name, spec):: {
+    alert: name,
+    expr: spec.expr,
+    [if std.objectHas(c.forDurations, name) && c.forDurations[name] != '0s' then 'for']:
+      c.forDurations[name],
+    labels: { severity: spec.severity, area: spec.area } + std.get(spec, 'labels', {}),
+    annotations: {
+      summary: spec.summary,
+      description: spec.description,
+      runbook_url: c.runbookUrlPattern % std.asciiLower(name),
+      dashboard_url: '%s/d/%s' % [c.grafanaUrl, c.dashboardUids[c.areaDashboards[spec.area]]],
+    },
+  },
+}

@@ -1,0 +1,108 @@
+// Recording rules of the application area: what services instrumented with exporter.instrument
+// expose (HTTP, agents, tools, LLM calls, caches, auth).
+local rules = import '../lib/rules.libsonnet';
+
+{
+  prometheusRules+:: {
+    local c = $._config,
+    local sel = c.serviceSelector,
+    groups+: [
+      {
+        name: 'vigil-http.rules',
+        rules:
+          rules.errorRatio(['job'], 'http_requests_total', sel, 'status=~"5.."',
+                           'http_requests', 'http_request_errors')
+          + rules.errorRatio(['job', 'route'], 'http_requests_total', sel, 'status=~"5.."',
+                             'http_requests', 'http_request_errors')
+          + rules.histogram(['job'], 'http_request_duration_seconds', sel)
+          + rules.histogram(['job', 'route'], 'http_request_duration_seconds', sel),
+      },
+      {
+        name: 'vigil-agents.rules',
+        rules:
+          rules.errorRatio(['job', 'agent'], 'agent_executions_total', sel, 'status!="success"',
+                           'agent_executions', 'agent_execution_errors')
+          + rules.histogram(['job', 'agent'], 'agent_execution_duration_seconds', sel)
+          + rules.errorRatio(['job', 'tool'], 'tool_executions_total', sel, 'status!="success"',
+                             'tool_executions', 'tool_execution_errors')
+          + rules.histogram(['job', 'tool'], 'tool_execution_duration_seconds', sel),
+      },
+      {
+        name: 'vigil-llm.rules',
+        rules:
+          rules.errorRatio(['job', 'provider'], 'llm_requests_total', sel, 'status!="success"',
+                           'llm_requests', 'llm_request_errors')
+          + rules.histogram(['job', 'provider', 'model'], 'llm_request_duration_seconds', sel)
+          + [
+            {
+              record: 'job_provider_model_type:llm_tokens:rate5m',
+              expr: 'sum by (job, provider, model, type) (rate(llm_tokens_total{%s}[5m]))' % sel,
+            },
+            {
+              // US dollars per second.
+              record: 'job:llm_cost_usd:rate5m',
+              expr: 'sum by (job) (rate(llm_cost_usd_total{%s}[5m]))' % sel,
+            },
+            {
+              // US dollars spent over the last hour.
+              record: 'job:llm_cost_usd:increase1h',
+              expr: 'sum by (job) (increase(llm_cost_usd_total{%s}[1h]))' % sel,
+            },
+          ],
+      },
+      {
+        name: 'vigil-llm-cost-today.rules',
+        interval: c.slowRuleInterval,
+        rules: [
+          {
+            // US dollars spent since 00:00 UTC: the cost rate integrated minute by minute over
+            // the minutes of the current UTC day. PromQL has no "since midnight" range, so the
+            // last 24 hours are summed twice, once over the minutes of odd days since the epoch
+            // and once over those of even days; a 24-hour window holds at most today and
+            // yesterday, which differ in parity, and the outer factor keeps today's sum.
+            record: 'job:llm_cost_usd:increase_today',
+            expr: |||
+              sum_over_time((job:llm_cost_usd:rate5m * 60 * (time() % 172800 >= bool 86400))[1d:1m])
+                * (time() % 172800 >= bool 86400)
+              + sum_over_time((job:llm_cost_usd:rate5m * 60 * (time() % 172800 < bool 86400))[1d:1m])
+                * (time() % 172800 < bool 86400)
+            |||,
+          },
+        ],
+      },
+      {
+        name: 'vigil-cache-auth.rules',
+        rules: [
+          {
+            record: 'job_cache:cache_hits:rate5m',
+            expr: 'sum by (job, cache) (rate(cache_hits_total{%s}[5m]))' % sel,
+          },
+          {
+            record: 'job_cache:cache_misses:rate5m',
+            expr: 'sum by (job, cache) (rate(cache_misses_total{%s}[5m]))' % sel,
+          },
+          {
+            // Lookups per second; a cache that never missed (or never hit) has no series of
+            // that counter, which counts as 0.
+            record: 'job_cache:cache_lookups:rate5m',
+            expr: |||
+              (job_cache:cache_hits:rate5m or 0 * job_cache:cache_misses:rate5m)
+                + (job_cache:cache_misses:rate5m or 0 * job_cache:cache_hits:rate5m)
+            |||,
+          },
+          {
+            record: 'job_cache:cache_hits:ratio_rate5m',
+            expr: |||
+              (job_cache:cache_hits:rate5m or 0 * job_cache:cache_misses:rate5m)
+                / (job_cache:cache_lookups:rate5m > 0)
+            |||,
+          },
+          {
+            record: 'job_outcome:auth_logins:rate5m',
+            expr: 'sum by (job, outcome) (rate(auth_logins_total{%s}[5m]))' % sel,
+          },
+        ],
+      },
+    ],
+  },
+}

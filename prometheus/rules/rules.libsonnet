@@ -1,0 +1,6 @@
+// All recording rule groups, by area.
+(import 'system.libsonnet')
++ (import 'database.libsonnet')
++ (import 'redis.libsonnet')
++ (import 'business.libsonnet')
++ (import 'application.libsonnet')
