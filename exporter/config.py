@@ -75,8 +75,9 @@ def load(path: str | os.PathLike | None = None, environ=None,
     source = str(path) if path else "defaults"
     raw = _read_file(path) if path else {}
     for var, keys in ENVIRONMENT.items():
-        if environ.get(var):
-            _set(raw, keys, environ[var])
+        value = _from_environment(var, environ)
+        if value:
+            _set(raw, keys, value)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set(raw, tuple(dotted.split(".")), value)
@@ -90,6 +91,19 @@ def load(path: str | os.PathLike | None = None, environ=None,
     if faults:
         raise ConfigError(source, faults)
     return Config(data, source)
+
+
+def _from_environment(var: str, environ) -> str | None:
+    """VAR, or the content of the file named by VAR_FILE (Docker secrets)."""
+    if environ.get(var):
+        return environ[var]
+    secret_file = environ.get(f"{var}_FILE")
+    if not secret_file:
+        return None
+    try:
+        return Path(secret_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{var}_FILE", [f"cannot read {secret_file}: {exc.strerror}"]) from None
 
 
 def _read_file(path) -> dict:

@@ -153,7 +153,7 @@ def render_configuration() -> str:
         "Vigil reads one YAML file (`--config FILE` or `VIGIL_CONFIG`). Environment variables "
         "override the file, and flags override both:",
         "",
-        "| variable | key it sets |",
+        "| variable (or `VARIABLE_FILE` naming a file that holds it) | key it sets |",
         "|---|---|",
     ]
     from exporter.config import ENVIRONMENT

@@ -86,3 +86,13 @@ def test_business_database_must_exist(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f'{path}: collectors.business.database: expected the name of a database' in result.stderr
+
+
+def test_secrets_can_come_from_files(tmp_path):
+    secret = tmp_path / "database-url"
+    secret.write_text("postgresql://vigil:from-a-file@db:5432/app\n")
+    config = load(None, environ={"VIGIL_DATABASE_URL_FILE": str(secret)})
+    assert config.collector("database")["databases"]["main"]["url"].endswith("@db:5432/app")
+    with pytest.raises(ConfigError) as caught:
+        load(None, environ={"VIGIL_REDIS_URL_FILE": str(tmp_path / "missing")})
+    assert "VIGIL_REDIS_URL_FILE" in str(caught.value)

@@ -1,0 +1,493 @@
+"""docker-compose.yml, the Dockerfile and the bundle agree with each other and with the local stack.
+
+`docker-compose config` (Debian's docker-compose 1.29, which needs no Docker engine) validates and
+resolves the file for every profile; the checks below then read the resolved file, so defaults,
+anchors and relative paths are what compose itself makes of them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+import exporter
+from exporter.stack import configs
+from exporter.stack.compose import VARIANTS, render_variants
+from exporter.stack.stack import DEFAULT_PORTS
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+PROFILES = {"default": [], "ha": ["ha"], "scale-out": ["scale-out"], "all": ["ha", "scale-out"]}
+ONE_SHOT = {"alertmanager-config"}  # runs once; others wait for service_completed_successfully
+
+# Contract: job -> (compose service, port) of prometheus/prometheus.yml's targets.
+JOBS = {"vigil": ("vigil", 9477), "vigil-demo": ("demo", 8080),
+        "prometheus": ("prometheus", 9090), "alertmanager": ("alertmanager", 9093)}
+
+
+def compose(*args: str, env_file: Path) -> subprocess.CompletedProcess:
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is not installed: run the test command (bash scripts/test.sh)"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("VIGIL_", "COMPOSE_", "POSTGRES_", "GF_", "PROMETHEUS_",
+                                "VICTORIAMETRICS_"))}
+    return subprocess.run([binary, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE),
+                           "--env-file", str(env_file), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def empty_env(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("compose") / "empty.env"
+    path.write_text("")
+    return path
+
+
+@pytest.fixture(scope="module")
+def resolved(empty_env) -> dict[str, dict]:
+    """The compose file as docker-compose resolves it, per profile set (defaults only)."""
+    out = {}
+    for name, profiles in PROFILES.items():
+        flags = [arg for p in profiles for arg in ("--profile", p)]
+        done = compose(*flags, "config", env_file=empty_env)
+        assert done.returncode == 0, f"docker-compose config ({name}) failed:\n{done.stderr}"
+        out[name] = yaml.safe_load(done.stdout)
+        out[name]["x-stderr"] = done.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def full(resolved) -> dict:
+    return resolved["all"]
+
+
+def services(config: dict) -> dict[str, dict]:
+    return config["services"]
+
+
+def bundle_yaml(relative: str) -> dict:
+    return yaml.safe_load((ROOT / relative).read_text())
+
+
+def container_port(service: dict) -> int:
+    """The container side of a service's (first) published port."""
+    spec = service["ports"][0]
+    text = spec if isinstance(spec, str) else f"{spec.get('published')}:{spec['target']}"
+    return int(re.split(r"[:/]", text.split("/")[0])[-1])
+
+
+def host_port(service: dict) -> int:
+    spec = service["ports"][0]
+    return int(spec.split(":")[-2]) if isinstance(spec, str) else int(spec["published"])
+
+
+def bind_mounts(service: dict) -> list[tuple[str, str, str]]:
+    """(host path, container path, mode) of every bind mount of a service."""
+    mounts = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            parts = volume.split(":")
+            source, target = parts[0], parts[1]
+            mode = parts[2] if len(parts) > 2 else "rw"
+        else:
+            source, target = volume.get("source", ""), volume["target"]
+            mode = "ro" if volume.get("read_only") else "rw"
+        if source.startswith("/"):
+            mounts.append((source, target, mode))
+    return mounts
+
+
+def host_path_for(service: dict, container_path: str) -> Path | None:
+    """The host file behind a container path, through the service's bind mounts."""
+    path = PurePosixPath(container_path)
+    for source, target, _ in sorted(bind_mounts(service), key=lambda m: -len(m[1])):
+        try:
+            return Path(source) / path.relative_to(target)
+        except ValueError:
+            continue
+    return None
+
+
+def flag(service: dict, name: str) -> str | None:
+    for arg in service.get("command") or []:
+        if isinstance(arg, str) and arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+# --- docker-compose itself -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_docker_compose_config_validates(profile, resolved):
+    # `resolved` ran `docker-compose [--profile P] config`, which failed the fixture if invalid
+    assert resolved[profile]["services"]
+    assert "WARNING" not in resolved[profile]["x-stderr"]  # e.g. a variable without default
+
+
+def test_env_example_is_accepted_and_documents_every_variable(empty_env):
+    done = compose("--profile", "ha", "--profile", "scale-out", "config", "--quiet",
+                   env_file=ROOT / ".env.example")
+    assert done.returncode == 0, done.stderr
+    used = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
+    documented = set(re.findall(r"^#?\s*(\w+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert used - documented == set(), "variables of docker-compose.yml missing in .env.example"
+    assert {"COMPOSE_PROFILES"} | used >= documented, "unused variables in .env.example"
+
+
+def test_profiles_add_exactly_their_services(full):
+    by_profile: dict[str, set[str]] = {}
+    for name, service in services(full).items():
+        for profile in service.get("profiles") or ["default"]:
+            by_profile.setdefault(profile, set()).add(name)
+    assert by_profile == {
+        "default": {"postgres", "redis", "vigil", "demo", "alertmanager-config", "alertmanager",
+                    "prometheus", "grafana"},
+        "ha": {"prometheus-2", "alertmanager-2"},
+        "scale-out": {"victoriametrics"},
+    }
+
+
+# --- images, health, ordering, data --------------------------------------------------------------
+
+PINNED = {
+    "postgres": r"postgres:16\.\d+(-\w+)?$",
+    "redis": r"redis:7\.\d+\.\d+(-\w+)?$",
+    "prometheus": r"prom/prometheus:v3\.\d+\.\d+$",
+    "prometheus-2": r"prom/prometheus:v3\.\d+\.\d+$",
+    "alertmanager": r"prom/alertmanager:v0\.28\.\d+$",
+    "alertmanager-2": r"prom/alertmanager:v0\.28\.\d+$",
+    "grafana": r"grafana/grafana:11\.\d+\.\d+$",
+    "victoriametrics": r"victoriametrics/victoria-metrics:v1\.\d+\.\d+$",
+}
+
+
+def test_every_image_has_an_explicit_pinned_tag(full):
+    for name, service in services(full).items():
+        image = service["image"]
+        if name in ("vigil", "demo", "alertmanager-config"):
+            assert image == f"vigil:{exporter.__version__}", name
+            assert service["build"]["context"] == str(ROOT)
+        else:
+            assert re.match(PINNED[name], image), f"{name}: {image} is not pinned as expected"
+
+
+def test_healthchecks_and_depends_on_conditions_everywhere(full):
+    for name, service in services(full).items():
+        if name in ONE_SHOT:
+            assert service["healthcheck"] in ({"disable": True}, {"test": ["NONE"]})
+            assert service["restart"] == "no"
+        else:
+            test = service["healthcheck"]["test"]
+            assert test[0] == "CMD" and len(test) > 1, name
+            assert service["restart"] == "unless-stopped", name
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            expected = ("service_completed_successfully" if dependency in ONE_SHOT
+                        else "service_healthy")
+            assert condition == {"condition": expected}, f"{name} -> {dependency}"
+    order = services(full)
+    assert set(order["prometheus"]["depends_on"]) == {"vigil", "alertmanager"}
+    assert set(order["demo"]["depends_on"]) == {"postgres", "redis", "vigil"}
+    assert set(order["grafana"]["depends_on"]) == {"prometheus"}
+
+
+def test_python_healthchecks_use_the_standard_library(full):
+    for name in ("vigil", "demo"):
+        test = services(full)[name]["healthcheck"]["test"]
+        assert test[1:3] == ["python", "-c"] and "urllib.request" in test[3]
+        port = container_port(services(full)[name])
+        assert f"127.0.0.1:{port}/" in test[3]
+    assert "/health/live" in services(full)["vigil"]["healthcheck"]["test"][3]
+
+
+DATA_DIRS = {"postgres": "/var/lib/postgresql/data", "redis": "/data", "vigil": "/var/lib/vigil",
+             "prometheus": "/prometheus", "prometheus-2": "/prometheus",
+             "alertmanager": "/alertmanager", "alertmanager-2": "/alertmanager",
+             "grafana": "/var/lib/grafana", "victoriametrics": "/victoria-metrics-data"}
+
+
+def test_data_lives_in_named_volumes(full):
+    declared = set(full["volumes"])
+    for name, directory in DATA_DIRS.items():
+        volumes = [v for v in services(full)[name]["volumes"]
+                   if isinstance(v, str) and v.split(":")[1] == directory]
+        assert volumes, f"{name}: no volume at {directory}"
+        assert volumes[0].split(":")[0] in declared, f"{name}: {volumes[0]} is not a named volume"
+    assert "--appendonly" in services(full)["redis"]["command"]
+    data_dirs = {flag(services(full)["prometheus"], "--storage.tsdb.path"),
+                 flag(services(full)["alertmanager"], "--storage.path"),
+                 flag(services(full)["victoriametrics"], "-storageDataPath")}
+    assert data_dirs == {"/prometheus", "/alertmanager", "/victoria-metrics-data"}
+
+
+def test_every_mounted_file_exists_and_the_bundle_is_read_only(full):
+    for name, service in services(full).items():
+        for source, target, mode in bind_mounts(service):
+            assert Path(source).exists(), f"{name}: mounts {source}, which does not exist"
+            assert Path(source).resolve().is_relative_to(ROOT), f"{name}: {source}"
+            assert mode == "ro", f"{name}: {source} must be mounted read-only"
+    for secret in full["secrets"].values():
+        assert Path(secret["file"]).is_file(), secret
+
+
+def test_published_ports_match_the_docs_and_the_local_stack(full):
+    expected = {"vigil": (9477, 9477), "demo": (8080, 8080), "prometheus": (9090, 9090),
+                "alertmanager": (9093, 9093), "grafana": (3001, 3000),
+                "prometheus-2": (9091, 9090), "alertmanager-2": (9095, 9093),
+                "victoriametrics": (8428, 8428)}
+    for name, (published, target) in expected.items():
+        service = services(full)[name]
+        assert (host_port(service), container_port(service)) == (published, target), name
+        assert service["ports"][0].startswith("127.0.0.1:"), f"{name}: bind to 127.0.0.1"
+        local = configs.SERVICE_COMPONENTS.get(name)
+        if local:
+            assert DEFAULT_PORTS[local] == published, f"vigil stack up's port for {local}"
+    assert "postgres" not in [n for n, s in services(full).items() if s.get("ports")]
+
+
+def test_secrets_are_not_in_the_files():
+    text = COMPOSE_FILE.read_text()
+    for line in text.splitlines():
+        if re.search(r"(PASSWORD|SECRET|TOKEN)\w*:\s*\S", line):
+            assert "${" in line, f"literal secret in docker-compose.yml: {line.strip()}"
+    for path in (ROOT / "deploy" / "secrets.example").iterdir():
+        if path.name != "README.md":
+            assert ".invalid" in path.read_text() or "replace" in path.read_text(), path
+
+
+# --- agreement with prometheus.yml, Grafana and Alertmanager -------------------------------------
+
+def _prometheus_configs() -> dict[str, dict]:
+    out = {"prometheus/prometheus.yml": bundle_yaml("prometheus/prometheus.yml")}
+    for name in VARIANTS:
+        out[f"deploy/prometheus/{name}"] = bundle_yaml(f"deploy/prometheus/{name}")
+    return out
+
+
+def listening_port(name: str, service: dict) -> int:
+    if name == "victoriametrics":
+        return int(flag(service, "-httpListenAddr").rsplit(":", 1)[1])
+    return container_port(service)
+
+
+def test_prometheus_targets_are_compose_services_on_their_ports(full):
+    for source, config in _prometheus_configs().items():
+        jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+        for job_name, (service_name, port) in JOBS.items():
+            assert job_name in jobs, f"{source}: no job {job_name}"
+        for job in config["scrape_configs"]:
+            for static in job["static_configs"]:
+                for target in static["targets"]:
+                    host, _, port = target.rpartition(":")
+                    if host == "localhost":  # Prometheus scraping itself
+                        assert job["job_name"] == "prometheus", f"{source}: {target}"
+                        host = "prometheus"
+                    assert host in services(full), f"{source}: {target} is no compose service"
+                    assert int(port) == listening_port(host, services(full)[host]), target
+                    if job["job_name"] in JOBS:
+                        assert JOBS[job["job_name"]] == (host, int(port)) or \
+                            host in configs.HA_REPLICAS.values(), f"{source}: {target}"
+        for manager in config["alerting"]["alertmanagers"]:
+            for target in manager["static_configs"][0]["targets"]:
+                host, _, port = target.rpartition(":")
+                assert host in ("alertmanager", "alertmanager-2"), target
+                assert int(port) == container_port(services(full)[host])
+        for remote in config.get("remote_write") or []:
+            url = urllib.parse.urlsplit(remote["url"])
+            assert url.port == listening_port(url.hostname, services(full)[url.hostname])
+
+
+def test_prometheus_config_files_and_rules_resolve_inside_the_container(full):
+    service = services(full)["prometheus"]
+    default = flag(service, "--config.file")
+    assert default == "/etc/prometheus/prometheus.yml"
+    assert host_path_for(service, default) == ROOT / "prometheus" / "prometheus.yml"
+    for source, config in _prometheus_configs().items():
+        config_dir = PurePosixPath("/etc/prometheus") if source.startswith("prometheus/") \
+            else PurePosixPath("/etc/vigil/prometheus")
+        assert host_path_for(service, str(config_dir / Path(source).name)) == ROOT / source
+        for rule_file in config["rule_files"]:
+            path = host_path_for(service, str(config_dir / rule_file))
+            assert path and path.is_file(), f"{source}: rule file {rule_file} is not mounted"
+    ha_default = flag(services(full)["prometheus-2"], "--config.file")
+    assert host_path_for(service, ha_default) == ROOT / "deploy/prometheus/prometheus.ha.yml"
+    # the values .env.example offers for VIGIL_PROMETHEUS_CONFIG exist in the container
+    offered = re.findall(r"VIGIL_PROMETHEUS_CONFIG=(\S+)", (ROOT / ".env.example").read_text())
+    assert len(offered) == 3
+    for value in offered:
+        assert host_path_for(service, value).is_file(), value
+
+
+def test_prometheus_variants_are_fresh_and_valid(tmp_path):
+    for name, text in render_variants(ROOT).items():
+        assert (ROOT / "deploy/prometheus" / name).read_text() == text, \
+            f"deploy/prometheus/{name} is stale: run `python -m exporter.stack.compose`"
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed: run the test command (bash scripts/test.sh)"
+    for name in VARIANTS:
+        done = subprocess.run([promtool, "check", "config", "--syntax-only",
+                               str(ROOT / "deploy/prometheus" / name)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_variants_change_only_what_their_profile_needs():
+    base = bundle_yaml("prometheus/prometheus.yml")
+    ha = bundle_yaml("deploy/prometheus/prometheus.ha.yml")
+    rw = bundle_yaml("deploy/prometheus/prometheus.remote-write.yml")
+    assert ha["global"] == rw["global"] == base["global"]
+    assert ha["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "alertmanager:9093", "alertmanager-2:9093"]
+    assert [j["job_name"] for j in ha["scrape_configs"]] == \
+        [j["job_name"] for j in base["scrape_configs"]]
+    assert [j["job_name"] for j in rw["scrape_configs"]] == \
+        [j["job_name"] for j in base["scrape_configs"]] + ["victoriametrics"]
+    assert rw["remote_write"][0]["url"] == "http://victoriametrics:8428/api/v1/write"
+    assert "remote_write" not in ha and "remote_write" not in base
+
+
+def test_grafana_provisioning_agrees_with_the_services(full):
+    grafana = services(full)["grafana"]
+    scrape_interval = bundle_yaml("prometheus/prometheus.yml")["global"]["scrape_interval"]
+    mounted = {target for _, target, _ in bind_mounts(grafana)}
+    for path in sorted((ROOT / "grafana/provisioning/datasources").glob("*.y*ml")):
+        assert f"/etc/grafana/provisioning/datasources/{path.name}" in mounted, \
+            f"{path} is not mounted into Grafana"
+    datasources = []
+    for source, target, _ in bind_mounts(grafana):
+        if target.startswith("/etc/grafana/provisioning/datasources/"):
+            datasources += yaml.safe_load(Path(source).read_text())["datasources"]
+    by_url = {}
+    for datasource in datasources:
+        url = urllib.parse.urlsplit(datasource["url"])
+        assert url.hostname in services(full), datasource["url"]
+        assert url.port == listening_port(url.hostname, services(full)[url.hostname])
+        assert datasource["jsonData"]["timeInterval"] == scrape_interval, datasource["name"]
+        by_url[url.hostname] = datasource
+    assert by_url["prometheus"]["isDefault"] is True
+    assert by_url["victoriametrics"]["isDefault"] is False
+    # dashboards: the provider's path is where grafana/dashboards is mounted
+    for provider in bundle_yaml("grafana/provisioning/dashboards/vigil.yml")["providers"]:
+        assert host_path_for(grafana, provider["options"]["path"]) == ROOT / "grafana/dashboards"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert host_path_for(grafana, home).is_file(), home
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "admin"
+
+
+def test_alertmanager_config_agrees_with_the_services(full):
+    config = bundle_yaml("alertmanager/alertmanager.yml")
+    render = services(full)["alertmanager-config"]
+    argv = render["command"]
+    assert argv[:2] == ["alerts", "render-config"]
+    assert host_path_for(render, argv[2]) == ROOT / "alertmanager" / "alertmanager.yml"
+    rendered_volume = next(v.split(":")[0] for v in render["volumes"]
+                           if isinstance(v, str) and v.split(":")[1] == str(
+                               PurePosixPath(argv[argv.index("--output") + 1]).parent))
+    for name in ("alertmanager", "alertmanager-2"):
+        service = services(full)[name]
+        config_file = PurePosixPath(flag(service, "--config.file"))
+        volume = next(v for v in service["volumes"] if v.split(":")[1] == str(config_file.parent))
+        assert volume.split(":")[0] == rendered_volume, name
+        for pattern in config.get("templates") or []:
+            directory = host_path_for(service, str(config_file.parent / pattern))
+            assert directory and list(directory.parent.glob(directory.name)), pattern
+        # every *_file of the config is a Docker secret of the service
+        targets = {s["target"] for s in service["secrets"]}
+        files = {v for k, v in config.get("global", {}).items() if k.endswith("_file")}
+        assert files <= targets, f"{name}: secrets missing for {files - targets}"
+    # webhooks that stay inside the stack point at a compose service, on its port and route
+    internal = []
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs") or []:
+            url = urllib.parse.urlsplit(hook["url"])
+            if url.hostname.endswith(".invalid"):
+                continue
+            assert url.hostname in services(full), hook["url"]
+            assert url.port == container_port(services(full)[url.hostname]), hook["url"]
+            internal.append(url)
+    assert [(u.hostname, u.port, u.path) for u in internal] == [
+        ("vigil", 9477, "/alerts/webhook")]
+    from exporter.alerting.receiver import WEBHOOK_PATH
+    assert internal[0].path == WEBHOOK_PATH
+
+
+def test_alertmanager_cluster_of_the_ha_profile(full):
+    first, second = services(full)["alertmanager"], services(full)["alertmanager-2"]
+    listen = flag(first, "--cluster.listen-address")
+    assert flag(second, "--cluster.peer") == f"alertmanager:{listen.rsplit(':', 1)[1]}"
+    assert flag(second, "--cluster.listen-address") == listen
+
+
+def test_exporter_config_agrees_with_the_services(full):
+    config = bundle_yaml("deploy/vigil.compose.yml")
+    vigil = services(full)["vigil"]
+    assert host_path_for(vigil, "/etc/vigil/vigil.yml") == ROOT / "deploy/vigil.compose.yml"
+    assert vigil["command"][:3] == ["serve", "--config", "/etc/vigil/vigil.yml"]
+    assert int(config["listen_address"].rsplit(":", 1)[1]) == container_port(vigil)
+    urls = [db["url"] for db in config["collectors"]["database"]["databases"].values()]
+    urls += [r["url"] for r in config["collectors"]["redis"]["instances"].values()]
+    urls.append(vigil["environment"]["VIGIL_DATABASE_URL"])
+    ports = {"postgres": 5432, "redis": 6379}
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        assert parts.hostname in services(full), url
+        assert parts.port == ports[parts.hostname], url
+    assert PurePosixPath(config["alerts"]["log_file"]).parent == PurePosixPath("/var/lib/vigil")
+    postgres = services(full)["postgres"]["environment"]
+    env_url = urllib.parse.urlsplit(vigil["environment"]["VIGIL_DATABASE_URL"])
+    assert (env_url.username, env_url.password, env_url.path) == (
+        postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], "/" + postgres["POSTGRES_DB"])
+    done = subprocess.run([sys.executable, "-m", "exporter", "check-config",
+                           str(ROOT / "deploy/vigil.compose.yml")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
+def test_demo_service_uses_the_same_database_and_redis(full):
+    demo, vigil = services(full)["demo"], services(full)["vigil"]
+    argv = demo["command"]
+    assert argv[0] == "demo"
+    assert argv[argv.index("--database-url") + 1] == vigil["environment"]["VIGIL_DATABASE_URL"]
+    assert argv[argv.index("--redis-url") + 1].startswith("redis://redis:6379/")
+    assert argv[argv.index("--listen") + 1].endswith(f":{container_port(demo)}")
+
+
+def test_the_local_stack_plays_every_compose_service(full):
+    """vigil stack up runs a component for every service but Grafana and the one-shot job."""
+    local = set(services(full)) - {"grafana"} - ONE_SHOT
+    assert local == set(configs.SERVICE_COMPONENTS)
+    # Redis runs with the same memory limit (the Redis memory alerts need one)
+    from exporter.stack.components import Redis
+    argv = Redis("redis", Path("/nonexistent"), 6379).command()
+    compose_argv = services(full)["redis"]["command"]
+    limit = compose_argv[compose_argv.index("--maxmemory") + 1]
+    assert argv[argv.index("--maxmemory") + 1] == limit
+
+
+# --- the image -----------------------------------------------------------------------------------
+
+def test_dockerfile_small_non_root_with_a_python_healthcheck():
+    text = (ROOT / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    assert froms and all(re.match(r"python:3\.11\.\d+-slim(-\w+)?$", f) for f in froms), froms
+    assert re.search(r"^USER\s+(?!0\b|root\b)\S+", text, re.M)
+    healthcheck = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])$", text, re.M | re.S)
+    assert healthcheck and "urllib.request" in healthcheck.group(1)
+    assert "http://127.0.0.1:9477/health/live" in text
+    assert "curl" not in text.lower().replace("no curl", "")
+    assert re.search(r"^ENTRYPOINT \[\"vigil\"\]", text, re.M)
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert patterns[0] == "*", "the build context is an allowlist"
+    assert {"!exporter", "!pyproject.toml", "!README.md"} <= set(patterns)
+
+
+def test_every_mount_of_the_local_stack_exists():
+    for relative in configs.BUNDLE_FILES:
+        assert (ROOT / relative).is_file(), relative

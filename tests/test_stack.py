@@ -1,0 +1,220 @@
+"""The local stack (`exporter.stack.Stack`, `vigil stack up`) with real processes.
+
+One stack with VictoriaMetrics serves most tests (the `scale-out` shape); the HA pair and the
+command line start their own. Intervals are 1s so that everything shows up within seconds.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from exporter import bundle
+from exporter.stack import Stack, StackError, configs, values
+from exporter.stack.process import free_ports
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = dict(free_ports=True, scrape_interval="1s", evaluation_interval="1s",
+            collector_interval="1s")
+
+pytestmark = pytest.mark.slow
+
+
+def demo_available() -> bool:
+    """The demo service exists once `vigil demo` is more than a placeholder."""
+    import argparse
+
+    from exporter.demo.cli import register
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    register(subparsers)
+    return "demo" in subparsers.choices
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with Stack(demo=demo_available(), victoriametrics=True, keep_workdir=False, **FAST) as s:
+        yield s
+
+
+def test_every_component_is_healthy(stack):
+    assert all(stack.health().values()), stack.health()
+    assert stack.failed() == []
+    expected = {"redis", "postgres", "exporter", "prometheus", "alertmanager", "victoriametrics"}
+    expected |= {"demo"} if stack.demo else set()
+    assert set(stack.components) == expected
+    assert stack.warnings == []
+    for name, url in stack.urls.items():
+        assert f"127.0.0.1:{stack.ports[name]}" in url
+
+
+def test_prometheus_scrapes_the_exporter(stack):
+    result = stack.wait_for_query('vigil_build_info{job="vigil"}', timeout=30)
+    assert result[0]["metric"]["version"]
+    up = stack.wait_for_query("up == 1", lambda r: len(r) == len(stack.prometheus_config(
+        "prometheus")["scrape_configs"]), timeout=30)
+    jobs = {series["metric"]["job"] for series in up}
+    assert {"vigil", "prometheus", "alertmanager", "victoriametrics"} <= jobs
+    if stack.demo:
+        assert "vigil-demo" in jobs
+    # the exporter reaches the stack's own PostgreSQL and Redis
+    stack.wait_for_query("vigil_db_up == 1", timeout=30)
+    stack.wait_for_query("vigil_redis_up == 1", timeout=30)
+
+
+def test_prometheus_sends_to_the_stack_alertmanager(stack):
+    active = stack.get_json("prometheus", "/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+    assert [a["url"] for a in active] == [f"{stack.alertmanager.url}/api/v2/alerts"]
+    # the Watchdog fires at once and reaches Alertmanager (the log receiver gets it)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        alerts = stack.get_json("alertmanager", "/api/v2/alerts")
+        if any(a["labels"]["alertname"] == "Watchdog" for a in alerts):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("Watchdog never reached Alertmanager")
+
+
+def test_series_and_recording_rules_arrive_in_victoriametrics(stack):
+    stack.wait_for_query('vigil_build_info{job="vigil"}', source="victoriametrics", timeout=30)
+    # every recording rule that has a result in Prometheus can be queried in VictoriaMetrics
+    recorded = sorted(bundle.recorded_names())
+    selector = '{__name__=~"%s"}' % "|".join(recorded)
+    in_prometheus = stack.wait_for_query(f"count by (__name__) ({selector})", timeout=30)
+    names = {series["metric"]["__name__"] for series in in_prometheus}
+    assert "instance:vigil_system_memory_usage:ratio" in names
+
+    def all_there(result):
+        return names <= {series["metric"]["__name__"] for series in result}
+
+    stack.wait_for_query(f"count by (__name__) ({selector})", all_there, timeout=30,
+                         source="victoriametrics")
+    ratio = stack.query("instance:vigil_system_memory_usage:ratio", source="victoriametrics")
+    assert 0 < values(ratio)[0] < 1
+
+
+def test_a_redis_outage_and_recovery(stack):
+    stack.redis.stop()
+    assert not stack.redis.running
+    stack.wait_for_query("vigil_redis_up == 0", timeout=30)
+    stack.redis.start()
+    stack.wait_for_query("vigil_redis_up == 1", timeout=30)
+    assert stack.health()["redis"]
+
+
+def test_configs_are_the_bundle_files_with_local_addresses(stack):
+    prometheus = stack.prometheus_config("prometheus")
+    base = configs.load_yaml(bundle.PROMETHEUS_YML)
+    assert prometheus["global"]["external_labels"] == base["global"]["external_labels"]
+    assert prometheus["remote_write"][0]["url"] == \
+        f"{stack.victoriametrics.url}/api/v1/write"
+    exporter = configs.load_yaml(stack.exporter.config_path)
+    assert exporter["collectors"]["database"]["databases"]["main"]["url"] == stack.postgres.url
+    assert exporter["collectors"]["redis"]["instances"]["cache"]["url"] == stack.redis.url
+    alertmanager = configs.load_yaml(stack.alertmanager.config_path)
+    hooks = [h["url"] for r in alertmanager["receivers"] for h in r.get("webhook_configs", [])]
+    assert hooks == [f"{stack.exporter.url}/alerts/webhook"]  # no sink given: only the log
+    assert stack.postgres.sql("SELECT current_user, current_database()") == [("vigil", "vigil")]
+
+
+def test_alert_sinks_and_the_ha_pair(tmp_path):
+    """Two Prometheus servers alerting two clustered Alertmanagers; receivers at local sinks."""
+    with Stack(demo=False, prometheus_replicas=2, alertmanager_replicas=2,
+               alert_webhook="http://127.0.0.1:9/hook", alert_smtp="127.0.0.1:25", **FAST) as s:
+        status = s.get_json("alertmanager-2", "/api/v2/status")["cluster"]
+        assert sorted(p["address"] for p in status["peers"]) == sorted(
+            am.cluster_address for am in s.alertmanagers)
+        for replica in s.prometheis:
+            active = s.get_json(replica.name, "/api/v1/alertmanagers")["data"]
+            assert sorted(a["url"] for a in active["activeAlertmanagers"]) == sorted(
+                f"{am.url}/api/v2/alerts" for am in s.alertmanagers)
+            s.wait_for_query('vigil_build_info{job="vigil"}', source=replica.name, timeout=30)
+        config = configs.load_yaml(s.alertmanager.config_path)
+        receivers = {r["name"]: r for r in config["receivers"]}
+        assert receivers["pager"]["webhook_configs"][0]["url"] == "http://127.0.0.1:9/hook"
+        assert receivers["email-oncall"]["email_configs"][0]["smarthost"] == "127.0.0.1:25"
+        done = subprocess.run(["amtool", "check-config", str(s.alertmanager.config_path)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_component_that_cannot_start_is_reported_with_its_log(tmp_path):
+    stack = Stack(tmp_path, demo=False, free_ports=True,
+                  extra_args={"prometheus": ["--no-such-flag"]})
+    with pytest.raises(StackError, match=r"(?s)prometheus exited .*no-such-flag"):
+        stack.start()
+    assert stack.failed() == [] and not any(c.running for c in stack.components.values())
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def test_vigil_stack_up_prints_the_uis_and_stops_everything_on_ctrl_c(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "stack", "up", "--free-ports",
+                             "--no-demo", "--workdir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=_env())
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        output = "".join(lines)
+        assert "Vigil stack is up" in output, output
+        urls = {parts[0]: parts[1] for parts in (l.split() for l in lines)
+                if len(parts) >= 2 and parts[1].startswith("http://")}
+        assert set(urls) >= {"exporter", "prometheus", "alertmanager"}
+        assert "Grafana is not started" in output
+        with urllib.request.urlopen(urls["prometheus"] + "/-/ready", timeout=5) as response:
+            assert response.status == 200
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 5
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+    assert (tmp_path / "logs" / "prometheus.log").exists()  # --workdir is kept
+
+
+def test_vigil_stack_up_names_the_debian_package_of_a_missing_binary(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    done = subprocess.run([sys.executable, "-m", "exporter", "stack", "up", "--free-ports"],
+                          capture_output=True, text=True, env=_env(PATH=str(empty)), timeout=60)
+    assert done.returncode == 2
+    for package in ("redis-server", "prometheus", "prometheus-alertmanager"):
+        assert f"apt-get install {package}`" in done.stderr, done.stderr
+
+
+def test_vigil_stack_up_refuses_busy_ports(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "exporter", "stack", "up", "--free-ports",
+                               "--port", f"prometheus={port}"],
+                              capture_output=True, text=True, env=_env(), timeout=60)
+    assert done.returncode == 2
+    assert f"prometheus {port}" in done.stderr
+
+
+def test_free_ports_are_distinct():
+    ports = free_ports(20)
+    assert len(set(ports)) == 20
