@@ -42,3 +42,25 @@ def redis_isolated():
 def postgres_isolated():
     """A PostgreSQL of the test's own, free to be stopped and restarted."""
     yield from _serve(PostgresServer, "postgres")
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory):
+    """The whole stack from local binaries, shared by the live tests: Redis, PostgreSQL, the
+    exporter, the demo service with traffic, Prometheus with the bundle's rules (RedisDown's
+    `for` shortened, the way a user overrides the bundle) and Alertmanager; 1 s intervals."""
+    from exporter import bundle
+    from exporter.stack.stack import Stack
+
+    rules = tmp_path_factory.mktemp("rules")
+    bundle.build_rules(directory=rules, overrides={"forDurations": {"RedisDown": "10s"}})
+    stack = Stack(free_ports=True, demo=True, traffic=20, scrape_interval="1s",
+                  evaluation_interval="1s", collector_interval="1s", rules_dir=rules)
+    missing = stack.missing_binaries()
+    assert not missing, "\n".join(missing) + "\nrun the test command from README.md"
+    stack.start()
+    try:
+        stack.wait_for_query('up{job="vigil"} == 1', timeout=60)
+        yield stack
+    finally:
+        stack.stop()

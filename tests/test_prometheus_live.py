@@ -20,8 +20,6 @@ from exporter import bundle
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
-SCRAPE = "1s"
-REDIS_DOWN_FOR = "10s"
 # Metric names that only instrumented services expose (the demo service here).
 SERVICE_PREFIXES = ("http_", "agent_", "tool_", "llm_", "cache_", "auth_",
                     "vigil_db_query_duration_seconds", "vigil_db_pool_checkout")
@@ -61,31 +59,8 @@ def raw_inputs(groups: list[dict]) -> dict[str, set[str]]:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    from exporter.stack.stack import Stack
-
-    rules = tmp_path_factory.mktemp("rules")
-    bundle.build_rules(directory=rules, overrides={"forDurations": {"RedisDown": REDIS_DOWN_FOR}})
-    demo = demo_available()
-    stack = Stack(free_ports=True, demo=demo, traffic=20, scrape_interval=SCRAPE,
-                  evaluation_interval=SCRAPE, collector_interval=SCRAPE, rules_dir=rules,
-                  extra_args={"redis": ["--maxmemory", "256mb"]})  # as in docker-compose.yml
-    missing = stack.missing_binaries()
-    assert not missing, "\n".join(missing) + "\nrun the test command from README.md"
-    stack.start()
-    try:
-        stack.wait_for_query('up{job="vigil"} == 1', timeout=60)
-        if not demo:  # without the demo service nobody looks keys up in Redis: do it here
-            import redis
-            client = redis.Redis.from_url(stack.redis.url)
-            client.set("vigil:live-test", "1")
-            for _ in range(30):
-                client.get("vigil:live-test")
-                client.get("vigil:live-test:missing")
-            client.close()
-        yield stack
-    finally:
-        stack.stop()
+def live(live_stack):
+    return live_stack
 
 
 def _exposed_names(live) -> set[str]:
