@@ -47,6 +47,23 @@ def exporter_config(pg_url: str, redis_url: str, slow: bool) -> dict:
     }}
 
 
+def add_tenants(url: str, count: int) -> None:
+    """More tenants beside the demo set, so the exposition reaches about 500 series."""
+    from datetime import datetime
+
+    from sqlalchemy import create_engine
+
+    from exporter import dbschema
+    rows = [{"name": f"bench-{i:02d}", "plan": "starter", "max_agents": 10, "max_channels": 10,
+             "max_messages_per_day": 1000, "max_api_calls_per_day": 5000,
+             "max_storage_bytes": 2**30, "max_concurrent_connections": 20,
+             "created_at": datetime.utcnow()} for i in range(count)]
+    engine = create_engine(dbschema.sync_url(url))
+    with engine.begin() as connection:
+        connection.execute(dbschema.tenants.insert(), rows)
+    engine.dispose()
+
+
 def collection_round_cpu(pg_url: str, redis_url: str, rounds: int = 50) -> float:
     """Mean CPU seconds of one round of system + database + Redis collectors, in-process."""
     from exporter.app import build_collectors
@@ -98,21 +115,21 @@ def summarise(results: dict) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--outdir", default="/tmp/vigil-bench")
-    parser.add_argument("--tenants", type=int, default=20)
+    parser.add_argument("--tenants", type=int, default=15, help="tenants added to the demo set")
     parser.add_argument("--label", default="vigil")
     args = parser.parse_args()
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
 
     work = tempdir("bench")
-    (work / "pg").mkdir()
-    postgres = PostgresServer(work / "pg").start()
+    postgres = PostgresServer(tempdir("bench-pg")).start()
     redis_server = RedisServer(work).start()
     exporters = []
     try:
         from exporter import dbschema
         dbschema.create_schema(postgres.url)
-        dbschema.load_demo_data(postgres.url, tenants=args.tenants)
+        dbschema.load_demo_data(postgres.url)
+        add_tenants(postgres.url, args.tenants)
         import redis
         client = redis.Redis.from_url(redis_server.url)
         for i in range(10):

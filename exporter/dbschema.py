@@ -176,9 +176,21 @@ def load_demo_data(url: str | URL, seed: int = 42, now: datetime | None = None) 
             for table, rows in demo_rows(random.Random(seed), now).items():
                 if rows:
                     conn.execute(table.insert(), rows)
+            _advance_sequences(conn)
         return True
     finally:
         engine.dispose()
+
+
+def _advance_sequences(conn) -> None:
+    """The demo rows carry explicit ids; move PostgreSQL's id sequences past them so that
+    the application's own inserts do not collide."""
+    if conn.dialect.name != "postgresql":
+        return
+    for table in metadata.sorted_tables:
+        conn.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+            f"(SELECT coalesce(max(id), 0) + 1 FROM {table.name}), false)")
 
 
 def demo_rows(rng: random.Random, now: datetime) -> dict[Table, list[dict]]:

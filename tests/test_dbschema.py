@@ -95,3 +95,19 @@ def test_sync_url_maps_asyncio_drivers():
     assert dbschema.sync_url("sqlite+aiosqlite:///x.db").drivername == "sqlite"
     assert dbschema.sync_url("postgresql+asyncpg://h/db").drivername == "postgresql+psycopg"
     assert dbschema.sync_url("postgres://h/db").drivername == "postgresql+psycopg"
+
+
+def test_rows_added_after_the_demo_data_get_fresh_ids(postgres_isolated):
+    from sqlalchemy import create_engine, insert
+    from datetime import datetime
+
+    from exporter import dbschema
+    url = postgres_isolated.url
+    assert dbschema.load_demo_data(url)
+    engine = create_engine(dbschema.sync_url(url))
+    with engine.begin() as conn:
+        conn.execute(insert(dbschema.tenants).values(
+            name="newcomer", plan="free", max_agents=1, max_channels=1, max_messages_per_day=1,
+            max_api_calls_per_day=1, max_storage_bytes=1, max_concurrent_connections=1,
+            created_at=datetime(2026, 1, 1)))
+    engine.dispose()
