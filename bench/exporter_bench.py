@@ -47,6 +47,16 @@ def exporter_config(pg_url: str, redis_url: str, slow: bool) -> dict:
     }}
 
 
+def start_same_bytes_ref(exporter) -> tuple[subprocess.Popen, int]:
+    """bare aiohttp serving a frozen copy of Vigil's own body: the fair CPU reference."""
+    from tests.servers import free_port, wait_for_port
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "same_bytes_ref.py"),
+                             "--source", f"{exporter.url}/metrics", "--port", str(port)])
+    wait_for_port(port)
+    return proc, port
+
+
 def add_tenants(url: str, count: int) -> None:
     """More tenants beside the demo set, so the exposition reaches about 500 series."""
     from datetime import datetime
@@ -105,7 +115,9 @@ def summarise(results: dict) -> list[str]:
             lines.append(
                 f"{target} {mode}: CPU {ours:.3f} s/1k scrapes = "
                 f"{ours / cpu('redis_exporter', mode):.2f}x redis_exporter, "
-                f"{ours / cpu('aiohttp_cached', mode):.2f}x aiohttp_cached; p99 {p99:.2f} ms")
+                f"{ours / cpu('aiohttp_cached', mode):.2f}x aiohttp_cached, "
+                f"{ours / cpu('aiohttp_same_bytes', mode):.2f}x aiohttp_same_bytes; "
+                f"p99 {p99:.2f} ms")
         summary = wrk.get(target, {}).get("summary", wrk.get(target, {}))
         if summary.get("rps") or summary.get("requests_per_s"):
             lines.append(f"{target} wrk: {summary.get('rps') or summary.get('requests_per_s'):.0f} req/s")
@@ -124,7 +136,7 @@ def main() -> int:
     work = tempdir("bench")
     postgres = PostgresServer(tempdir("bench-pg")).start()
     redis_server = RedisServer(work).start()
-    exporters = []
+    exporters, same_bytes = [], None
     try:
         from exporter import dbschema
         dbschema.create_schema(postgres.url)
@@ -139,8 +151,10 @@ def main() -> int:
         for exporter in exporters:
             exporter.wait_for("/health/ready", timeout=30)
         time.sleep(6)  # let the slow query start sleeping
+        same_bytes = start_same_bytes_ref(exporters[0])
         extra = " ".join(f"{name}=http://127.0.0.1:{e.port}/metrics@{e.proc.pid}"
                          for name, e in zip(("vigil", "vigil_slow_query"), exporters))
+        extra += f" aiohttp_same_bytes=http://127.0.0.1:{same_bytes[1]}/metrics@{same_bytes[0].pid}"
         series = sum(1 for line in exporters[0].text().splitlines()
                      if line and not line.startswith("#"))
         print(f"vigil serves {series} samples")
@@ -155,6 +169,8 @@ def main() -> int:
         cpu_round = collection_round_cpu(postgres.url, redis_server.url)
         print(f"- one collection round (system + database + Redis): {cpu_round * 1000:.2f} ms CPU")
     finally:
+        if same_bytes:
+            same_bytes[0].terminate()
         for exporter in exporters:
             exporter.stop()
         redis_server.stop()

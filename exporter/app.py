@@ -51,8 +51,10 @@ def build_registry(scheduler: Scheduler) -> CollectorRegistry:
 
 def make_app(config: Config, web_config: WebConfig | None = None) -> web.Application:
     web_config = web_config or WebConfig()
+    middlewares = [web_config_middleware(web_config, OPEN_PATHS)] if (
+        web_config.users or web_config.headers) else []
     app = web.Application(client_max_size=config["web"]["max_request_body_bytes"],
-                          middlewares=[web_config_middleware(web_config, OPEN_PATHS)])
+                          middlewares=middlewares)
     collectors, disabled = build_collectors(config)
     scheduler = Scheduler(collectors)
     registry = build_registry(scheduler)
@@ -88,11 +90,9 @@ async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
 
 async def metrics(request: web.Request) -> web.Response:
     rendered = request.app[EXPOSITION].choose(request.headers.get("Accept", ""))
-    headers = {"Content-Type": rendered.content_type, "Vary": "Accept, Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-        headers["Content-Encoding"] = "gzip"
-        return web.Response(body=rendered.gzipped, headers=headers)
-    return web.Response(body=rendered.body, headers=headers)
+        return web.Response(body=rendered.gzipped, headers=rendered.gzip_headers)
+    return web.Response(body=rendered.body, headers=rendered.headers)
 
 
 async def health(request: web.Request) -> web.Response:

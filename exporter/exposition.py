@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as text_format
@@ -23,11 +22,15 @@ OPENMETRICS = openmetrics_format.CONTENT_TYPE_LATEST
 GZIP_LEVEL = 6
 
 
-@dataclass(frozen=True)
 class Rendered:
-    body: bytes
-    gzipped: bytes
-    content_type: str
+    """One format's body, its gzip copy, and the response headers for each (made once)."""
+
+    __slots__ = ("body", "gzipped", "content_type", "headers", "gzip_headers")
+
+    def __init__(self, body: bytes, gzipped: bytes, content_type: str):
+        self.body, self.gzipped, self.content_type = body, gzipped, content_type
+        self.headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+        self.gzip_headers = {**self.headers, "Content-Encoding": "gzip"}
 
 
 class Exposition:
