@@ -83,16 +83,8 @@ def library_families() -> list[tuple[str, str, list[str], str]]:
 
     from exporter.instrument import Metrics
 
-    registry = CollectorRegistry()
-    metrics = Metrics(registry=registry)
-    rows = []
-    for collector in list(registry._collector_to_names):  # noqa: SLF001 - read-only introspection
-        labels = list(getattr(collector, "_labelnames", ()))
-        for family in collector.describe():
-            name = family.name + ("_total" if family.type == "counter" else "")
-            rows.append((name, family.type, labels, family.documentation))
-    del metrics
-    return sorted(rows)
+    return sorted((f.name, f.type, list(f.labels), f.documentation)
+                  for f in Metrics(registry=CollectorRegistry()).families())
 
 
 def _exporter_rows(families) -> list[tuple[str, str, list[str], str]]:

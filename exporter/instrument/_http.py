@@ -1,0 +1,45 @@
+"""What the aiohttp and ASGI middlewares share: label bounds, path exclusion, cached children."""
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+
+from ._fast import incrementer
+from .metrics import CHILD_CACHE_SIZE, Metrics
+
+STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+METHOD_LABEL = {method: method for method in STANDARD_METHODS}
+OTHER_METHOD = "other"
+UNMATCHED = "unmatched"
+DEFAULT_EXCLUDE = ("/metrics", "/health*")
+
+
+def exclusions(patterns: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(exact paths, prefixes) from patterns where a trailing `*` means a prefix (`/health*`).
+    The middlewares test `path in exact or (prefixes and path.startswith(prefixes))` inline."""
+    patterns = tuple(patterns)
+    return (frozenset(p for p in patterns if not p.endswith("*")),
+            tuple(p[:-1] for p in patterns if p.endswith("*")))
+
+
+class HttpRecorder:
+    """Pre-resolved children per (method, route key, status), so that a request costs one dict
+    lookup and the metric updates themselves."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+        # inc(+1) / inc(-1) of the in-flight gauge, per method label
+        self.in_flight = {method: incrementer(metrics.http_in_flight.labels(method))
+                          for method in (*STANDARD_METHODS, OTHER_METHOD)}
+        self.entries: dict[Hashable, Callable[[float, int, int], None]] = {}
+        self._route_refs: list = []
+
+    def resolve(self, key: Hashable, method: str, route: str, status: int, route_object=None):
+        """`record(seconds, bytes received, bytes sent or -1)` for `key`. Middlewares look
+        `entries` up themselves and call this only on a miss. Keys may hold `id(route_object)`;
+        the object is kept alive here so that its id stays unique."""
+        entry = self.metrics.http_recorder(method, route, status)
+        if len(self.entries) < CHILD_CACHE_SIZE:
+            self.entries[key] = entry
+            if route_object is not None:
+                self._route_refs.append(route_object)
+        return entry

@@ -1,0 +1,116 @@
+"""Pure ASGI middleware for FastAPI, Starlette or any ASGI app.
+
+The route label is the template of the route the application's router matched, read from
+`scope["route"]` once the app has run (Starlette and FastAPI put the matched route there). The
+route table is never matched again and the raw path is never a label: requests the router did
+not match (404, 405, slash redirects) are counted with route="unmatched".
+
+    app = FastAPI()
+    app.add_middleware(PrometheusMiddleware, metrics=metrics)
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from time import perf_counter
+
+from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
+from .logging import accept_request_id, new_request_id, request_id_var
+from .metrics import Metrics, resolve
+
+_REQUEST_ID = b"x-request-id"
+
+
+class PrometheusMiddleware:
+    def __init__(self, app, metrics: Metrics | None = None, *,
+                 exclude_paths: Iterable[str] = DEFAULT_EXCLUDE, request_id: bool = True):
+        self.app = app
+        self.recorder = HttpRecorder(resolve(metrics))
+        self._in_flight, self._entries = self.recorder.in_flight, self.recorder.entries
+        self._excluded_exact, self._excluded_prefixes = exclusions(exclude_paths)
+        self.request_id = request_id
+
+    # The request path is written for speed (see docs/performance.md): no helper calls that
+    # can be inlined, children resolved once per label set, one call to record a request.
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in self._excluded_exact or (
+                self._excluded_prefixes and scope["path"].startswith(self._excluded_prefixes)):
+            await self.app(scope, receive, send)
+            return
+
+        method = METHOD_LABEL.get(scope["method"], OTHER_METHOD)
+        base_root = scope.get("root_path", "")
+        status = 0
+        sent = 0
+        received = 0
+        id_header = None
+        if self.request_id:
+            request_id = None
+            for name, value in scope["headers"]:
+                if name == _REQUEST_ID:
+                    request_id = accept_request_id(value.decode("latin-1"))
+                    break
+            if request_id is None:
+                request_id = new_request_id()
+            id_header = (_REQUEST_ID, request_id.encode())
+            token = request_id_var.set(request_id)
+
+        async def receive_counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+            return message
+
+        async def send_counted(message):
+            nonlocal status, sent
+            kind = message["type"]
+            if kind == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif kind == "http.response.start":
+                status = message["status"]
+                if id_header is not None:
+                    message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        in_flight = self._in_flight[method]
+        in_flight(1)
+        start = perf_counter()
+        try:
+            await self.app(scope, receive_counted, send_counted)
+        finally:
+            elapsed = perf_counter() - start
+            in_flight(-1)
+            if status == 0:  # the app raised before answering: the server answers 500
+                status, sent = 500, -1
+            route = scope.get("route")
+            if route is None or status == 405:
+                key = (method, None, None, status)
+            else:
+                key = (method, id(route), scope.get("root_path", ""), status)  # routes may be unhashable
+            record = self._entries.get(key)
+            if record is None:
+                record = self.recorder.resolve(
+                    key, method, _route_label(route, scope, base_root, status), status, route)
+            record(elapsed, received, sent)
+            if id_header is not None:
+                request_id_var.reset(token)
+
+
+def _route_label(route, scope, base_root: str, status: int) -> str:
+    if route is None or status == 405:
+        return UNMATCHED
+    # Mounts add their prefix to root_path; the route inside only knows its own path.
+    root = scope.get("root_path", "")
+    prefix = root[len(base_root):] if root.startswith(base_root) else root
+    if _is_mount(route):
+        return f"{prefix}/{{path}}"
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return prefix + template if template else UNMATCHED
+
+
+def _is_mount(route) -> bool:
+    try:
+        from starlette.routing import Mount
+    except ImportError:  # pragma: no cover - no Starlette, no Mount
+        return False
+    return isinstance(route, Mount)

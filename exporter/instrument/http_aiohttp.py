@@ -1,0 +1,100 @@
+"""aiohttp middleware.
+
+The route label is the canonical template of the resource aiohttp's router already matched
+(`request.match_info`); requests it did not match (404, 405, slash redirects of
+`normalize_path_middleware`) are counted with route="unmatched". The middleware sends the
+response itself (prepare + write_eof, which aiohttp then skips) so that the duration includes
+sending it and the size is `response.body_length`: the bytes written to the connection,
+streamed bodies, status line and headers included.
+
+    app = web.Application()
+    instrument_aiohttp(app, metrics)      # or middlewares=[aiohttp_middleware(metrics)]
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from time import perf_counter
+
+from aiohttp import web
+
+from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
+from .logging import REQUEST_ID_HEADER, accept_request_id, request_id_var
+from .metrics import Metrics, resolve
+
+
+def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterable[str] = DEFAULT_EXCLUDE,
+                       request_id: bool = True):
+    """The middleware; put it first in `middlewares` so that it sees every other one's work."""
+    recorder = HttpRecorder(resolve(metrics))
+    entries = recorder.entries
+    in_flight_by_method = recorder.in_flight
+    excluded_exact, excluded_prefixes = exclusions(exclude_paths)
+
+    @web.middleware
+    async def prometheus_middleware(request: web.Request, handler):
+        path = request.path
+        if path in excluded_exact or (excluded_prefixes and path.startswith(excluded_prefixes)):
+            return await handler(request)
+        method = METHOD_LABEL.get(request.method, OTHER_METHOD)
+        if request_id:
+            rid = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
+            token = request_id_var.set(rid)
+        in_flight = in_flight_by_method[method]
+        in_flight(1)
+        start = perf_counter()
+        response = None
+        status = 500
+        try:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                response = exc
+                raise
+            except asyncio.TimeoutError:
+                status = 504  # what aiohttp answers to a handler timing out
+                raise
+            finally:
+                if response is not None:
+                    status = response.status
+                    if request_id and not response.prepared:
+                        response.headers[REQUEST_ID_HEADER] = rid
+                    await _send(response, request)
+        finally:
+            elapsed = perf_counter() - start
+            in_flight(-1)
+            resource = request.match_info.route.resource
+            key = (method, resource, status)
+            record = entries.get(key)
+            if record is None:
+                label = UNMATCHED if resource is None else resource.canonical
+                record = recorder.resolve(key, method, label, status)
+            record(elapsed, request.content.total_bytes, -1 if response is None else response.body_length)
+            if request_id:
+                request_id_var.reset(token)
+        return response
+
+    return prometheus_middleware
+
+
+async def _send(response: web.StreamResponse, request: web.Request) -> None:
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client left; aiohttp's own write after us handles and logs it
+
+
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    rid = request_id_var.get()
+    if rid is not None and REQUEST_ID_HEADER not in response.headers:
+        response.headers[REQUEST_ID_HEADER] = rid
+
+
+def instrument_aiohttp(app: web.Application, metrics: Metrics | None = None, *,
+                       exclude_paths: Iterable[str] = DEFAULT_EXCLUDE, request_id: bool = True) -> None:
+    """Put the middleware first in `app`, and give responses that handlers prepare themselves
+    (streaming, SSE) the request id header too."""
+    app.middlewares.insert(0, aiohttp_middleware(metrics, exclude_paths=exclude_paths, request_id=request_id))
+    if request_id:
+        app.on_response_prepare.append(_add_request_id)

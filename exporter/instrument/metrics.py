@@ -1,0 +1,299 @@
+"""Every metric family of the instrumentation library, defined once and bound to one registry.
+
+`Metrics(registry)` registers all families at once, or none: a second `Metrics` on the same
+registry (or a clash with any other collector's names) raises `DuplicateMetricsError` instead of
+silently recording into families nobody exposes. Create one per registry and pass it to the
+middlewares and helpers; `default_metrics()` is the shared one on prometheus_client's REGISTRY.
+
+Gauges that count things held right now (in-flight requests, running agents, open connections,
+pool gauges) use `multiprocess_mode="livesum"`, so with PROMETHEUS_MULTIPROC_DIR the scrape
+shows the sum over live workers. The four per-request HTTP families are recorded through
+`http_recorder()` (see _fast.py for why); every other family is an ordinary prometheus_client
+metric wrapped in a `Family`.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
+
+from ._fast import HttpSeries, request_recorder
+from .cardinality import Cardinality
+
+# Children cached per raw label tuple; past this many the cache stops growing (bounded memory
+# even if a caller feeds unbounded values: they all resolve to "other" anyway).
+CHILD_CACHE_SIZE = 10_000
+
+HTTP_DURATION_BUCKETS = (.005, .01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10)
+SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+AGENT_BUCKETS = (.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+TOOL_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
+LLM_BUCKETS = (.1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120)
+MESSAGE_BUCKETS = (.0005, .001, .005, .01, .025, .05, .1, .25, .5, 1, 5)
+DB_QUERY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
+POOL_CHECKOUT_BUCKETS = (.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30)
+REDIS_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1)
+
+
+class DuplicateMetricsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str                  # as exposed: counters end in _total
+    type: str                  # counter | gauge | histogram
+    documentation: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+    multiprocess_mode: str | None = None   # gauges
+
+
+# Recorded once per request by the HTTP middlewares, through `Metrics.http_recorder()`.
+HTTP_REQUEST_FAMILIES = (
+    FamilySpec("http_requests_total", "counter", "HTTP requests by method, route template and status.",
+               ("method", "route", "status")),
+    FamilySpec("http_request_duration_seconds", "histogram", "HTTP request duration, response sent included.",
+               ("method", "route"), HTTP_DURATION_BUCKETS),
+    FamilySpec("http_request_size_bytes", "histogram", "HTTP request body bytes received.",
+               ("method", "route"), SIZE_BUCKETS),
+    FamilySpec("http_response_size_bytes", "histogram", "HTTP response bytes sent (streamed bodies included).",
+               ("method", "route"), SIZE_BUCKETS),
+)
+
+
+def multiprocess_mode() -> bool:
+    """Whether prometheus_client stores values in PROMETHEUS_MULTIPROC_DIR files (decided when
+    prometheus_client was imported)."""
+    return getattr(values.ValueClass, "_multiprocess", False)
+
+
+class Family:
+    """A metric with bounded label values and cached children.
+
+    `labels(*values)` applies the cardinality policy once per distinct raw tuple, then serves
+    the prometheus_client child from a dict.
+    """
+
+    __slots__ = ("metric", "_limiters", "_children", "_lock")
+
+    def __init__(self, metric, labels: tuple[str, ...], cardinality: Cardinality):
+        self.metric = metric
+        self._limiters = tuple(cardinality.limiter(name) for name in labels)
+        self._children: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+
+    def labels(self, *values):
+        child = self._children.get(values)
+        if child is None:
+            child = self._resolve(values)
+        return child
+
+    def _resolve(self, values: tuple):
+        if not self._limiters:
+            return self.metric
+        bounded = [limit(str(value)) for limit, value in zip(self._limiters, values, strict=True)]
+        child = self.metric.labels(*bounded)
+        with self._lock:
+            if len(self._children) < CHILD_CACHE_SIZE:
+                self._children[values] = child
+        return child
+
+    # Families without labels are used directly.
+    def inc(self, amount: float = 1) -> None:
+        self.metric.inc(amount)
+
+    def dec(self, amount: float = 1) -> None:
+        self.metric.dec(amount)
+
+    def set(self, value: float) -> None:
+        self.metric.set(value)
+
+
+def _counter(name, doc, labels=()) -> FamilySpec:
+    return FamilySpec(name, "counter", doc, tuple(labels))
+
+
+def _gauge(name, doc, labels=(), mode="livesum") -> FamilySpec:
+    return FamilySpec(name, "gauge", doc, tuple(labels), multiprocess_mode=mode)
+
+
+def _histogram(name, doc, labels, buckets) -> FamilySpec:
+    return FamilySpec(name, "histogram", doc, tuple(labels), tuple(buckets))
+
+
+def _build(spec: FamilySpec):
+    if spec.type == "counter":
+        return Counter(spec.name, spec.documentation, spec.labels, registry=None)
+    if spec.type == "gauge":
+        return Gauge(spec.name, spec.documentation, spec.labels, registry=None,
+                     multiprocess_mode=spec.multiprocess_mode)
+    return Histogram(spec.name, spec.documentation, spec.labels, registry=None, buckets=spec.buckets)
+
+
+class Metrics:
+    """All service metric families (names per the Vigil contract), registered in `registry`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, cardinality: Cardinality | None = None):
+        self.registry = REGISTRY if registry is None else registry
+        self.cardinality = cardinality or Cardinality()
+        self._collectors: list = []
+        self._specs: list[FamilySpec] = []
+        f = self._family
+
+        # HTTP. Per-request families live in compact storage (see _fast.HttpSeries), except in
+        # multiprocess mode, where values must go through prometheus_client's files.
+        self._http_series = None
+        self._http_families = None
+        if multiprocess_mode():
+            self._http_families = [f(spec) for spec in HTTP_REQUEST_FAMILIES]
+        else:
+            self._http_series = HttpSeries(HTTP_REQUEST_FAMILIES)
+            self._collectors.extend(self._http_series.collectors())
+            self._specs.extend(HTTP_REQUEST_FAMILIES)
+        self.http_in_flight = f(_gauge(
+            "http_requests_in_flight", "HTTP requests being served now.", ("method",)))
+
+        # Agents, messages, tools, LLM calls, caches
+        self.agent_executions = f(_counter(
+            "agent_executions_total", "Agent executions by status (success|error).", ("agent", "status")))
+        self.agent_duration = f(_histogram(
+            "agent_execution_duration_seconds", "Agent execution duration.", ("agent",), AGENT_BUCKETS))
+        self.agent_errors = f(_counter(
+            "agent_errors_total", "Failed agent executions by exception type.", ("agent", "error_type")))
+        self.agents_running = f(_gauge("agents_running", "Agent executions running now.", ("agent",)))
+        self.agent_messages = f(_counter(
+            "agent_messages_total", "Agent-to-agent messages.",
+            ("source_agent", "target_agent", "message_type")))
+        self.agent_message_size = f(_histogram(
+            "agent_message_size_bytes", "Agent-to-agent message size.",
+            ("source_agent", "target_agent", "message_type"), SIZE_BUCKETS))
+        self.agent_message_duration = f(_histogram(
+            "agent_message_processing_duration_seconds", "Time to process one agent message.",
+            ("message_type",), MESSAGE_BUCKETS))
+        self.tool_executions = f(_counter(
+            "tool_executions_total", "Tool executions by status (success|error).", ("tool", "status")))
+        self.tool_duration = f(_histogram(
+            "tool_execution_duration_seconds", "Tool execution duration.", ("tool",), TOOL_BUCKETS))
+        self.llm_requests = f(_counter(
+            "llm_requests_total", "LLM requests by status (success|error).", ("provider", "model", "status")))
+        self.llm_duration = f(_histogram(
+            "llm_request_duration_seconds", "LLM request duration.", ("provider", "model"), LLM_BUCKETS))
+        self.llm_tokens = f(_counter(
+            "llm_tokens_total", "LLM tokens used by type (prompt|completion).", ("provider", "model", "type")))
+        self.llm_cost = f(_counter(
+            "llm_cost_usd_total", "LLM cost in USD from the configured price table.", ("provider", "model")))
+        self.cache_hits = f(_counter("cache_hits_total", "Cache hits.", ("cache",)))
+        self.cache_misses = f(_counter("cache_misses_total", "Cache misses.", ("cache",)))
+
+        # Auth
+        self.auth_logins = f(_counter(
+            "auth_logins_total", "Logins by provider and outcome (success|failure).", ("provider", "outcome")))
+        self.auth_token_refreshes = f(_counter(
+            "auth_token_refreshes_total", "Token refreshes by provider and outcome.", ("provider", "outcome")))
+        self.auth_failed_attempts = f(_counter(
+            "auth_failed_attempts_total", "Failed authentication attempts by reason.", ("reason",)))
+        self.auth_api_keys_created = f(_counter("auth_api_keys_created_total", "API keys created."))
+        self.auth_api_keys_revoked = f(_counter("auth_api_keys_revoked_total", "API keys revoked."))
+        self.auth_requests = f(_counter(
+            "auth_requests_total", "Requests by authentication type (jwt|api_key|none).", ("auth_type",)))
+        self.auth_principal_requests = None
+        if self.cardinality.identities:
+            self.auth_principal_requests = f(_counter(
+                "auth_requests_by_principal_total",
+                "Requests by authentication type and hashed user / API-key id (opt-in).",
+                ("auth_type", "principal")))
+
+        # Connections and queues
+        self.websocket_connections = f(_gauge("websocket_connections", "WebSocket connections open now."))
+        self.websocket_messages = f(_counter(
+            "websocket_messages_total", "WebSocket messages by direction (in|out).", ("direction",)))
+        # A queue is usually shared (Redis list, broker): the latest reading wins, not the sum.
+        self.queue_depth = f(_gauge("queue_depth", "Items waiting in a queue.", ("queue",),
+                                    mode="livemostrecent"))
+
+        # SQLAlchemy pool and queries (same names as the exporter's pool gauges, label `pool`)
+        self.db_pool_size = f(_gauge("vigil_db_pool_size", "Configured size of the service's pool.", ("pool",)))
+        self.db_pool_checked_out = f(_gauge(
+            "vigil_db_pool_checked_out", "Pool connections in use.", ("pool",)))
+        self.db_pool_overflow = f(_gauge(
+            "vigil_db_pool_overflow", "Pool connections beyond its size.", ("pool",)))
+        self.db_pool_checked_in = f(_gauge(
+            "vigil_db_pool_checked_in", "Idle connections kept in the pool.", ("pool",)))
+        self.db_pool_checkout_duration = f(_histogram(
+            "vigil_db_pool_checkout_duration_seconds", "Time to get a connection from the pool.",
+            ("pool",), POOL_CHECKOUT_BUCKETS))
+        self.db_pool_connections_created = f(_counter(
+            "vigil_db_pool_connections_created_total", "New DBAPI connections opened by the pool.", ("pool",)))
+        self.db_pool_invalidations = f(_counter(
+            "vigil_db_pool_invalidations_total", "Pool connections invalidated.", ("pool",)))
+        self.db_query_duration = f(_histogram(
+            "vigil_db_query_duration_seconds",
+            "Query duration by statement type (SELECT|INSERT|UPDATE|DELETE|other).",
+            ("pool", "statement"), DB_QUERY_BUCKETS))
+
+        # Redis client
+        self.redis_operations = f(_counter(
+            "redis_client_operations_total", "Redis commands by status (success|error).",
+            ("client", "command", "status")))
+        self.redis_duration = f(_histogram(
+            "redis_client_operation_duration_seconds", "Redis command round trip.",
+            ("client", "command"), REDIS_BUCKETS))
+        self.redis_connections_active = f(_gauge(
+            "redis_client_connections_active", "Connections checked out of the client's pool.", ("client",)))
+
+        self._register()
+
+    def http_recorder(self, method: str, route: str, status: int) -> Callable[[float, int, int], None]:
+        """`record(seconds, bytes received, bytes sent or -1)` for one request label set."""
+        method, route, status = (self.cardinality.limiter(name)(str(value)) for name, value in
+                                 (("method", method), ("route", route), ("status", status)))
+        if self._http_series is not None:
+            return self._http_series.recorder(method, route, status)
+        requests, *histograms = (family.metric for family in self._http_families)
+        return request_recorder(requests.labels(method, route, status),
+                                *(histogram.labels(method, route) for histogram in histograms))
+
+    def families(self) -> list[FamilySpec]:
+        """Every family this object registered, e.g. to generate documentation."""
+        return list(self._specs)
+
+    def _family(self, spec: FamilySpec) -> Family:
+        metric = _build(spec)
+        self._collectors.append(metric)
+        self._specs.append(spec)
+        return Family(metric, spec.labels, self.cardinality)
+
+    def _register(self) -> None:
+        done = []
+        try:
+            for collector in self._collectors:
+                self.registry.register(collector)
+                done.append(collector)
+        except ValueError as exc:
+            for collector in done:
+                self.registry.unregister(collector)
+            raise DuplicateMetricsError(
+                f"{exc}. The instrumentation metrics are already registered in this registry: "
+                "create one Metrics per registry and pass it around (or use default_metrics())."
+            ) from exc
+
+
+
+_default: Metrics | None = None
+_default_lock = threading.Lock()
+
+
+def default_metrics() -> Metrics:
+    """The process-wide `Metrics` on prometheus_client's default REGISTRY, made on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Metrics()
+        return _default
+
+
+def resolve(metrics: Metrics | None) -> Metrics:
+    return default_metrics() if metrics is None else metrics

@@ -1,0 +1,371 @@
+"""HTTP middlewares (aiohttp and ASGI/FastAPI) against real requests."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import random
+import re
+
+import httpx
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import StreamingResponse
+from prometheus_client import CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+
+from exporter.instrument import (
+    Cardinality,
+    Metrics,
+    PrometheusMiddleware,
+    aiohttp_metrics_handler,
+    asgi_metrics_app,
+    configure_logging,
+    current_request_id,
+    instrument_aiohttp,
+)
+
+STANDARD_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+
+@pytest.fixture
+def registry():
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry):
+    return Metrics(registry)
+
+
+def value(registry, name, **labels):
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def label_sets(registry, family):
+    return {tuple(sorted(s.labels.items())) for metric in registry.collect() if metric.name == family
+            for s in metric.samples if s.name == f"{family}_total"}
+
+
+# --- aiohttp ---------------------------------------------------------------------------------
+
+def aiohttp_app(metrics, registry, gate: asyncio.Event | None = None, normalize: bool = True, **options):
+    log = logging.getLogger("test.app")
+
+    async def item(request):
+        log.info("serving item")
+        return web.json_response({"id": request.match_info["id"], "rid": current_request_id()})
+
+    async def upload(request):
+        data = await request.read()
+        return web.Response(body=data[::-1])
+
+    async def stream(request):
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(4):
+            await response.write(b"x" * 1000)
+        return response
+
+    async def missing(request):
+        raise web.HTTPNotFound()
+
+    async def boom(request):
+        raise RuntimeError("handler failed")
+
+    async def slow(request):
+        await gate.wait()
+        return web.Response(text="done")
+
+    async def health(request):
+        return web.Response(text="ok")
+
+    normalizer = web.normalize_path_middleware(append_slash=False, remove_slash=True)
+    app = web.Application(middlewares=[normalizer] if normalize else [])
+    instrument_aiohttp(app, metrics, **options)
+    app.router.add_get("/items/{id}", item)
+    app.router.add_post("/upload", upload)
+    app.router.add_get("/stream", stream)
+    app.router.add_get("/missing/{id}", missing)
+    app.router.add_get("/boom", boom)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/health/live", health)
+    app.router.add_get("/metrics", aiohttp_metrics_handler(registry))
+    admin = web.Application()
+    admin.router.add_get("/users/{name}", health)
+    app.add_subapp("/admin", admin)
+    return app
+
+
+async def test_aiohttp_counts_templates_statuses_and_sizes(metrics, registry):
+    async with TestClient(TestServer(aiohttp_app(metrics, registry))) as client:
+        for item_id in ("1", "2", "abc"):
+            assert (await client.get(f"/items/{item_id}")).status == 200
+        response = await client.post("/upload", data=b"a" * 5000)
+        assert (await response.read()) == b"a" * 5000
+        streamed = await client.get("/stream")
+        assert len(await streamed.read()) == 4000
+        assert (await client.get("/missing/7")).status == 404
+        assert (await client.get("/boom")).status == 500
+        assert (await client.get("/no/such/path")).status == 404
+        assert (await client.delete("/items/1")).status == 405
+        redirect = await client.get("/stream/", allow_redirects=False)
+        assert redirect.status in (301, 308)
+        assert (await client.request("PROPFIND", "/items/1")).status == 405
+        assert (await client.get("/admin/users/ann")).status == 200
+
+    assert value(registry, "http_requests_total", method="GET", route="/items/{id}", status="200") == 3
+    assert value(registry, "http_requests_total", method="POST", route="/upload", status="200") == 1
+    # A handler's own 404 keeps its template; the router's 404/405/redirects are "unmatched".
+    assert value(registry, "http_requests_total", method="GET", route="/missing/{id}", status="404") == 1
+    assert value(registry, "http_requests_total", method="GET", route="/boom", status="500") == 1
+    assert value(registry, "http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert value(registry, "http_requests_total", method="DELETE", route="unmatched", status="405") == 1
+    assert value(registry, "http_requests_total", method="GET", route="unmatched", status=str(redirect.status)) == 1
+    assert value(registry, "http_requests_total", method="other", route="unmatched", status="405") == 1
+    assert value(registry, "http_requests_total", method="GET", route="/admin/users/{name}", status="200") == 1
+
+    assert value(registry, "http_request_size_bytes_sum", method="POST", route="/upload") == 5000
+    # aiohttp counts what it wrote to the connection: the body plus status line and headers.
+    upload_sent = value(registry, "http_response_size_bytes_sum", method="POST", route="/upload")
+    assert 5000 < upload_sent < 5400
+    stream_sent = value(registry, "http_response_size_bytes_sum", method="GET", route="/stream")
+    assert 4000 < stream_sent < 4400
+    assert value(registry, "http_request_duration_seconds_count", method="GET", route="/items/{id}") == 3
+    assert value(registry, "http_requests_in_flight", method="GET") == 0
+
+
+async def test_aiohttp_request_id_excluded_paths_and_in_flight(metrics, registry):
+    gate = asyncio.Event()
+    async with TestClient(TestServer(aiohttp_app(metrics, registry, gate))) as client:
+        given = await client.get("/items/1", headers={"X-Request-ID": "req-42"})
+        assert given.headers["X-Request-ID"] == "req-42"
+        assert (await given.json())["rid"] == "req-42"
+        made = await client.get("/items/2")
+        assert re.fullmatch(r"[0-9a-f]{12}-[0-9]+", made.headers["X-Request-ID"])
+        assert (await made.json())["rid"] == made.headers["X-Request-ID"]
+        hostile = await client.get("/items/3", headers={"X-Request-ID": "x" * 500})
+        assert hostile.headers["X-Request-ID"] != "x" * 500
+        streamed = await client.get("/stream")
+        assert streamed.headers.get("X-Request-ID")  # prepared by the handler, still tagged
+
+        slow = asyncio.ensure_future(client.get("/slow"))
+        for _ in range(100):
+            if value(registry, "http_requests_in_flight", method="GET") == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert value(registry, "http_requests_in_flight", method="GET") == 1
+        gate.set()
+        assert (await slow).status == 200
+        assert value(registry, "http_requests_in_flight", method="GET") == 0
+
+        assert (await client.get("/health/live")).status == 200
+        scrape = await client.get("/metrics")
+        assert scrape.status == 200
+        assert "http_requests_total" in await scrape.text()
+        openmetrics = await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+        assert openmetrics.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert (await openmetrics.text()).endswith("# EOF\n")
+    assert value(registry, "http_requests_total", method="GET", route="/health/live", status="200") == 0
+    assert value(registry, "http_requests_total", method="GET", route="/metrics", status="200") == 0
+
+
+async def test_aiohttp_random_paths_keep_labels_bounded(metrics, registry):
+    rng = random.Random(4)
+    templates = {"/items/{id}", "/upload", "/stream", "/missing/{id}", "/boom", "/slow", "/health/live",
+                 "/admin/users/{name}"}
+    async with TestClient(TestServer(aiohttp_app(metrics, registry, normalize=False))) as client:
+        paths = [random_path(rng) for _ in range(10_000)]
+        for start in range(0, len(paths), 20):
+            batch = [client.request(method, path, allow_redirects=False) for method, path in paths[start:start + 20]]
+            for response in await asyncio.gather(*batch):
+                response.release()
+    assert_bounded(registry, paths, templates, "/items/{id}")
+
+
+def random_path(rng: random.Random) -> tuple[str, str]:
+    method = rng.choice(["GET", "GET", "GET", "POST", "DELETE", "PATCH", "PROPFIND", "MKCOL"])
+    token = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=rng.randint(1, 12)))
+    path = rng.choice([f"/items/{token}", f"/{token}", f"/{token}/{token}/", f"/missing/{token}",
+                       f"/wp-admin/{token}.php", f"/items/{token}/"])
+    return method, path
+
+
+def assert_bounded(registry, paths, templates, item_route):
+    sets = label_sets(registry, "http_requests")
+    routes = {dict(labels)["route"] for labels in sets}
+    methods = {dict(labels)["method"] for labels in sets}
+    assert routes <= templates | {"unmatched"}
+    assert "unmatched" in routes and item_route in routes
+    assert methods <= STANDARD_METHODS | {"other"}
+    assert "other" in methods
+    assert len(sets) < 60
+    total = sum(registry.get_sample_value("http_requests_total", dict(labels)) for labels in sets)
+    assert total == len(paths)  # nothing dropped, scanners included
+    exposition = generate_latest(registry).decode()
+    leaked = [p for _, p in paths if len(p) > 12 and f'"{p}"' in exposition]
+    assert not leaked
+
+
+# --- ASGI / FastAPI --------------------------------------------------------------------------
+
+def fastapi_app(metrics, registry, wrap: bool = False):
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int):
+        if item_id == 0:
+            raise HTTPException(404)
+        return {"id": item_id, "rid": current_request_id()}
+
+    @app.post("/echo")
+    async def echo(body: dict):
+        return body
+
+    @app.get("/stream")
+    async def stream():
+        async def chunks():
+            for _ in range(5):
+                yield b"y" * 1000
+        return StreamingResponse(chunks())
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("endpoint failed")
+
+    @app.get("/health")
+    async def health():
+        return {"ok": True}
+
+    sub = Starlette(routes=[Route("/users/{name}", lambda request: PlainTextResponse("hi"))])
+    app.mount("/admin", sub)
+    app.add_route("/metrics", asgi_metrics_app(registry))
+    if wrap:
+        return PrometheusMiddleware(app, metrics)
+    app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    return app
+
+
+def asgi_client(app):
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def test_fastapi_counts_templates_statuses_and_sizes(metrics, registry):
+    async with asgi_client(fastapi_app(metrics, registry)) as client:
+        for item_id in (1, 2, 3):
+            assert (await client.get(f"/items/{item_id}")).status_code == 200
+        assert (await client.get("/items/0")).status_code == 404
+        assert (await client.get("/items/abc")).status_code == 422
+        body = json.dumps({"k": "v" * 100})
+        echoed = await client.post("/echo", content=body, headers={"content-type": "application/json"})
+        assert echoed.status_code == 200
+        assert len((await client.get("/stream")).content) == 5000
+        assert (await client.get("/admin/users/bob")).status_code == 200
+        assert (await client.get("/nowhere")).status_code == 404
+        assert (await client.put("/items/1")).status_code == 405
+        assert (await client.get("/stream/")).status_code == 307
+        assert (await client.request("PROPFIND", "/items/1")).status_code == 405
+        assert (await client.get("/boom")).status_code == 500
+
+    assert value(registry, "http_requests_total", method="GET", route="/items/{item_id}", status="200") == 3
+    assert value(registry, "http_requests_total", method="GET", route="/items/{item_id}", status="404") == 1
+    assert value(registry, "http_requests_total", method="GET", route="/items/{item_id}", status="422") == 1
+    assert value(registry, "http_requests_total", method="GET", route="/admin/users/{name}", status="200") == 1
+    assert value(registry, "http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert value(registry, "http_requests_total", method="PUT", route="unmatched", status="405") == 1
+    assert value(registry, "http_requests_total", method="GET", route="unmatched", status="307") == 1
+    assert value(registry, "http_requests_total", method="other", route="unmatched", status="405") == 1
+    assert value(registry, "http_requests_total", method="GET", route="/boom", status="500") == 1
+
+    assert value(registry, "http_request_size_bytes_sum", method="POST", route="/echo") == len(body)
+    assert value(registry, "http_response_size_bytes_sum", method="POST", route="/echo") == len(echoed.content)
+    assert value(registry, "http_response_size_bytes_sum", method="GET", route="/stream") == 5000
+    assert value(registry, "http_request_duration_seconds_count", method="GET", route="/stream") == 1
+    assert value(registry, "http_requests_in_flight", method="GET") == 0
+
+
+async def test_fastapi_request_id_exclusion_and_wrapped_errors(metrics, registry):
+    async with asgi_client(fastapi_app(metrics, registry, wrap=True)) as client:
+        given = await client.get("/items/5", headers={"X-Request-ID": "abc.123"})
+        assert given.headers["x-request-id"] == "abc.123"
+        assert given.json()["rid"] == "abc.123"
+        made = await client.get("/items/6")
+        assert made.json()["rid"] == made.headers["x-request-id"]
+        assert made.headers["x-request-id"] != given.headers["x-request-id"]
+        # Wrapping the whole app also sees the 500 that Starlette's error middleware sends.
+        failed = await client.get("/boom")
+        assert failed.status_code == 500 and failed.headers.get("x-request-id")
+        assert (await client.get("/health")).status_code == 200
+        scrape = await client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        assert scrape.status_code == 200 and "http_requests_total" in scrape.text
+    assert value(registry, "http_requests_total", method="GET", route="/boom", status="500") == 1
+    assert value(registry, "http_response_size_bytes_count", method="GET", route="/boom") == 1
+    assert value(registry, "http_requests_total", method="GET", route="/health", status="200") == 0
+    assert value(registry, "http_requests_total", method="GET", route="/metrics", status="200") == 0
+
+
+async def test_fastapi_random_paths_keep_labels_bounded(metrics, registry):
+    rng = random.Random(5)
+    templates = {"/items/{item_id}", "/echo", "/stream", "/boom", "/health", "/admin/users/{name}"}
+    async with asgi_client(fastapi_app(metrics, registry)) as client:
+        paths = [random_path(rng) for _ in range(10_000)]
+        for start in range(0, len(paths), 20):
+            await asyncio.gather(*(client.request(method, path) for method, path in paths[start:start + 20]))
+    assert_bounded(registry, paths, templates, "/items/{item_id}")
+
+
+async def test_asgi_mounted_apps_websockets_and_no_request_id(metrics, registry):
+    async def files(scope, receive, send):  # a plain ASGI app under a Mount, like StaticFiles
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"file"})
+
+    seen = []
+
+    async def websocket(scope, receive, send):
+        seen.append(scope["type"])
+
+    ping = Route("/ping", lambda request: PlainTextResponse("pong"))
+    app = Starlette(routes=[Mount("/static", app=files), Mount("/v1", routes=[ping])])
+    async with asgi_client(PrometheusMiddleware(app, metrics, request_id=False)) as client:
+        for name in ("a.css", "b/c.js"):
+            response = await client.get(f"/static/{name}")
+            assert response.status_code == 200 and "x-request-id" not in response.headers
+        assert (await client.get("/v1/ping")).text == "pong"
+    await PrometheusMiddleware(websocket, metrics)({"type": "websocket", "path": "/ws"}, None, None)
+    assert seen == ["websocket"]
+    routes = {dict(labels)["route"] for labels in label_sets(registry, "http_requests")}
+    assert routes == {"/static/{path}", "/v1/ping"}
+    assert value(registry, "http_requests_total", method="GET", route="/static/{path}", status="200") == 2
+
+
+async def test_route_cap_collapses_into_other(registry):
+    metrics = Metrics(registry, cardinality=Cardinality(max_values={"route": 3}))
+    app = Starlette(routes=[Route(f"/r{i}", lambda request: PlainTextResponse("x")) for i in range(6)])
+    async with asgi_client(PrometheusMiddleware(app, metrics)) as client:
+        for i in range(6):
+            await client.get(f"/r{i}")
+    routes = {dict(labels)["route"] for labels in label_sets(registry, "http_requests")}
+    assert routes == {"/r0", "/r1", "/r2", "other"}
+    assert value(registry, "http_requests_total", method="GET", route="other", status="200") == 3
+
+
+async def test_json_logs_carry_the_request_id(metrics, registry):
+    stream = io.StringIO()
+    handler = configure_logging("info", stream)
+    try:
+        async with TestClient(TestServer(aiohttp_app(metrics, registry))) as client:
+            await client.get("/items/9", headers={"X-Request-ID": "trace-9"})
+        logging.getLogger("test.app").info("outside any request")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    served = [line for line in lines if line["msg"] == "serving item"]
+    assert served and served[0]["request_id"] == "trace-9"
+    outside = [line for line in lines if line["msg"] == "outside any request"]
+    assert outside and "request_id" not in outside[0]

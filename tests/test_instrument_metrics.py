@@ -1,0 +1,196 @@
+"""The metric families themselves: names, registry handling, cardinality bounds, id hashing."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
+
+from exporter.instrument import (
+    Cardinality,
+    DuplicateMetricsError,
+    Metrics,
+    hash_id,
+    record_auth_request,
+    track_agent,
+)
+from exporter.instrument._fast import HttpSeries, request_recorder
+from exporter.instrument.metrics import HTTP_REQUEST_FAMILIES, SIZE_BUCKETS, _build
+
+# The "Service metrics" of the Vigil contract, as exposed (counters with _total).
+CONTRACT_FAMILIES = {
+    "http_requests_total": ("method", "route", "status"),
+    "http_request_duration_seconds": ("method", "route"),
+    "http_request_size_bytes": ("method", "route"),
+    "http_response_size_bytes": ("method", "route"),
+    "http_requests_in_flight": ("method",),
+    "agent_executions_total": ("agent", "status"),
+    "agent_execution_duration_seconds": ("agent",),
+    "agent_errors_total": ("agent", "error_type"),
+    "agents_running": ("agent",),
+    "agent_messages_total": ("source_agent", "target_agent", "message_type"),
+    "agent_message_size_bytes": ("source_agent", "target_agent", "message_type"),
+    "agent_message_processing_duration_seconds": ("message_type",),
+    "tool_executions_total": ("tool", "status"),
+    "tool_execution_duration_seconds": ("tool",),
+    "llm_requests_total": ("provider", "model", "status"),
+    "llm_request_duration_seconds": ("provider", "model"),
+    "llm_tokens_total": ("provider", "model", "type"),
+    "llm_cost_usd_total": ("provider", "model"),
+    "cache_hits_total": ("cache",),
+    "cache_misses_total": ("cache",),
+    "auth_logins_total": ("provider", "outcome"),
+    "auth_token_refreshes_total": ("provider", "outcome"),
+    "auth_failed_attempts_total": ("reason",),
+    "auth_api_keys_created_total": (),
+    "auth_api_keys_revoked_total": (),
+    "auth_requests_total": ("auth_type",),
+    "websocket_connections": (),
+    "websocket_messages_total": ("direction",),
+    "queue_depth": ("queue",),
+    "vigil_db_pool_size": ("pool",),
+    "vigil_db_pool_checked_out": ("pool",),
+    "vigil_db_pool_overflow": ("pool",),
+    "vigil_db_pool_checked_in": ("pool",),
+    "vigil_db_pool_checkout_duration_seconds": ("pool",),
+    "vigil_db_pool_connections_created_total": ("pool",),
+    "vigil_db_pool_invalidations_total": ("pool",),
+    "vigil_db_query_duration_seconds": ("pool", "statement"),
+    "redis_client_operations_total": ("client", "command", "status"),
+    "redis_client_operation_duration_seconds": ("client", "command"),
+    "redis_client_connections_active": ("client",),
+}
+
+
+def test_families_match_the_contract():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    assert {spec.name: spec.labels for spec in metrics.families()} == CONTRACT_FAMILIES
+    exposed = {family.name + ("_total" if family.type == "counter" else "") for family in registry.collect()}
+    assert exposed == set(CONTRACT_FAMILIES)
+    gauges = {spec.name: spec.multiprocess_mode for spec in metrics.families() if spec.type == "gauge"}
+    assert gauges.pop("queue_depth") == "livemostrecent"
+    assert set(gauges.values()) == {"livesum"}
+
+
+def test_families_go_to_the_given_registry_only():
+    before = set(REGISTRY._names_to_collectors)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    with track_agent("a", metrics=metrics):
+        pass
+    assert set(REGISTRY._names_to_collectors) == before
+    assert registry.get_sample_value("agent_executions_total", {"agent": "a", "status": "success"}) == 1
+
+
+def test_double_registration_fails_loudly_and_leaves_the_registry_as_it_was():
+    registry = CollectorRegistry()
+    Metrics(registry)
+    names = set(registry._names_to_collectors)
+    with pytest.raises(DuplicateMetricsError, match="already registered"):
+        Metrics(registry)
+    assert set(registry._names_to_collectors) == names
+
+    clash = CollectorRegistry()
+    Counter("agent_errors", "someone else's family", registry=clash)
+    with pytest.raises(DuplicateMetricsError):
+        Metrics(clash)
+    assert set(clash._names_to_collectors) == {"agent_errors", "agent_errors_total", "agent_errors_created"}
+
+
+def test_allow_list_and_cap_collapse_into_other():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, cardinality=Cardinality(allow={"agent": ["planner", "writer"]},
+                                                         max_values={"tool": 2}))
+    for agent in ("planner", "writer", "intruder-1", "intruder-2"):
+        metrics.agent_executions.labels(agent, "success").inc()
+    for tool in ("search", "fetch", "t3", "t4", "search"):
+        metrics.tool_executions.labels(tool, "success").inc()
+    sample = registry.get_sample_value
+    assert sample("agent_executions_total", {"agent": "planner", "status": "success"}) == 1
+    assert sample("agent_executions_total", {"agent": "other", "status": "success"}) == 2
+    assert sample("agent_executions_total", {"agent": "intruder-1", "status": "success"}) is None
+    assert sample("tool_executions_total", {"tool": "search", "status": "success"}) == 2
+    assert sample("tool_executions_total", {"tool": "other", "status": "success"}) == 2
+
+
+def test_default_cap_bounds_any_label():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, cardinality=Cardinality(default_max_values=50))
+    for i in range(1000):
+        metrics.cache_hits.labels(f"cache-{i}").inc()
+    values = {s.labels["cache"] for m in registry.collect() if m.name == "cache_hits" for s in m.samples
+              if s.name == "cache_hits_total"}
+    assert len(values) == 51 and "other" in values
+    assert registry.get_sample_value("cache_hits_total", {"cache": "other"}) == 950
+
+
+def test_hash_id_is_a_salted_sha256_prefix():
+    assert hash_id(42) == hashlib.sha256(b"42").hexdigest()[:8]
+    assert hash_id(42, salt="s3cret") == hashlib.sha256(b"s3cret42").hexdigest()[:8]
+    assert hash_id(42, salt="s3cret") != hash_id(42)
+
+
+def test_ids_never_reach_the_exposition():
+    ids = [f"user-{i:05d}-{'x' * 8}" for i in range(300)] + [str(i) for i in range(100, 400)]
+
+    plain = CollectorRegistry()
+    metrics = Metrics(plain)
+    for principal in ids:
+        record_auth_request("jwt", principal, metrics=metrics)
+    text = generate_latest(plain).decode()
+    assert "principal" not in text
+    assert plain.get_sample_value("auth_requests_total", {"auth_type": "jwt"}) == len(ids)
+
+    opted_in = CollectorRegistry()
+    metrics = Metrics(opted_in, cardinality=Cardinality(identities=True, id_salt="pepper",
+                                                        max_values={"principal": 1000}))
+    for principal in ids:
+        record_auth_request("api_key", principal, metrics=metrics)
+    text = generate_latest(opted_in).decode()
+    principals = set(re.findall(r'principal="([^"]*)"', text))
+    assert principals == {hash_id(principal, "pepper") for principal in ids}
+    assert all(re.fullmatch(r"[0-9a-f]{8}", p) for p in principals)
+    for principal in ids:
+        assert f'"{principal}"' not in text
+        assert hashlib.sha256(principal.encode()).hexdigest()[:8] not in principals  # salted
+
+
+def test_http_fast_paths_match_the_public_api():
+    """The compact store (single process) and the direct value updates (multiprocess mode)
+    expose exactly what prometheus_client's own observe()/inc() would."""
+    series_registry, direct_registry, public_registry = CollectorRegistry(), CollectorRegistry(), CollectorRegistry()
+    series = HttpSeries(HTTP_REQUEST_FAMILIES)
+    for collector in series.collectors():
+        series_registry.register(collector)
+    direct, public = [], []
+    for spec in HTTP_REQUEST_FAMILIES:
+        for registry, kept in ((direct_registry, direct), (public_registry, public)):
+            kept.append(_build(spec))
+            registry.register(kept[-1])
+
+    values = [0, 1e-7, .005, .0050001, .1, 2.5, 10, 11, 1e6] + list(SIZE_BUCKETS)
+    for labels in (("GET", "/items/{id}"), ("POST", "/items")):
+        status = "200" if labels[0] == "GET" else "201"
+        via_series = series.recorder(*labels, status)
+        requests, *histograms = direct
+        via_values = request_recorder(requests.labels(*labels, status), *(h.labels(*labels) for h in histograms))
+        for i, seconds in enumerate(values):
+            size = int(seconds * 1000) if seconds < 1e5 else 10**9
+            sent = -1 if i % 4 == 0 else size
+            via_series(seconds, size, sent)
+            via_values(seconds, size, sent)
+            public[0].labels(*labels, status).inc()
+            public[1].labels(*labels).observe(seconds)
+            public[2].labels(*labels).observe(size)
+            response_size = public[3].labels(*labels)  # exposed even before its first observation
+            if sent >= 0:
+                response_size.observe(sent)
+
+    def samples(registry):
+        return sorted((s.name, tuple(sorted(s.labels.items())), s.value) for m in registry.collect()
+                      for s in m.samples if not s.name.endswith("_created"))
+    assert samples(series_registry) == samples(public_registry)
+    assert samples(direct_registry) == samples(public_registry)
+    assert len(samples(public_registry)) > 60

@@ -1,0 +1,110 @@
+"""prometheus-client multiprocess mode: two real worker processes, one aggregated scrape."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from prometheus_client import generate_latest
+
+from exporter.instrument import exposition_registry, mark_process_dead
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A worker serves `n` requests to /ok, then stays inside one /hold request and one agent
+# execution until told to finish on stdin.
+WORKER = r'''
+import asyncio, sys
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from exporter.instrument import Metrics, PrometheusMiddleware, track_agent
+
+metrics = Metrics(CollectorRegistry())
+gate = asyncio.Event()
+
+async def ok(request):
+    return PlainTextResponse("ok")
+
+async def hold(request):
+    await gate.wait()
+    return PlainTextResponse("held")
+
+app = PrometheusMiddleware(Starlette(routes=[Route("/ok", ok), Route("/hold", hold)]), metrics)
+
+async def call(path):
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+             "query_string": b"", "headers": [], "server": ("worker", 80), "client": ("c", 1)}
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(message):
+        pass
+    await app(scope, receive, send)
+
+async def main():
+    for _ in range(int(sys.argv[1])):
+        await call("/ok")
+    held = asyncio.create_task(call("/hold"))
+    with track_agent("planner", metrics=metrics):
+        await asyncio.sleep(0.01)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    gate.set()
+    await held
+    print("done", flush=True)
+
+asyncio.run(main())
+'''
+
+
+def start_worker(requests: int, multiproc_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-c", WORKER, str(requests)], cwd=ROOT, env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def test_two_workers_aggregate_and_live_gauges_follow_live_workers(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    first, second = start_worker(3, tmp_path), start_worker(5, tmp_path)
+    try:
+        for worker in (first, second):
+            assert worker.stdout.readline().strip() == "ready"
+        registry = exposition_registry()  # aggregates the directory, as /metrics does
+
+        def sample(name, **labels):
+            return registry.get_sample_value(name, labels)
+
+        assert sample("http_requests_total", method="GET", route="/ok", status="200") == 8
+        assert sample("http_request_duration_seconds_count", method="GET", route="/ok") == 8
+        assert sample("http_requests_in_flight", method="GET") == 2
+        assert sample("agents_running", agent="planner") == 2
+        assert b'http_requests_in_flight{method="GET"} 2.0' in generate_latest(registry)
+
+        first.stdin.write("\n")
+        first.stdin.flush()
+        assert first.stdout.readline().strip() == "done"
+        assert first.wait(10) == 0
+        mark_process_dead(first.pid)
+        assert sample("http_requests_total", method="GET", route="/hold", status="200") == 1
+        assert sample("http_requests_in_flight", method="GET") == 1
+        assert sample("agents_running", agent="planner") == 1
+        assert sample("agent_executions_total", agent="planner", status="success") == 1
+
+        # A worker killed mid-request leaves its files behind; once reported dead, its live
+        # gauges stop counting while its counters stay in the totals.
+        second.send_signal(signal.SIGKILL)
+        second.wait(10)
+        assert sample("http_requests_in_flight", method="GET") == 1
+        mark_process_dead(second.pid)
+        assert sample("http_requests_in_flight", method="GET") is None  # no live worker left
+        assert sample("agents_running", agent="planner") is None
+        assert sample("http_requests_total", method="GET", route="/ok", status="200") == 8
+    finally:
+        for worker in (first, second):
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
