@@ -58,6 +58,9 @@ def exporter_families(postgres_url: str, redis_url: str) -> list:
     from exporter.scheduler import Scheduler
 
     dbschema.load_demo_data(postgres_url)  # creates the schema; labels come from real rows
+    import redis
+    with redis.Redis.from_url(redis_url) as client:  # so that per-db key counts have a row
+        client.set("vigil:docgen", "1")
     config = load(None, environ={}, overrides={
         "collectors.database.databases": {"main": {"url": postgres_url}},
         "collectors.redis.instances": {"main": {"url": redis_url, "keys": [{"key": "queue:docs", "type": "list"}]}},

@@ -20,24 +20,7 @@ from exporter import bundle
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
-# Metric names that only instrumented services expose (the demo service here).
-SERVICE_PREFIXES = ("http_", "agent_", "tool_", "llm_", "cache_", "auth_",
-                    "vigil_db_query_duration_seconds", "vigil_db_pool_checkout")
 DATA_TIMEOUT = 120.0
-
-
-def demo_available() -> bool:
-    """The demo service exists once `vigil demo` is more than a placeholder."""
-    import argparse
-
-    from exporter.demo.cli import register
-    subparsers = argparse.ArgumentParser().add_subparsers()
-    register(subparsers)
-    return "demo" in subparsers.choices
-
-
-def is_service_metric(name: str) -> bool:
-    return name.startswith(SERVICE_PREFIXES)
 
 
 def raw_inputs(groups: list[dict]) -> dict[str, set[str]]:
@@ -72,8 +55,6 @@ def _exposed_names(live) -> set[str]:
 def test_every_metric_name_used_by_rules_is_exposed(live):
     used = bundle.metric_names_used_by_rules()
     wanted = {name for name in used if name != "up"}  # `up` is Prometheus' own
-    if not live.demo:
-        wanted = {name for name in wanted if not is_service_metric(name)}
     deadline = time.monotonic() + DATA_TIMEOUT
     while True:
         missing = sorted(wanted - _exposed_names(live))
@@ -82,14 +63,10 @@ def test_every_metric_name_used_by_rules_is_exposed(live):
         time.sleep(1)
     assert not missing, "rules read names no target exposes:\n" + "\n".join(
         f"  {name} (read by {', '.join(used[name])})" for name in missing)
-    if not live.demo:
-        pytest.skip("the demo service is not available yet: service metrics not checked")
 
 
 def test_every_recording_rule_returns_series(live):
-    inputs = raw_inputs(bundle.load_groups())
-    wanted = sorted(name for name, raw in inputs.items()
-                    if live.demo or not any(map(is_service_metric, raw)))
+    wanted = sorted(raw_inputs(bundle.load_groups()))
     deadline = time.monotonic() + DATA_TIMEOUT
     while True:
         empty = [name for name in wanted if not live.query(f"count({name})")]
@@ -97,8 +74,6 @@ def test_every_recording_rule_returns_series(live):
             break
         time.sleep(1)
     assert not empty, f"recording rules without series: {empty}"
-    if not live.demo:
-        pytest.skip("the demo service is not available yet: service recording rules not checked")
 
 
 def _redis_down(live) -> list[str]:

@@ -1,0 +1,106 @@
+// Vigil's own dashboard helpers on top of grafana.libsonnet: the Prometheus bundle's config
+// (selectors, thresholds, runbook URLs), the recording rules' names, common queries and the
+// dashboard frame (variables, tags, links) that every Vigil dashboard shares.
+local g = import 'grafana.libsonnet';
+local bundle = import '../../prometheus/config.libsonnet';
+
+local c = bundle._config;
+
+{
+  g:: g,
+  config:: c,
+
+  // Dashboard uids (stable: links, bookmarks and the alerts' dashboard_url rely on them).
+  uids:: c.dashboardUids,
+
+  // The alerts' thresholds, read from the Prometheus bundle so a panel's line is the alert's.
+  thresholds:: c.thresholds,
+  llmBudget:: c.llmBudget,
+  windows:: c.windows,
+
+  selectors:: {
+    exporter: c.exporterSelector,
+    service: c.serviceSelector,
+    prometheus: c.prometheusSelector,
+    alertmanager: c.alertmanagerSelector,
+    targets: c.targetSelector,
+  },
+
+  // A runbook link for an alert: the bundle's own URL pattern, so it lands on the section of
+  // docs/runbooks.md that the alert's runbook_url annotation points to.
+  runbook(alert):: g.link('Runbook: ' + alert, c.runbookUrlPattern % std.asciiLower(alert)),
+
+  // Matchers every query carries: the dashboard's job and instance variables.
+  sel(extra=''):: 'job=~"$job", instance=~"$instance"' + (if extra == '' then '' else ', ' + extra),
+
+  // For recording rules that keep `job` but not `instance` (level `job_...:`).
+  jobSel(extra=''):: 'job=~"$job"' + (if extra == '' then '' else ', ' + extra),
+
+  // Common queries.
+  rate(metric, by='', extra='')::
+    local inner = 'rate(%s{%s}[$__rate_interval])' % [metric, self.sel(extra)];
+    if by == '' then 'sum(%s)' % inner else 'sum by (%s) (%s)' % [by, inner],
+
+  increase(metric, range, by='', extra='')::
+    local inner = 'increase(%s{%s}[%s])' % [metric, self.sel(extra), range];
+    if by == '' then 'sum(%s)' % inner else 'sum by (%s) (%s)' % [by, inner],
+
+  // A quantile of a histogram over the dashboard's rate interval.
+  quantile(q, histogram, by='', extra='')::
+    'histogram_quantile(%s, sum by (%s) (rate(%s_bucket{%s}[$__rate_interval])))'
+    % [q, std.join(', ', ['le'] + (if by == '' then [] else [by])), histogram, self.sel(extra)],
+
+  // errors / total, as 0 (not "no data") while there are requests but no errors yet.
+  errorRatio(metric, errorMatcher, by='', extra='')::
+    local sel = if extra == '' then errorMatcher else extra + ', ' + errorMatcher;
+    '(%s or %s * 0) / %s' % [self.rate(metric, by, sel), self.rate(metric, by, extra),
+                             self.rate(metric, by, extra)],
+
+  // The frame of every Vigil dashboard: datasource, job and instance variables (the job list
+  // comes from `jobMetric` restricted by the bundle's selector), the `vigil` tag, a dropdown of
+  // the other Vigil dashboards and a link to the runbooks.
+  dashboard(key, title, description, items, jobMetric, jobSelector, variables=[], time='now-1h')::
+    g.dashboard(
+      title,
+      uid=$.uids[key],
+      description=description,
+      tags=['vigil', key],
+      time=time,
+      variables=[
+        g.variables.datasource,
+        g.variables.job(jobMetric, jobSelector),
+        g.variables.instance(jobMetric),
+      ] + variables,
+      links=[
+        {
+          title: 'Vigil dashboards',
+          type: 'dashboards',
+          tags: ['vigil'],
+          asDropdown: true,
+          includeVars: true,
+          keepTime: true,
+          targetBlank: false,
+          icon: 'external link',
+          tooltip: '',
+          url: '',
+        },
+        {
+          title: 'Runbooks',
+          type: 'link',
+          url: std.rstripChars(c.runbookUrlPattern % '', '#'),
+          asDropdown: false,
+          includeVars: false,
+          keepTime: false,
+          targetBlank: true,
+          icon: 'doc',
+          tooltip: 'What each alert means and what to do',
+          tags: [],
+        },
+      ],
+      items=items,
+    ),
+
+  // A link from a panel to another Vigil dashboard, keeping the time range and variables.
+  dashboardLink(key, title)::
+    g.link(title, '/d/%s?${__url_time_range}&${datasource:queryparam}' % $.uids[key]),
+}
