@@ -68,3 +68,24 @@ def test_fast_query_keeps_its_schedule_and_scrapes_stay_fast(exporter_with_slow_
     assert last - first >= 2.5  # refreshed about every second while the slow one sleeps
     latencies.sort()
     assert latencies[int(len(latencies) * 0.99) - 1] < 0.05, latencies[-5:]
+
+
+def test_ready_only_after_the_first_round(postgres_server):
+    import json
+    import urllib.error
+    config = {"collectors": {
+        "system": {"enabled": False}, "redis": {"enabled": False},
+        "database": {"databases": {"main": {"url": postgres_server.url}}},
+        "business": {"default_queries": False, "queries": [
+            {"name": "vigil_test_first_round", "help": "Takes 3 s.", "timeout": "10s",
+             "sql": "SELECT 1 AS value FROM pg_sleep(3)"}]}}}
+    running = Exporter(config).start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as starting:
+            running.get("/health/ready")
+        assert starting.value.code == 503
+        assert json.loads(starting.value.read())["status"] == "starting"
+        running.wait_for("/health/ready", timeout=15)
+        assert sample_value(running.text(), "vigil_test_first_round") == 1
+    finally:
+        running.stop()
