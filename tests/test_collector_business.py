@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter import dbschema
 from exporter.collectors.business import (BusinessCollector, Query, check_queries,
-                                          configured_queries, format_duration)
+                                          configured_queries)
+from exporter.validation import format_duration
 from exporter.config import ConfigError, load
 from exporter.scheduler import Scheduler
 

@@ -89,7 +89,7 @@ async def test_every_family_present_with_plausible_values(make):
 
 async def test_help_names_the_configured_interval(make):
     families = await make(interval="1m").collect()
-    assert families[0].documentation.endswith("every 60s.")
+    assert families[0].documentation.endswith("every 1m.")
 
 
 async def test_include_exclude_and_caps(make, caplog):

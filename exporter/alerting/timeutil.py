@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+from exporter import validation
+
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d)?)(\.\d+)?(Z|[+-]\d\d:?\d\d)?)?")
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 
 
 def utc_now() -> datetime:
@@ -37,10 +37,7 @@ def parse_time(text: str) -> datetime | None:
 
 def parse_duration(text: str) -> timedelta:
     """A Prometheus duration such as 90s, 30m, 2h, 1h30m, 1d, 1w; ValueError otherwise."""
-    text = text.strip()
-    if not text or _DURATION.sub("", text):
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 2h, 1h30m, 1d)")
-    seconds = sum(int(n) * _UNITS[unit] for n, unit in _DURATION.findall(text))
+    seconds = validation.parse_duration(text)
     if seconds <= 0:
         raise ValueError(f"duration must be positive: {text!r}")
     return timedelta(seconds=seconds)

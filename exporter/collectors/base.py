@@ -6,7 +6,7 @@ from typing import Awaitable, Callable, ClassVar
 
 from prometheus_client.metrics_core import Metric
 
-from exporter.validation import Bool, Duration, Field, Object
+from exporter.validation import Bool, Duration, Field, Object, format_duration
 
 # Health states of one check, worst last.
 OK, DISABLED, DEGRADED, FAILING = "ok", "disabled", "degraded", "failing"
@@ -52,6 +52,11 @@ def collector_schema(interval: str, timeout: str, fields: dict[str, Field],
         "timeout": Duration(timeout, "How long one refresh may take before it counts as failed."),
     }
     return Object({**common, **fields}, check=check)
+
+
+def refreshed_every(seconds: float) -> str:
+    """The sentence every HELP string of a background-refreshed family ends with."""
+    return f" Refreshed in the background every {format_duration(seconds)}."
 
 
 class Collector:

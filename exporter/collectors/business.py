@@ -28,11 +28,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exporter.collectors import register
-from exporter.collectors.base import Collector, Job, collector_schema
+from exporter.collectors.base import Collector, Job, collector_schema, refreshed_every
 from exporter.collectors.sqlutil import make_engine
 from exporter.config import ConfigError
 from exporter.logs import describe_error
-from exporter.validation import Bool, Duration, Errors, Int, List, Object, Str
+from exporter.validation import Bool, Duration, Errors, Int, List, Object, Str, format_duration
 
 DEFAULT_QUERIES = Path(__file__).resolve().parent.parent / "business_queries.yml"
 APPLICATION = "vigil-business"  # PostgreSQL application_name; a run sets "vigil-business:<query>"
@@ -112,7 +112,7 @@ class Query:
     def help_text(self) -> str:
         sentence = self.help.rstrip()
         sentence += "" if sentence.endswith((".", "!", "?")) else "."
-        return f"{sentence} Refreshed in the background every {format_duration(self.interval)}."
+        return sentence + refreshed_every(self.interval)
 
 
 @functools.cache
@@ -159,20 +159,6 @@ def config_faults(root: dict) -> list[str]:
     except ConfigError as exc:
         return exc.faults
     return []
-
-
-def format_duration(seconds: float) -> str:
-    """60 -> "1m", 90 -> "1m30s", 0.5 -> "500ms"."""
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    parts, rest = [], seconds
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        count, rest = divmod(rest, size)
-        if count:
-            parts.append(f"{int(count)}{unit}")
-    if rest or not parts:
-        parts.append(f"{rest:g}s")
-    return "".join(parts)
 
 
 # ------------------------------------------------------------------ running a query

@@ -29,7 +29,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exporter.collectors import register
-from exporter.collectors.base import DEGRADED, FAILING, OK, Check, Collector, collector_schema
+from exporter.collectors.base import (DEGRADED, FAILING, OK, Check, Collector, collector_schema,
+                                     refreshed_every)
 from exporter.collectors.sqlutil import dialect_name, make_engine, sqlite_path
 from exporter.logs import FailureLog, describe_error, redact, redact_url
 from exporter.validation import Duration, Int, Map, Object, Str
@@ -267,7 +268,7 @@ class Families:
     """The collector's metric families, each built once with its HELP and sample labels."""
 
     def __init__(self, interval: float):
-        self.suffix = f" Refreshed in the background every {interval:g}s."
+        self.suffix = refreshed_every(interval)
         self.families: dict[str, Metric] = {}
 
     def add(self, name: str, database: str, value: float, *labels: str) -> None:

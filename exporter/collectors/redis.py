@@ -19,8 +19,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from exporter.collectors import register
-from exporter.collectors.base import DEGRADED, DISABLED, FAILING, OK, Check, Collector, \
-    Job, collector_schema
+from exporter.collectors.base import (DEGRADED, DISABLED, FAILING, OK, Check, Collector, Job,
+                                     collector_schema, refreshed_every)
 from exporter.logs import FailureLog, describe_error, redact_url
 from exporter.validation import Duration, Errors, Int, List, Map, Object, Str
 
@@ -161,7 +161,7 @@ class RedisCollector(Collector):
 
     def __init__(self, config: dict, root: dict | None = None):
         super().__init__(config, root)
-        self.every = f" Refreshed in the background every {config['interval']:g}s."
+        self.every = refreshed_every(config['interval'])
         failures = FailureLog(log)
         self.instances = [Instance(name, c, config["max_keys"], failures)
                           for name, c in config["instances"].items()]

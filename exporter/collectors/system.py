@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors import register
-from exporter.collectors.base import Collector, collector_schema
+from exporter.collectors.base import Collector, collector_schema, refreshed_every
 from exporter.logs import FailureLog, describe_error
 from exporter.validation import Int, List, Object, Regex, Str
 
@@ -77,7 +77,7 @@ class SystemCollector(Collector):
 
     def __init__(self, config: dict, root: dict | None = None):
         super().__init__(config, root)
-        self.every = f" Refreshed in the background every {config['interval']:g}s."
+        self.every = refreshed_every(config['interval'])
         self.failures = FailureLog(log)
         self.devices = Selector(config["devices"], config["max_devices"], "devices",
                                 self.failures)

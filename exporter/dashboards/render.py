@@ -21,6 +21,7 @@ from pathlib import Path
 
 from exporter.dashboards import lint
 from exporter.dashboards.build import load_dashboards
+from exporter.validation import parse_duration
 
 DEFAULT_SCRAPE_INTERVAL = 15.0
 
@@ -41,19 +42,6 @@ class RenderError(Exception):
 
 
 # ---- durations -------------------------------------------------------------------------------
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-
-
-def parse_duration(text: str) -> float:
-    """'30m', '1h30m', '2d' -> seconds."""
-    text = text.strip()
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 6h, 2d)")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-
 
 def format_duration(seconds: float) -> str:
     seconds = int(round(seconds))
