@@ -1,7 +1,9 @@
 """Real servers for the tests, started from Debian's binaries on 127.0.0.1.
 
-Each server runs on a free port in a temporary directory and can be stopped and started again
-(to test outages) on the same port and data.
+Redis and PostgreSQL are the local stack's own components (exporter/stack/components.py), so the
+tests run the servers exactly as `vigil stack up` does. Each runs on a free port in a temporary
+directory and can be stopped and started again (to test outages) on the same port and data.
+`Process` is the small helper the other fixtures use for one-off binaries.
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+from exporter.stack import components
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")  # where Debian puts initdb and postgres
 
 
 def free_port() -> int:
@@ -83,86 +87,32 @@ def _drop_to(user: str):
     return preexec
 
 
-class RedisServer(Process):
+class RedisServer(components.Redis):
+    """The stack's Redis component on a free port of its own, without a memory limit."""
+
     def __init__(self, workdir: Path, port: int | None = None):
-        super().__init__("redis", workdir)
-        self.port = port or free_port()
-        self.binary = require("redis-server")
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> "RedisServer":
-        self.spawn([self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                    "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no"])
-        wait_for_port(self.port)
-        return self
+        super().__init__("redis", workdir, port or free_port(), extra_args=["--maxmemory", "0"])
 
 
-class PostgresServer(Process):
-    """A throwaway cluster: trust auth on 127.0.0.1, superuser `postgres`, database `vigil`."""
+class PostgresServer(components.Postgres):
+    """The stack's PostgreSQL component, as the tests want it: superuser `postgres`,
+    `max_connections` 50 (tests count against it), and a psycopg URL."""
 
     user = "postgres"
 
     def __init__(self, workdir: Path, port: int | None = None):
-        super().__init__("postgres", workdir)
-        self.port = port or free_port()
-        self.datadir = workdir / "data"
-        self.run_as = self.user if os.geteuid() == 0 else None
+        super().__init__("postgres", workdir, port or free_port(),
+                         extra_args=["-c", "max_connections=50", "-c", "shared_buffers=16MB"])
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/vigil"
-
-    @property
-    def dsn(self) -> str:
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname=vigil"
-
-    def init(self) -> None:
-        if self.run_as:
-            shutil.chown(self.workdir, self.run_as, self.run_as)
-        subprocess.run([require("initdb"), "-D", str(self.datadir), "-U", "postgres",
-                        "--auth=trust", "-E", "UTF8", "--no-sync"], check=True,
-                       capture_output=True, preexec_fn=_drop_to(self.run_as) if self.run_as else None)
-
-    def start(self) -> "PostgresServer":
-        if not self.datadir.exists():
-            self.init()
-            first = True
-        else:
-            first = False
-        self.spawn([require("postgres"), "-D", str(self.datadir), "-p", str(self.port),
-                    "-h", "127.0.0.1", "-k", str(self.workdir), "-c", "fsync=off",
-                    "-c", "max_connections=50", "-c", "shared_buffers=16MB"], user=self.run_as)
-        self._wait_ready()
-        if first:
-            self.psql("CREATE DATABASE vigil", dbname="postgres")
-        return self
-
-    def _wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            probe = subprocess.run([require("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                                   capture_output=True)
-            if probe.returncode == 0:
-                return
-            if not self.running:
-                raise RuntimeError(f"postgres exited:\n{self.log()}")
-            time.sleep(0.1)
-        raise TimeoutError(f"postgres not ready:\n{self.log()}")
+        return f"postgresql+psycopg://{self.user}@{self.address}/{self.database}"
 
     def psql(self, sql: str, dbname: str = "vigil") -> str:
-        out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+        out = subprocess.run(["psql", "-h", self.host, "-p", str(self.port), "-U", self.user,
                               "-d", dbname, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
                              capture_output=True, text=True, check=True)
         return out.stdout.strip()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        # SIGINT is PostgreSQL's "fast" shutdown: it ends client sessions instead of waiting.
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(2)
-        super().stop(timeout)
 
 
 def tempdir(prefix: str) -> Path:

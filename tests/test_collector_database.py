@@ -206,7 +206,7 @@ async def test_server_frozen_mid_session(postgres_isolated, collectors):
 
 def freeze(server, sig) -> None:
     """Signal the postmaster and every backend (each backend is a session of its own)."""
-    postmaster = psutil.Process(server.proc.pid)
+    postmaster = psutil.Process(server.pid)
     for process in [postmaster, *postmaster.children(recursive=True)]:
         process.send_signal(sig)
 

@@ -50,6 +50,8 @@ async def errors(request: web.Request, handler):
         return _error(502, "upstream_failure", type=type(exc).__name__)
     except asyncio.TimeoutError:
         return _error(504, "timeout")
+    except ConnectionResetError:
+        raise  # the client went away (e.g. the traffic generator stopping): nobody to answer
     except SimulatedFault as exc:
         log.warning("simulated fault: %s", exc)
         return _error(500, "internal_error")
