@@ -98,7 +98,6 @@ async def redis_client(app: web.Application):
 async def service_objects(app: web.Application):
     settings, metrics, client = app[SETTINGS], app[METRICS], app[REDIS]
     store = Store(app[ENGINE])
-    await store.sync_sequences()
     quotas = Quotas(store)
     await quotas.refresh()
     cache = RedisCache(metrics, client) if client is not None else MemoryCache(metrics)

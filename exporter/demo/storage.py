@@ -57,18 +57,6 @@ class Store:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def sync_sequences(self) -> None:
-        """PostgreSQL: move each id sequence past the highest id. The demo data set is inserted
-        with explicit ids, which leaves the sequences at 1 and the next INSERT colliding."""
-        if self.engine.dialect.name != "postgresql":
-            return
-        async with self.engine.begin() as conn:
-            for table in dbschema.metadata.sorted_tables:
-                await conn.execute(text(
-                    f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
-                    f"GREATEST((SELECT coalesce(max(id), 0) FROM {table.name}), 1), "
-                    f"(SELECT count(*) > 0 FROM {table.name}))"))
-
     # ---- tenants, usage, directory -----------------------------------------------------------
 
     async def tenants(self) -> list[dict]:
