@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 from exporter import __version__
-from exporter.config import DEFAULT_LISTEN, ConfigError, load
+from exporter.config import DEFAULT_LISTEN, Config, ConfigError, load
 
 # Modules that add their own command groups through `register(subparsers)`.
 COMMAND_MODULES = ("exporter.demo.cli", "exporter.alerting.cli", "exporter.dashboards.cli",
@@ -75,7 +75,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
 
-def _load(args) -> "Config":  # noqa: F821
+def _load(args) -> Config:
     return load(args.config, overrides={"listen_address": getattr(args, "listen", None),
                                         "log_level": args.log_level})
 
