@@ -3,16 +3,10 @@ from __future__ import annotations
 
 import logging
 
+from exporter.collectors.business import database_config
 from exporter.config import Config
 
 log = logging.getLogger("vigil")
-
-
-def business_database_url(config: Config) -> str | None:
-    databases = config.collector("database")["databases"]
-    name = config.collector("business")["database"]
-    entry = databases.get(name)
-    return entry["url"] if entry else None
 
 
 def prepare_database(config: Config, demo: bool = False) -> None:
@@ -23,9 +17,11 @@ def prepare_database(config: Config, demo: bool = False) -> None:
     """
     from exporter import dbschema
 
-    url = business_database_url(config)
-    if not url or not config.collector("business")["enabled"]:
+    business = config.collector("business")
+    if not business["enabled"]:
         return
+    # config.load has already checked that this database exists
+    url = database_config(config.data, business["database"])["url"]
     if url.startswith("sqlite") or demo:
         created = dbschema.create_schema(url)
         if created:

@@ -152,7 +152,7 @@ class SelfCollector:
             families["interval"].add_metric([job.name], job.interval)
             families["skipped"].add_metric([job.name], job.skipped)
             if kind == "query":
-                dropped.add_metric([job.name], getattr(job, "series_dropped", 0))
+                dropped.add_metric([job.name], job.series_dropped)
         yield from families.values()
         if kind == "query":
             yield dropped
