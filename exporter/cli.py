@@ -5,7 +5,6 @@ import argparse
 import asyncio
 import importlib
 import json
-import os
 import signal
 import sys
 import urllib.error
