@@ -14,6 +14,9 @@ from exporter import __version__
 from exporter.config import DEFAULT_LISTEN, Config, ConfigError, load
 
 # Modules that add their own command groups through `register(subparsers)`.
+CORE_COMMANDS = ("serve", "check-config", "metrics", "status")
+# The other commands live with their parts and are loaded only when asked for, so that the
+# exporter's own process stays small.
 COMMAND_MODULES = ("exporter.demo.cli", "exporter.alerting.cli", "exporter.dashboards.cli",
                    "exporter.stack.cli")
 
@@ -22,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["serve", *argv]  # `vigil` alone runs the exporter, like any other exporter
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0]).parse_args(argv)
     try:
         return args.func(args) or 0
     except ConfigError as exc:
@@ -32,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with a core `command`, without the other commands' modules."""
     parser = argparse.ArgumentParser(prog="vigil", description="Vigil: Prometheus exporter and "
                                      "observability bundle for an application stack.")
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")
@@ -64,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--timeout", type=float, default=5.0)
     status.set_defaults(func=cmd_status)
 
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(commands)
+    if command not in CORE_COMMANDS:
+        for module in COMMAND_MODULES:
+            importlib.import_module(module).register(commands)
     return parser
 
 

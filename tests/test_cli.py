@@ -23,8 +23,15 @@ def test_metrics_json_on_the_embedded_default(tmp_path):
     assert (tmp_path / "vigil.db").exists()  # the SQLite file with the default schema
 
 
+def imported_modules(log: str) -> set[str]:
+    """The modules a process imported, from its PYTHONPROFILEIMPORTTIME lines."""
+    return {line.rsplit("|", 1)[-1].strip() for line in log.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
 def test_serve_demo_shows_every_family_but_redis(tmp_path):
-    running = Exporter({}, args=("--demo",), workdir=tmp_path).start()
+    running = Exporter({}, args=("--demo",), workdir=tmp_path,
+                       env={"PYTHONPROFILEIMPORTTIME": "1"}).start()
     try:
         running.wait_for("/health/ready")
         body = running.text()
@@ -39,6 +46,12 @@ def test_serve_demo_shows_every_family_but_redis(tmp_path):
         assert "database:main" in status.stdout and "healthy" in status.stdout.splitlines()[0]
     finally:
         running.stop()
+    # Nothing it does not use is loaded: no redis-py, no other command's module.
+    modules = imported_modules(running.log())
+    assert {"aiohttp.web", "sqlalchemy", "exporter.collectors.business"} <= modules
+    assert not {m for m in modules if m.split(".")[0] == "redis"}
+    assert not {"exporter.stack.cli", "exporter.alerting.cli", "exporter.demo.cli",
+                "exporter.dashboards.cli", "psycopg", "asyncpg"} & modules
 
 
 def test_status_of_nothing_is_a_clear_error():
@@ -50,4 +63,7 @@ def test_status_of_nothing_is_a_clear_error():
 
 def test_version_and_help():
     assert vigil("--version").stdout.startswith("vigil ")
-    assert "check-config" in vigil("--help").stdout
+    help_text = vigil("--help").stdout
+    for command in ("serve", "check-config", "metrics", "status", "demo", "alerts", "dashboards",
+                    "stack"):
+        assert command in help_text

@@ -35,8 +35,19 @@ def sqlite_url(tmp_path_factory):
     return url
 
 
-@pytest.fixture(params=["sqlite", "pg"])
+@pytest.fixture(scope="module")
+def asyncpg_url(pg_url):
+    """The same database through the other PostgreSQL driver the exporter speaks."""
+    return pg_url.replace("postgresql+psycopg://", "postgresql+asyncpg://")
+
+
+@pytest.fixture(params=["sqlite", "pg", "asyncpg"])
 def url(request):
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(params=["pg", "asyncpg"])
+def postgres_url(request):
     return request.getfixturevalue(f"{request.param}_url")
 
 
@@ -114,9 +125,9 @@ async def test_insert_returning_changes_nothing(url):
     assert samples(jobs["vigil_test_tenants"]) == samples(before["vigil_test_tenants"])
 
 
-async def test_timed_out_query_is_cancelled_on_the_server(pg_url, postgres_server):
+async def test_timed_out_query_is_cancelled_on_the_server(postgres_url, postgres_server):
     started = time.monotonic()
-    jobs = await run_once(pg_url, queries=[
+    jobs = await run_once(postgres_url, queries=[
         q("vigil_test_sleep", "SELECT 1 AS value FROM pg_sleep(5)", timeout="1s"),
         q("vigil_test_fast", "SELECT 3 AS value")])
     elapsed = time.monotonic() - started
@@ -137,14 +148,15 @@ async def test_timed_out_query_is_cancelled_on_the_server(pg_url, postgres_serve
     assert active == "0"
 
 
-async def test_cancelled_run_stops_the_statement_on_the_server(pg_url, postgres_server):
+async def test_cancelled_run_stops_the_statement_on_the_server(postgres_url,
+                                                                 postgres_server):
     """The scheduler's timeout cancels the run long before statement_timeout would."""
     def active() -> str:
         return postgres_server.psql(
             "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
             "AND application_name = 'vigil-business:vigil_test_cancel'")
 
-    business = collector(pg_url, queries=[q("vigil_test_cancel",
+    business = collector(postgres_url, queries=[q("vigil_test_cancel",
                                             "SELECT 1 AS value FROM pg_sleep(30)", timeout="30s")])
     task = asyncio.create_task(business.jobs()[0].run())
     deadline = time.monotonic() + 5
@@ -193,8 +205,8 @@ async def test_series_cap_keeps_the_first_rows_and_counts_the_rest(url):
     assert len(per_tenant(wide)) == 5 and wide.series_dropped == 0
 
 
-async def test_values_and_labels_of_any_type(pg_url):
-    jobs = await run_once(pg_url, queries=[q("vigil_test_types", """
+async def test_values_and_labels_of_any_type(postgres_url):
+    jobs = await run_once(postgres_url, queries=[q("vigil_test_types", """
         SELECT * FROM (VALUES ('decimal', 2.5::numeric), ('int', 7::numeric),
                               ('skipped', NULL::numeric), (NULL, 1.0::numeric)) AS t(kind, value)
         """, labels=["kind"])])

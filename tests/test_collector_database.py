@@ -68,6 +68,14 @@ def render(families) -> str:
     return generate_latest(registry).decode()
 
 
+PG_DRIVERS = pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+
+
+def on_driver(url: str, driver: str) -> str:
+    """The same PostgreSQL URL through one of the two drivers the exporter speaks."""
+    return url.replace("postgresql+psycopg://", f"postgresql+{driver}://")
+
+
 def dsn(server, application: str) -> str:
     return f"{server.dsn} application_name={application}"
 
@@ -83,8 +91,9 @@ def silent_port():
 
 # --- PostgreSQL ------------------------------------------------------------------------------
 
-async def test_postgres_families(postgres_server, collectors):
-    collector = collectors({"main": {"url": postgres_server.url}})
+@PG_DRIVERS
+async def test_postgres_families(postgres_server, collectors, driver):
+    collector = collectors({"main": {"url": on_driver(postgres_server.url, driver)}})
     with psycopg.connect(dsn(postgres_server, "test-app")):
         families = await collector.collect()
     db = {"database": "main"}
@@ -140,15 +149,16 @@ def test_cap_applications_keeps_the_largest():
     assert cap_applications(counts, 10) == counts
 
 
-async def test_postgres_down_at_start_then_recovers(postgres_isolated, collectors, caplog):
+@PG_DRIVERS
+async def test_postgres_down_at_start_then_recovers(postgres_isolated, collectors, caplog, driver):
     postgres_isolated.stop()
-    collector = collectors({"main": {"url": postgres_isolated.url}})
+    collector = collectors({"main": {"url": on_driver(postgres_isolated.url, driver)}})
     caplog.set_level(logging.INFO, logger="exporter.collectors.database")
     for _ in range(2):
         families = await collector.collect()
         assert value(families, "vigil_db_up", database="main") == 0
     (check,) = collector.checks()
-    assert check.status == FAILING and check.critical and "refused" in check.message
+    assert check.status == FAILING and check.critical and "refused" in check.message.lower()
     failing = [r for r in caplog.records if "failing" in r.getMessage()]
     assert len(failing) == 1 and failing[0].exc_info is None  # once per cause, no traceback
 
@@ -166,8 +176,9 @@ async def test_postgres_down_at_start_then_recovers(postgres_isolated, collector
     assert value(await collector.collect(), "vigil_db_up", database="main") == 1
 
 
-async def test_silent_socket_is_down_within_the_timeout(silent_port, collectors, caplog):
-    url = f"postgresql://vigil:{PASSWORD}@127.0.0.1:{silent_port}/vigil"
+@pytest.mark.parametrize("scheme", ["postgresql", "postgresql+asyncpg"])
+async def test_silent_socket_is_down_within_the_timeout(silent_port, collectors, caplog, scheme):
+    url = f"{scheme}://vigil:{PASSWORD}@127.0.0.1:{silent_port}/vigil"
     collector = collectors({"stuck": {"url": url, "connect_timeout": "10s"}}, timeout="1s")
     caplog.set_level(logging.DEBUG)
     for _ in range(2):
@@ -181,14 +192,16 @@ async def test_silent_socket_is_down_within_the_timeout(silent_port, collectors,
     await collector.close()
     assert time.monotonic() - started < 1.5
     logged = "\n".join(JsonFormatter().format(record) for record in caplog.records)
-    assert '"url": "postgresql://vigil:***@127.0.0.1' in logged  # which database, redacted
+    assert f'"url": "{scheme}://vigil:***@127.0.0.1' in logged  # which database, redacted
     for output in (render(families), logged, check.message):
         assert PASSWORD not in output
 
 
-async def test_server_frozen_mid_session(postgres_isolated, collectors):
+@PG_DRIVERS
+async def test_server_frozen_mid_session(postgres_isolated, collectors, driver):
     """A server that stops answering on an established connection (SIGSTOP)."""
-    collector = collectors({"main": {"url": postgres_isolated.url}}, timeout="1s")
+    collector = collectors({"main": {"url": on_driver(postgres_isolated.url, driver)}},
+                           timeout="1s")
     assert value(await collector.collect(), "vigil_db_up", database="main") == 1
     freeze(postgres_isolated, signal.SIGSTOP)
     try:
@@ -286,6 +299,15 @@ def test_config_defaults_and_faults():
         'collectors.database.databases.a.url: expected an SQLAlchemy URL, got "not a url"',
         'collectors.database.databases.b.url: expected an SQLAlchemy URL, '
         'got "postgresql://u:***@h:x/d"']
+    errors = Errors()
+    DatabaseCollector.config_schema.validate(
+        {"databases": {"a": {"url": "postgresql+asyncpg://h/d?sslmode=require&sslrootcert=/ca.pem"},
+                       "b": {"url": "postgresql://h/d?sslrootcert=/ca.pem"}}},
+        "collectors.database", errors)
+    (fault,) = [str(f) for f in errors.faults]
+    assert fault.startswith("collectors.database.databases.a.url: asyncpg does not understand "
+                            "the query key(s) sslrootcert (it takes application_name, ")
+    assert fault.endswith("use postgresql+psycopg:// for every libpq parameter")
 
 
 @pytest.mark.parametrize("given, expected", [
@@ -310,16 +332,34 @@ def test_sqlite_path():
     assert sqlite_path("postgresql://h/db") is None
 
 
-async def test_make_engine_postgres_session_settings(postgres_server):
+@pytest.mark.parametrize("scheme", ["postgresql", "postgresql+asyncpg"])
+async def test_make_engine_postgres_session_settings(postgres_server, scheme):
     from sqlalchemy import text
-    engine = make_engine(postgres_server.url.replace("+psycopg", ""), statement_timeout=0.2,
-                         read_only=True)
+    url = postgres_server.url.replace("postgresql+psycopg", scheme)
+    engine = make_engine(url, statement_timeout=0.2, read_only=True)
     try:
         async with engine.connect() as conn:
             assert (await conn.execute(text("SHOW application_name"))).scalar() == "vigil-exporter"
             assert (await conn.execute(text("SHOW statement_timeout"))).scalar() == "200ms"
             with pytest.raises(Exception, match="read-only"):
                 await conn.execute(text("CREATE TABLE t_read_only (n int)"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgresql+asyncpg"])
+async def test_url_query_keys_reach_the_session(postgres_server, scheme):
+    """libpq-style keys in the URL work with both drivers, and win over the engine's defaults."""
+    from sqlalchemy import text
+    url = (postgres_server.url.replace("postgresql+psycopg", scheme)
+           + "?application_name=from-url&options=-c%20work_mem%3D5MB"
+           + "&sslmode=disable&connect_timeout=4")
+    engine = make_engine(url, statement_timeout=0.5)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SHOW application_name"))).scalar() == "from-url"
+            assert (await conn.execute(text("SHOW work_mem"))).scalar() == "5MB"
+            assert (await conn.execute(text("SHOW statement_timeout"))).scalar() == "500ms"
     finally:
         await engine.dispose()
 

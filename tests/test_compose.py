@@ -482,6 +482,9 @@ def test_dockerfile_small_non_root_with_a_python_healthcheck():
     assert "http://127.0.0.1:9477/health/live" in text
     assert "curl" not in text.lower().replace("no curl", "")
     assert re.search(r"^ENTRYPOINT \[\"vigil\"\]", text, re.M)
+    # the libraries' bytecode ships in the image: compiling it on every start costs ~10 MiB RSS
+    assert "__pycache__" not in text and "compileall" in text
+    assert re.search(r"pip install '\.\[asyncpg\]'", text), "both PostgreSQL drivers in the image"
     patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", "the build context is an allowlist"

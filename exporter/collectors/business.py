@@ -209,6 +209,8 @@ async def _interrupt(driver, task: asyncio.Task) -> None:
             await driver.cancel_safe(timeout=CANCEL_GRACE)
         elif hasattr(driver, "interrupt"):  # aiosqlite: sqlite3_interrupt, from any thread
             await driver.interrupt()
+        elif type(driver).__module__.startswith("asyncpg"):
+            task.cancel()  # asyncpg sends the cancel request itself when its call is cancelled
     except Exception:  # noqa: BLE001 - the database may be gone; the task is cancelled below
         pass
     done, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE)

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exporter.collectors import register
 from exporter.collectors.base import (DEGRADED, FAILING, OK, Check, Collector, collector_schema,
                                      refreshed_every)
-from exporter.collectors.sqlutil import dialect_name, make_engine, sqlite_path
+from exporter.collectors.sqlutil import (ASYNCPG_QUERY_KEYS, dialect_name, make_engine,
+                                         sqlite_path, unsupported_query_keys)
 from exporter.logs import FailureLog, describe_error, redact, redact_url
 from exporter.validation import Duration, Int, Map, Object, Str
 
@@ -94,17 +94,23 @@ PG_DATABASE = text(
 def _check_urls(section: dict, path: str, errors) -> None:
     """Every URL parses (the driver is only looked for when connecting)."""
     for name, db in section["databases"].items():
+        where = f"{path}.databases.{name}.url".lstrip(".")
         try:
-            make_url(db["url"])
+            unsupported = unsupported_query_keys(db["url"])
         except (ArgumentError, ValueError):
-            where = f"{path}.databases.{name}.url".lstrip(".")
             errors.add(where, f'expected an SQLAlchemy URL, got "{redact(db["url"])}"')
+            continue
+        if unsupported:
+            errors.add(where, f"asyncpg does not understand the query key(s) "
+                              f"{', '.join(unsupported)} (it takes {', '.join(ASYNCPG_QUERY_KEYS)}); "
+                              f"use postgresql+psycopg:// for every libpq parameter")
 
 
 DATABASE = Object({
     "url": Str(help="SQLAlchemy URL; postgresql:// and sqlite:/// use the asyncio drivers "
-                    "psycopg and aiosqlite."),
-    "connect_timeout": Duration("3s", "Time allowed to connect (PostgreSQL: whole seconds, "
+                    "psycopg and aiosqlite; postgresql+asyncpg:// uses asyncpg (about 6 MiB "
+                    "less memory, fewer libpq parameters)."),
+    "connect_timeout": Duration("3s", "Time allowed to connect (psycopg: whole seconds, "
                                       "at least 2)."),
     "pool_size": Int(2, "Connections the exporter may keep open to this database.", minimum=1),
     "max_applications": Int(20, "PostgreSQL: application_name series at most; the rest are "

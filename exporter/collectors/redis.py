@@ -12,11 +12,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from exporter.collectors import register
 from exporter.collectors.base import (DEGRADED, DISABLED, FAILING, OK, Check, Collector, Job,
@@ -95,6 +92,11 @@ class Instance:
                         "(max_keys)", name, len(config["keys"]), max_keys)
         self.types: dict[str, str] = {}  # last type seen of each auto-detected key
         self.check = Check(f"redis:{name}", DEGRADED, "not checked yet")
+        # Imported here, so an exporter without Redis never loads redis-py (about 6 MiB).
+        import redis.asyncio as aioredis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
         # One retry: a pooled connection broken by a restart is replaced at once.
         self.client = aioredis.Redis.from_url(
             config["url"], socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
