@@ -160,7 +160,7 @@ def main() -> int:
         print(f"vigil serves {series} samples")
         subprocess.run(["bash", str(SHARED_BENCH / "run_baseline.sh"), args.label, str(outdir)],
                        env={**os.environ, "EXTRA_TARGETS": extra}, check=True)
-        rss = [_rss_mib(e.proc.pid) for e in exporters]
+        rss = [rss_mib(e.proc.pid) for e in exporters]
         results = json.loads((outdir / f"{args.label}.json").read_text())
         print("\n## Vigil against the references (same run)\n")
         for line in summarise(results):
@@ -178,7 +178,7 @@ def main() -> int:
     return 0
 
 
-def _rss_mib(pid: int) -> float:
+def rss_mib(pid: int) -> float:
     import psutil
     return psutil.Process(pid).memory_info().rss / 2**20
 
