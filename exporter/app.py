@@ -107,6 +107,7 @@ async def live(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     if request.app[SCHEDULER].first_round_done.is_set():
+        request.app[EXPOSITION].flush()  # "ready" means the first round is in /metrics
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "starting", "message": "first collection round running"},
                              status=503)

@@ -158,8 +158,7 @@ def cmd_metrics(args) -> int:
     if args.format == "json":
         print(json.dumps(families_as_json(registry), indent=2))
         return 0
-    exposition = Exposition(registry)
-    rendered = exposition.openmetrics if args.format == "openmetrics" else exposition.text
+    rendered = Exposition(registry, formats=(args.format,)).get(args.format)
     sys.stdout.write(rendered.body.decode())
     return 0 if all(job.success for job in scheduler.jobs) else 1
 

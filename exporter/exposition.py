@@ -1,9 +1,11 @@
 """The `/metrics` body, rendered once per refresh instead of once per scrape.
 
-Every finished collector run marks the snapshot dirty; one render per event-loop turn then
-produces the classic text format and OpenMetrics, each also gzip-compressed. A scrape only picks
-the right pre-rendered bytes, so its cost does not depend on how slow the database is or how
-many Prometheus replicas scrape.
+Every finished collector run marks the snapshot dirty; one render, RENDER_DELAY later, takes in
+every run that finished meanwhile (the jobs of one round finish within moments of each other,
+and a render blocks the event loop for a few milliseconds). It produces each format that
+scrapers use, the classic text format always and OpenMetrics from the first scrape that asks for
+it, each also gzip-compressed. A scrape only picks the right pre-rendered bytes, so its cost
+does not depend on how slow the database is or how many Prometheus replicas scrape.
 """
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ import time
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as text_format
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.openmetrics import exposition as openmetrics_format
 
 # The classic text format every Prometheus since 2.0 reads; names here are all legacy-safe.
 TEXT = text_format.CONTENT_TYPE_PLAIN_0_0_4
 OPENMETRICS = openmetrics_format.CONTENT_TYPE_LATEST
 GZIP_LEVEL = 6
+RENDER_DELAY = 1.0  # seconds; values are at most this much older than their collector run
+FORMATS = {"text": (text_format.generate_latest, TEXT),
+           "openmetrics": (openmetrics_format.generate_latest, OPENMETRICS)}
 
 
 class Rendered:
@@ -34,45 +39,56 @@ class Rendered:
 
 
 class Exposition:
-    def __init__(self, registry: CollectorRegistry):
+    def __init__(self, registry: CollectorRegistry, formats: tuple[str, ...] = ("text",)):
         self.registry = registry
         self.render_seconds = 0.0
         self.renders = 0
-        self._pending = False
-        self.text = self.openmetrics = Rendered(b"", b"", TEXT)
+        self.rendered: dict[str, Rendered] = dict.fromkeys(formats)
+        self._pending: asyncio.TimerHandle | None = None
         registry.register(_RenderCollector(self))
         self.render()
 
     def mark_dirty(self) -> None:
-        """Ask for a render on the next turn of the event loop (coalesces bursts)."""
-        if self._pending:
+        """Ask for a render RENDER_DELAY from now, unless one is already due."""
+        if self._pending is not None:
             return
-        self._pending = True
         try:
-            asyncio.get_running_loop().call_soon(self._render_pending)
+            self._pending = asyncio.get_running_loop().call_later(RENDER_DELAY, self.flush)
         except RuntimeError:  # no running loop (CLI one-shot use)
-            self._render_pending()
+            self.render()
 
-    def _render_pending(self) -> None:
-        self._pending = False
-        self.render()
+    def flush(self) -> None:
+        """Render now if a render is due (readiness: the first round is in the body)."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+            self.render()
 
     def render(self) -> None:
         start = time.perf_counter()
-        snapshot = _Frozen(list(self.registry.collect()))  # collect once, render twice
-        text = text_format.generate_latest(snapshot)
-        om = openmetrics_format.generate_latest(snapshot)
-        self.text = Rendered(text, gzip.compress(text, GZIP_LEVEL, mtime=0), TEXT)
-        self.openmetrics = Rendered(om, gzip.compress(om, GZIP_LEVEL, mtime=0), OPENMETRICS)
+        snapshot = _Frozen(list(self.registry.collect()))  # collect once, render each format
+        for name in self.rendered:
+            generate, content_type = FORMATS[name]
+            body = generate(snapshot)
+            self.rendered[name] = Rendered(body, gzip.compress(body, GZIP_LEVEL, mtime=0),
+                                           content_type)
         self.render_seconds = time.perf_counter() - start
         self.renders += 1
+
+    def get(self, name: str) -> Rendered:
+        """One format's bytes; a format nobody asked for before is rendered now, then on each
+        refresh."""
+        if name not in self.rendered:
+            self.rendered[name] = None
+            self.render()
+        return self.rendered[name]
 
     def choose(self, accept: str) -> Rendered:
         """Content negotiation the way prometheus_client does it: OpenMetrics when asked for."""
         for part in accept.split(","):
             if part.split(";")[0].strip() == "application/openmetrics-text":
-                return self.openmetrics
-        return self.text
+                return self.get("openmetrics")
+        return self.get("text")
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -100,14 +116,19 @@ class _RenderCollector:
     def collect(self):
         duration = GaugeMetricFamily("vigil_exposition_render_duration_seconds",
                                      "Time the previous render of /metrics took "
-                                     "(text and OpenMetrics, with gzip).")
+                                     "(every format in use, with gzip).")
         duration.add_metric([], self.exposition.render_seconds)
         yield duration
+        renders = CounterMetricFamily("vigil_exposition_renders",
+                                      "Renders of /metrics (one per refresh, not per scrape).")
+        renders.add_metric([], self.exposition.renders)
+        yield renders
         size = GaugeMetricFamily("vigil_exposition_size_bytes",
-                                 "Size of the previous /metrics body by format and encoding.",
+                                 "Size of the previous /metrics body by format and encoding "
+                                 "(OpenMetrics once a scraper asked for it).",
                                  labels=["format", "encoding"])
-        for fmt, rendered in (("text", self.exposition.text),
-                              ("openmetrics", self.exposition.openmetrics)):
-            size.add_metric([fmt, "identity"], len(rendered.body))
-            size.add_metric([fmt, "gzip"], len(rendered.gzipped))
+        for fmt, rendered in self.exposition.rendered.items():
+            if rendered is not None:
+                size.add_metric([fmt, "identity"], len(rendered.body))
+                size.add_metric([fmt, "gzip"], len(rendered.gzipped))
         yield size

@@ -97,4 +97,33 @@ def test_exposition_renders_once_per_refresh():
     before = exposition.renders
     assert exposition.choose("text/plain").body == exposition.choose("").body
     assert exposition.renders == before  # serving never renders
+    # OpenMetrics is rendered when first asked for, then with every refresh, never per scrape
     assert exposition.choose("application/openmetrics-text").body.endswith(b"# EOF\n")
+    assert exposition.renders == before + 1
+    exposition.choose("application/openmetrics-text;version=1.0.0")
+    assert exposition.renders == before + 1
+    exposition.render()
+    assert set(exposition.rendered) == {"text", "openmetrics"}
+
+
+async def test_runs_finishing_together_share_one_render(monkeypatch):
+    from prometheus_client import CollectorRegistry
+
+    from exporter import exposition as module
+    monkeypatch.setattr(module, "RENDER_DELAY", 0.2)
+    registry = CollectorRegistry()
+    exposition = Exposition(registry)
+    value = GaugeMetricFamily("vigil_test_value", "A test value.", value=1)
+    registry.register(type("C", (), {"collect": lambda self: [value]})())
+    before = exposition.renders
+    for _ in range(20):  # twenty runs of one round, finishing moments apart
+        exposition.mark_dirty()
+        await asyncio.sleep(0.001)
+    assert exposition.renders == before and b"vigil_test_value" not in exposition.get("text").body
+    await asyncio.sleep(0.3)
+    assert exposition.renders == before + 1 and b"vigil_test_value 1.0" in exposition.get("text").body
+    exposition.mark_dirty()
+    exposition.flush()  # what /health/ready does: render now what is due
+    assert exposition.renders == before + 2
+    await asyncio.sleep(0.3)
+    assert exposition.renders == before + 2  # the cancelled timer did not render again
