@@ -216,13 +216,20 @@ class Sinks:
         self.smtp.stop()
 
 
-def notifications_metric(stack: Stack) -> dict[tuple[str, str], float]:
-    with urllib.request.urlopen(stack.exporter.url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {(s.labels["status"], s.labels["severity"]): s.value
-            for family in text_string_to_metric_families(text)
-            if family.name == "vigil_alert_notifications"
-            for s in family.samples if s.name.endswith("_total")}
+def notifications_metric(stack: Stack, timeout: float = 5.0) -> dict[tuple[str, str], float]:
+    """The exporter's notification counters, once they count the resolved notification (the
+    body is rendered again within a second of the webhook's arrival)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(stack.exporter.url + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+        counts = {(s.labels["status"], s.labels["severity"]): s.value
+                  for family in text_string_to_metric_families(text)
+                  if family.name == "vigil_alert_notifications"
+                  for s in family.samples if s.name.endswith("_total")}
+        if counts.get(("resolved", "critical"), 0) >= 1 or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)
 
 
 def routed_receivers(config_path: Path, labels: dict[str, str]) -> list[str]:
