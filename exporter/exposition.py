@@ -6,6 +6,11 @@ and a render blocks the event loop for a few milliseconds). It produces each for
 scrapers use, the classic text format always and OpenMetrics from the first scrape that asks for
 it, each also gzip-compressed. A scrape only picks the right pre-rendered bytes, so its cost
 does not depend on how slow the database is or how many Prometheus replicas scrape.
+
+A render formats only the families that changed. A job's families are new objects after each of
+its runs and the same objects until the next, so the text of a family object is kept and reused
+while that object is served. Families made at each collection (the self metrics, the process
+metrics) are formatted every time; they are small.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import time
 from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as text_format
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
 
 # The classic text format every Prometheus since 2.0 reads; names here are all legacy-safe.
@@ -25,6 +31,7 @@ GZIP_LEVEL = 6
 RENDER_DELAY = 1.0  # seconds; values are at most this much older than their collector run
 FORMATS = {"text": (text_format.generate_latest, TEXT),
            "openmetrics": (openmetrics_format.generate_latest, OPENMETRICS)}
+TRAILER = {"text": b"", "openmetrics": b"# EOF\n"}  # once per body, after every family
 
 
 class Rendered:
@@ -45,6 +52,8 @@ class Exposition:
         self.renders = 0
         self.rendered: dict[str, Rendered] = dict.fromkeys(formats)
         self._pending: asyncio.TimerHandle | None = None
+        # id(family) -> (family, {format: bytes}); the family is kept so its id stays its own
+        self._formatted: dict[int, tuple[Metric, dict[str, bytes]]] = {}
         registry.register(_RenderCollector(self))
         self.render()
 
@@ -66,12 +75,21 @@ class Exposition:
 
     def render(self) -> None:
         start = time.perf_counter()
-        snapshot = _Frozen(list(self.registry.collect()))  # collect once, render each format
-        for name in self.rendered:
-            generate, content_type = FORMATS[name]
-            body = generate(snapshot)
+        formatted = {}
+        parts: dict[str, list[bytes]] = {name: [] for name in self.rendered}
+        for family in self.registry.collect():
+            kept = self._formatted.get(id(family))
+            texts = kept[1] if kept is not None and kept[0] is family else {}
+            for name, chunks in parts.items():
+                if name not in texts:
+                    texts[name] = _format(name, family)
+                chunks.append(texts[name])
+            formatted[id(family)] = (family, texts)
+        self._formatted = formatted
+        for name, chunks in parts.items():
+            body = b"".join(chunks) + TRAILER[name]
             self.rendered[name] = Rendered(body, gzip.compress(body, GZIP_LEVEL, mtime=0),
-                                           content_type)
+                                           FORMATS[name][1])
         self.render_seconds = time.perf_counter() - start
         self.renders += 1
 
@@ -97,6 +115,12 @@ def accepts_gzip(accept_encoding: str) -> bool:
         if name.strip().lower() in ("gzip", "*"):
             return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
     return False
+
+
+def _format(name: str, family: Metric) -> bytes:
+    """One family in one format, without the body's trailer."""
+    body = FORMATS[name][0](_Frozen([family]))
+    return body[:len(body) - len(TRAILER[name])]
 
 
 class _Frozen:

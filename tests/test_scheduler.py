@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from prometheus_client.core import GaugeMetricFamily
 
@@ -127,3 +128,70 @@ async def test_runs_finishing_together_share_one_render(monkeypatch):
     assert exposition.renders == before + 2
     await asyncio.sleep(0.3)
     assert exposition.renders == before + 2  # the cancelled timer did not render again
+
+
+def test_render_formats_only_new_families_and_matches_a_full_render(monkeypatch):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import CounterMetricFamily
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    from exporter import exposition as module
+
+    class Job:  # serves the same family objects until its next run, as SnapshotCollector does
+        def __init__(self, name: str):
+            self.name = name
+            self.run(1)
+
+        def run(self, n: int):
+            gauge = GaugeMetricFamily(f"vigil_test_{self.name}_tenants", "Tenants.",
+                                      labels=["plan"])
+            gauge.add_metric(["free"], n)
+            gauge.add_metric(["pro"], 2 * n)
+            self.families = [gauge, CounterMetricFamily(f"vigil_test_{self.name}_runs", "Runs.",
+                                                        value=n)]
+
+        def collect(self):
+            return self.families
+
+    stable, changing = Job("stable"), Job("changing")
+    registry, reference = CollectorRegistry(), CollectorRegistry()
+    for job in (stable, changing):
+        registry.register(job)
+        reference.register(job)
+    exposition = Exposition(registry, formats=("text", "openmetrics"))
+    original, formatted = module._format, []
+
+    def counting(name, family):
+        formatted.append(family.name)
+        return original(name, family)
+    monkeypatch.setattr(module, "_format", counting)
+
+    def own(body: bytes) -> bytes:  # without the exposition's own metrics
+        return b"".join(line for line in body.splitlines(keepends=True)
+                        if b"vigil_exposition_" not in line)
+
+    for n in (2, 3):
+        changing.run(n)
+        formatted.clear()
+        exposition.render()
+        jobs_formatted = sorted(f for f in formatted if not f.startswith("vigil_exposition_"))
+        assert jobs_formatted == sorted(["vigil_test_changing_tenants", "vigil_test_changing_runs"] * 2)
+        text, om = exposition.get("text").body, exposition.get("openmetrics").body
+        assert own(text) == generate_latest(reference)
+        assert own(om) == generate_openmetrics(reference) and om.endswith(b"# EOF\n")
+        assert b'vigil_test_changing_tenants{plan="pro"} %d.0' % (2 * n) in text
+
+
+async def test_what_exists_after_the_first_round_is_frozen_out_of_the_gc():
+    from exporter.app import freeze_after_first_round
+
+    scheduler = Scheduler([Sleeper(seconds=0, interval=60, timeout=1)])
+    freezing = asyncio.create_task(freeze_after_first_round(scheduler))
+    try:
+        await asyncio.sleep(0.05)
+        assert not freezing.done() and gc.get_freeze_count() == 0  # waits for the round
+        await scheduler.run_once()
+        await asyncio.wait_for(freezing, 10)
+        assert gc.get_freeze_count() > 1000  # this test process's modules, at least
+    finally:
+        gc.unfreeze()
