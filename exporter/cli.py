@@ -13,9 +13,9 @@ import urllib.request
 from exporter import __version__
 from exporter.config import DEFAULT_LISTEN, Config, ConfigError, load
 
-# Modules that add their own command groups through `register(subparsers)`.
 CORE_COMMANDS = ("serve", "check-config", "metrics", "status")
-# The other commands live with their parts and are loaded only when asked for, so that the
+# Modules that add their own command groups through `register(subparsers)`. They are imported
+# only when the command line asks for something beyond the core commands, so that the
 # exporter's own process stays small.
 COMMAND_MODULES = ("exporter.demo.cli", "exporter.alerting.cli", "exporter.dashboards.cli",
                    "exporter.stack.cli")

@@ -194,4 +194,5 @@ async def test_what_exists_after_the_first_round_is_frozen_out_of_the_gc():
         await asyncio.wait_for(freezing, 10)
         assert gc.get_freeze_count() > 1000  # this test process's modules, at least
     finally:
+        freezing.cancel()
         gc.unfreeze()
