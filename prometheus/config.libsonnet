@@ -1,5 +1,6 @@
 // The one place for every knob of the Vigil monitoring bundle: job selectors, thresholds, `for`
-// windows, the LLM budget, the runbook URL pattern and the Grafana dashboard uids.
+// windows, the LLM budget, the service level objectives, the runbook URL pattern and the Grafana
+// dashboard uids.
 //
 // The alerting rules (alerts/), the recording rules (rules/) and the Grafana dashboards
 // (grafana/, which imports this file) all read `_config`, so a threshold exists once.
@@ -58,10 +59,6 @@
       anomalyStddevs: 3,  // deviations from the one-week average that count as an anomaly
       anomalyMinMessagesPerSecond: 0.05,  // quieter tenants are not judged (3 per minute)
       anomalyMinApiCallsPerSecond: 0.05,
-      // application: HTTP
-      httpErrorRatio: 0.05,  // 5xx / all requests
-      httpLatencyP95Seconds: 1,
-      httpMinRequestsPerSecond: 0.1,
       // application: agents and tools
       agentErrorRatio: 0.1,
       agentLatencyP95Seconds: 60,
@@ -112,8 +109,6 @@
       TenantNearLimit: '5m',
       TenantMessageVolumeAnomaly: '30m',
       TenantApiCallsAnomaly: '30m',
-      HttpErrorRatioHigh: '5m',
-      HttpLatencyHigh: '10m',
       AgentErrorRatioHigh: '5m',
       AgentLatencyHigh: '10m',
       ToolErrorRatioHigh: '10m',
@@ -124,7 +119,80 @@
       CacheHitRatioLow: '15m',
       AuthFailedLoginBurst: '0s',
       AuthApiKeyRevocationBurst: '0s',
+      // The short window of each burn-rate pair already confirms that the burn goes on; `for`
+      // only keeps one evaluation's blip from notifying.
+      SloFastBurn: '2m',
+      SloSlowBurn: '15m',
     },
+
+    // ---- Service level objectives (docs/slos.md) ------------------------------------------
+    // One entry per SLO, keyed by its name (the `slo` label: lower case, digits, dashes):
+    //   sli        what counts as a good event, out of which events:
+    //                {kind: 'http-availability'}        requests not answered 5xx
+    //                {kind: 'http-latency', threshold}  requests answered within `threshold`
+    //                                                   seconds, a bucket bound of the histogram
+    //                {kind: 'agent-success'}            agent executions that succeeded
+    //                {kind: 'llm-success'}              LLM requests that succeeded
+    //                {kind: 'custom', total, good | bad} two PromQL rates over `[$window]`
+    //              `matchers` (optional) narrows a built-in kind, e.g. 'route!="/api/export"'.
+    //   objective  percent of good events over the window, e.g. 99.9
+    //   the rest   optional, defaults in sloDefaults: selector (the service's label matchers;
+    //              one SLO per job it matches), window ('30d' or '28d'), description, and
+    //              alerting {fastBurn, slowBurn: severities; minBadEvents}
+    // The four below are the demo service's (`serviceSelector`), with objectives it meets
+    // outside its simulated incidents: set your own. A YAML file of the same shape
+    // (`python -m exporter.bundle --slos FILE`) adds SLOs, changes fields or removes one (null).
+    slos: {
+      'http-availability': {
+        sli: { kind: 'http-availability' },
+        objective: 98,
+      },
+      'http-latency': {
+        // Agent runs take seconds by design; agent-success watches them.
+        sli: { kind: 'http-latency', threshold: 1, matchers: 'route!="/api/agents/{agent}/run"' },
+        objective: 99,
+      },
+      'agent-success': {
+        sli: { kind: 'agent-success' },
+        objective: 95,
+      },
+      'llm-success': {
+        sli: { kind: 'llm-success' },
+        objective: 95,
+      },
+    },
+    sloDefaults: {
+      selector: $._config.serviceSelector,
+      window: '30d',
+      alerting: {
+        fastBurn: 'critical',  // pages
+        slowBurn: 'warning',  // opens a ticket
+        // Low traffic: no burn-rate alert fires with fewer bad events than this in its long
+        // window, so that one failed request among a few never pages (docs/slos.md).
+        minBadEvents: 5,
+      },
+    },
+    // Multi-window, multi-burn-rate alerts (the SRE workbook's parameters, as Sloth's
+    // google-30d and google-28d): a pair holds when the error ratio over both windows is above
+    // factor × (1 - objective), where factor = budgetShare × SLO window / long window: the
+    // burn that spends `budgetShare` of the window's error budget within the long window
+    // (14.4, 6, 3 and 1 for 30 days). Fast pairs make SloFastBurn, slow ones SloSlowBurn.
+    sloBurnRateAlerts: {
+      fast: [
+        { long: '1h', short: '5m', budgetShare: 0.02 },
+        { long: '6h', short: '30m', budgetShare: 0.05 },
+      ],
+      slow: [
+        { long: '1d', short: '2h', budgetShare: 0.1 },
+        { long: '3d', short: '6h', budgetShare: 0.1 },
+      ],
+    },
+    // Error ratios over windows up to this long are computed from the counters; longer
+    // windows average the shortest window's recorded rates (one series per SLO and job).
+    sloCounterWindowMax: '1h',
+    // The bucket bounds of http_request_duration_seconds in exporter.instrument (a test keeps
+    // them equal): an http-latency threshold must be one of them.
+    httpDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
 
     // Evaluation interval of the expensive rule groups (one-week baselines, cost of the day).
     slowRuleInterval: '1m',
@@ -143,6 +211,7 @@
       business: 'vigil-business',
       application: 'vigil-application',
       exporter: 'vigil-exporter',
+      slo: 'vigil-slo',
     },
     // Area label of an alert -> the dashboard its dashboard_url annotation opens.
     areaDashboards: {
@@ -153,6 +222,7 @@
       business: 'business',
       application: 'application',
       exporter: 'exporter',
+      slo: 'slo',
     },
   },
 }

@@ -6,3 +6,4 @@
 + (import 'redis.libsonnet')
 + (import 'business.libsonnet')
 + (import 'application.libsonnet')
++ (import 'slo.libsonnet')

@@ -1,5 +1,6 @@
-// Alerts about the services instrumented with exporter.instrument: HTTP, agents, tools, LLM
-// calls and their cost, caches and authentication.
+// Alerts about the services instrumented with exporter.instrument: agents, tools, LLM calls and
+// their cost, caches and authentication. What users feel of HTTP (errors, latency) pages
+// through the SLOs (slo.libsonnet); these name a cause: which agent, tool or provider fails.
 local lib = import '../lib/alert.libsonnet';
 
 {
@@ -10,25 +11,7 @@ local lib = import '../lib/alert.libsonnet';
     groups+: [{
       name: 'vigil-application',
       rules: [
-        // ---- HTTP ----
-        alert('HttpErrorRatioHigh', {
-          severity: 'critical',
-          expr: |||
-            job:http_request_errors:ratio_rate5m > %(httpErrorRatio)s
-            and on (job) job:http_requests:rate5m >= %(httpMinRequestsPerSecond)s
-          ||| % p,
-          summary: 'Too many HTTP requests fail with a server error.',
-          description: '{{ $value | humanizePercentage }} of the HTTP requests to job {{ $labels.job }} fail with a 5xx status, above %(httpErrorRatioPct)s.' % p,
-        }),
-        alert('HttpLatencyHigh', {
-          severity: 'warning',
-          expr: |||
-            job:http_request_duration_seconds:histogram_quantile{quantile="0.95"} > %(httpLatencyP95Seconds)s
-            and on (job) job:http_requests:rate5m >= %(httpMinRequestsPerSecond)s
-          ||| % p,
-          summary: 'HTTP requests are slow.',
-          description: 'The 95th percentile of HTTP request duration of job {{ $labels.job }} is {{ $value | humanizeDuration }}, above %(httpLatencyP95Seconds)ss.' % p,
-        }),
+        // HTTP errors and latency: the SLOs' burn-rate alerts (slo.libsonnet).
         // ---- Agents and tools ----
         alert('AgentErrorRatioHigh', {
           severity: 'warning',

@@ -1,7 +1,8 @@
 // alert(config, name, spec): one alerting rule with the bundle's conventions filled in.
 //
 // spec: { severity: 'critical'|'warning'|'info', area: ..., expr: ..., summary: ...,
-//         description: ..., labels: {...} (optional) }
+//         description: ..., labels: {...} (optional),
+//         dashboardQuery: 'var-x=y' (optional, appended to the dashboard URL) }
 // The `for` window comes from config.forDurations[name]; runbook_url and dashboard_url are
 // generated from config, so every alert links to its own runbook section and its dashboard.
 {
@@ -34,7 +35,8 @@
       summary: spec.summary,
       description: spec.description,
       runbook_url: c.runbookUrlPattern % std.asciiLower(name),
-      dashboard_url: '%s/d/%s' % [c.grafanaUrl, c.dashboardUids[c.areaDashboards[spec.area]]],
+      dashboard_url: '%s/d/%s' % [c.grafanaUrl, c.dashboardUids[c.areaDashboards[spec.area]]]
+                     + (if std.objectHas(spec, 'dashboardQuery') then '?' + spec.dashboardQuery else ''),
     },
   },
 }

@@ -4,3 +4,4 @@
 + (import 'redis.libsonnet')
 + (import 'business.libsonnet')
 + (import 'application.libsonnet')
++ (import 'slo.libsonnet')
