@@ -25,7 +25,7 @@ DASHBOARDS = build.load_dashboards(ROOT)
 EXPECTED_UIDS = {
     "overview": "vigil-overview", "system": "vigil-system", "database": "vigil-database",
     "redis": "vigil-redis", "business": "vigil-business", "application": "vigil-application",
-    "exporter": "vigil-exporter",
+    "exporter": "vigil-exporter", "slo": "vigil-slo",
 }
 RECORDING_RULE = re.compile(r"\b[a-zA-Z_]+:[a-zA-Z0-9_]+:[a-zA-Z0-9_]+\b")
 
@@ -189,15 +189,12 @@ def threshold_values(p: dict) -> list[float]:
     ("redis", "Keyspace hit ratio", "cacheHitRatio"),
     ("redis", "Memory used of maxmemory", "redisMemoryUsageRatio"),
     ("business", "Usage against limits", "tenantLimitUsageRatio"),
-    ("application", "Latency", "httpLatencyP95Seconds"),
-    ("application", "Error ratio by route", "httpErrorRatio"),
     ("application", "Agent error ratio", "agentErrorRatio"),
     ("application", "Agent execution p95", "agentLatencyP95Seconds"),
     ("application", "LLM errors per minute", "llmErrorsPerMinute"),
     ("application", "LLM latency p95", "llmLatencyP95Seconds"),
     ("application", "Cache hit ratio", "cacheHitRatio"),
     ("exporter", "Collector staleness", "staleIntervals"),
-    ("overview", "Error ratio", "httpErrorRatio"),
 ])
 def test_panel_threshold_is_the_alert_threshold(dashboard, title, key):
     assert threshold_values(panel(dashboard, title)) == [bundle_config()["thresholds"][key]]
@@ -431,7 +428,7 @@ def test_render_draws_a_png(name, tmp_path):
     fake = FakePrometheus(empty=("vigil_redis_key_length",))
     data = render.fetch(DASHBOARDS[name], fake, since=1800, end=1_700_000_000)
     assert all("$" not in q for q in fake.queries)
-    assert any("[1m]" in q for q in fake.queries) or name in ("overview", "business")
+    assert any("[1m]" in q for q in fake.queries) or name in ("overview", "business", "slo")
     path = tmp_path / f"{name}.png"
     render.render(DASHBOARDS[name], data, path, since=1800, end=1_700_000_000)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -513,3 +510,38 @@ def test_every_metric_a_panel_names_is_in_the_metrics_reference():
                 if sel.metric and ":" not in sel.metric and not NOT_IN_METRICS_MD.match(sel.metric):
                     used.add(re.sub(r"_bucket$", "", sel.metric))
     assert used - documented == set(), "panels name metrics that docs/metrics.md does not list"
+
+
+# ---- the SLO dashboard -------------------------------------------------------------------------
+
+def test_slo_dashboard_repeats_a_row_per_slo_and_reads_only_slo_rules():
+    """A row per SLO comes from the `slo` variable over the recorded objectives, so an SLO
+    declared in a YAML file gets its row without rebuilding the dashboard."""
+    dashboard = DASHBOARDS["slo"]
+    [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "slo"]
+    assert variable["definition"] == "label_values(slo:objective:ratio, slo)"
+    repeated = [p for p in dashboard["panels"] if p.get("repeat")]
+    assert [(p["type"], p["repeat"]) for p in repeated] == [("row", "slo")]
+    for panel, target in lint.targets(dashboard):
+        names = set(RECORDING_RULE.findall(target["expr"]))
+        assert names and all(n.startswith(("job_slo:", "slo:")) for n in names), target["expr"]
+    titles = {p["title"] for p in lint.panels(dashboard)}
+    assert {"SLI against the objective", "Error budget left", "Burn rate per alert window",
+            "Budget gone in"} <= titles
+
+
+def test_slo_burn_rate_lines_are_the_alert_factors():
+    config = bundle_config()
+    month = 30 * 86400
+    fast, slow = config["sloBurnRateAlerts"]["fast"][0], config["sloBurnRateAlerts"]["slow"][0]
+    factor = lambda pair: pair["budgetShare"] * month / {"1h": 3600, "1d": 86400}[pair["long"]]  # noqa: E731
+    assert sorted(threshold_values(panel("slo", "Burn rate per alert window"))) == \
+        pytest.approx(sorted([factor(slow), factor(fast)]))
+    assert threshold_values(panel("slo", "Burn rate 1h"))[-1] == pytest.approx(14.4)
+    windows = {t["legendFormat"].split()[0] for t in panel("slo", "Burn rate per alert window")["targets"]}
+    assert windows == {"5m", "30m", "1h", "2h", "6h", "1d", "3d"}
+
+
+def test_overview_links_to_the_slo_dashboard():
+    links = [link["url"] for p in lint.panels(DASHBOARDS["overview"]) for link in p.get("links", [])]
+    assert any(url.startswith("/d/vigil-slo?") for url in links)

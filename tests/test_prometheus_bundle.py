@@ -25,11 +25,13 @@ RUNBOOKS = ROOT / "docs" / "runbooks.md"
 CHANGELOG = ROOT / "CHANGELOG.md"
 
 SEVERITIES = {"critical", "warning", "info"}
-AREAS = {"meta", "exporter", "system", "database", "redis", "business", "application"}
+AREAS = {"meta", "exporter", "system", "database", "redis", "business", "application", "slo"}
 # Alerts about everything at once (no label identifies a failing thing).
 GLOBAL_ALERTS = {"Watchdog", "LlmCostPerHourOverBudget", "LlmCostTodayOverBudget"}
 # Alerts that can never be quiet.
 ALWAYS_FIRING = {"Watchdog"}
+# Alerts with one rule per service level objective (told apart by their `slo` label).
+PER_SLO_ALERTS = {"SloFastBurn", "SloSlowBurn"}
 
 
 def promtool() -> str:
@@ -151,14 +153,20 @@ def test_alert_conventions(rule):
         assert "$labels." in description, "description must name the failing thing"
     assert notes["runbook_url"] == CONFIG["runbookUrlPattern"] % name.lower()
     uid = CONFIG["dashboardUids"][CONFIG["areaDashboards"][labels["area"]]]
-    assert notes["dashboard_url"] == f"{CONFIG['grafanaUrl']}/d/{uid}"
+    query = f"?var-slo={labels['slo']}" if name in PER_SLO_ALERTS else ""
+    assert notes["dashboard_url"] == f"{CONFIG['grafanaUrl']}/d/{uid}{query}"
     if name in CONFIG["forDurations"] and CONFIG["forDurations"][name] != "0s":
         assert rule["for"] == CONFIG["forDurations"][name]
 
 
 def test_alert_names_are_unique_and_configured():
-    names = [rule["alert"] for rule in ALERTS]
+    names = [rule["alert"] for rule in ALERTS if rule["alert"] not in PER_SLO_ALERTS]
     assert len(names) == len(set(names))
+    per_slo = [(rule["alert"], rule["labels"]["slo"]) for rule in ALERTS
+               if rule["alert"] in PER_SLO_ALERTS]
+    assert sorted(per_slo) == sorted((name, slo) for name in PER_SLO_ALERTS
+                                     for slo in CONFIG["slos"])
+    names += [name for name, _ in per_slo]
     assert set(CONFIG["forDurations"]) == set(names) - {"Watchdog"}
 
 
@@ -192,8 +200,9 @@ def test_recording_rule_names(rule):
     assert re.fullmatch(r"[a-z][a-z0-9_]*", metric)
     assert re.fullmatch(r"[a-z0-9_]+", operations)
     for by in re.findall(r"\bby \(([^)]*)\)", rule["expr"]):  # the level names what is kept
-        assert [label.strip() for label in by.split(",")] == level.split("_"), \
-            f"{rule['record']}: aggregates by ({by})"
+        # ... with the labels the rule adds (`job_slo:` keeps job and adds slo)
+        kept = [label.strip() for label in by.split(",")] + sorted(rule.get("labels", {}))
+        assert kept == level.split("_"), f"{rule['record']}: aggregates by ({by})"
 
 
 def test_rules_avoid_what_one_prometheus_version_rejects():

@@ -19,7 +19,7 @@ from exporter.alerting.timeutil import format_time, parse_duration, parse_time, 
 DEFAULT_ALERTMANAGER = "http://127.0.0.1:9093"
 DEFAULT_LOG = "vigil-alerts.jsonl"
 SEVERITIES = ("critical", "warning", "info")
-AREAS = ("system", "database", "redis", "business", "application", "exporter", "meta")
+AREAS = ("system", "database", "redis", "business", "application", "exporter", "meta", "slo")
 _MATCHER = re.compile(r"\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*")
 
 

@@ -169,7 +169,15 @@ local panel(type, title, description, unit, targets, w, h, thresholds, threshold
     properties: [{ id: k, value: properties[k] } for k in std.objectFields(properties)],
   },
 
-  row(title):: { type: 'row', title: title, collapsed: false, panels: [], gridPos: { w: 24, h: 1 } },
+  // A row; `repeat` names a variable to repeat it (and the panels after it) for each value.
+  row(title, repeat=''):: {
+    type: 'row',
+    title: title,
+    collapsed: false,
+    panels: [],
+    gridPos: { w: 24, h: 1 },
+    [if repeat != '' then 'repeat']: repeat,
+  },
 
   // Template variables. The datasource variable follows the dashboard-linter convention.
   variables:: {

@@ -3,6 +3,7 @@
 // dashboard frame (variables, tags, links) that every Vigil dashboard shares.
 local g = import 'grafana.libsonnet';
 local bundle = import '../../prometheus/config.libsonnet';
+local slo = import '../../prometheus/lib/slo.libsonnet';
 
 local c = bundle._config;
 
@@ -17,6 +18,17 @@ local c = bundle._config;
   thresholds:: c.thresholds,
   llmBudget:: c.llmBudget,
   windows:: c.windows,
+
+  // The SLO rules' windows and burn-rate factors (prometheus/lib/slo.libsonnet) for an SLO of
+  // the default window: the lines of the burn-rate panels.
+  slo:: {
+    alertWindows: std.sort(std.set([p[w] for p in c.sloBurnRateAlerts.fast + c.sloBurnRateAlerts.slow
+                                    for w in ['short', 'long']]), slo.seconds),
+    local defaults = { windowSeconds: slo.seconds(c.sloDefaults.window) },
+    fastFactor: slo.factor(defaults, c.sloBurnRateAlerts.fast[0]),
+    slowFactor: slo.factor(defaults, c.sloBurnRateAlerts.slow[0]),
+    defaultWindow: c.sloDefaults.window,
+  },
 
   selectors:: {
     exporter: c.exporterSelector,

@@ -1,4 +1,5 @@
-// Is everything up, what is firing, and the four golden signals of the services at a glance.
+// Is everything up, what is firing, the four golden signals of the services and the error budgets
+// of their SLOs at a glance.
 // Every panel links to the dashboard with the details.
 local v = import 'lib/vigil.libsonnet';
 local g = v.g;
@@ -10,7 +11,7 @@ local upDown = [{ type: 'value', options: { '0': { text: 'DOWN', color: 'red' },
 
 v.dashboard(
   'overview', 'Vigil / Overview',
-  'Start here: whether every target, database and Redis is up, which alerts fire, the request rate, error ratio and latency of the services, and how saturated the host, pools and connections are.',
+  'Start here: whether every target, database and Redis is up, which alerts fire, the request rate, error ratio and latency of the services, the error budgets of their SLOs, and how saturated the host, pools and connections are.',
   jobMetric='up', jobSelector=v.selectors.targets,
   items=[
     g.row('Is everything up'),
@@ -41,12 +42,22 @@ v.dashboard(
     g.timeseries('Request rate', 'HTTP requests per second per service (5-minute rate).', 'reqps',
                  [g.target('job:http_requests:rate5m{%s}' % jsel(), '{{job}}')], w=8, min=0,
                  links=[v.dashboardLink('application', 'Application dashboard')]),
-    g.timeseries('Error ratio', 'Share of HTTP requests answered 5xx per service over 5 minutes; HttpErrorRatioHigh fires above the dashed line.',
+    g.timeseries('Error ratio', 'Share of HTTP requests answered 5xx per service over 5 minutes. What pages is the burn rate of the SLOs below.',
                  'percentunit', [g.target('job:http_request_errors:ratio_rate5m{%s}' % jsel(), '{{job}}')], w=8, min=0,
-                 thresholds=[g.threshold(t.httpErrorRatio)], links=[v.runbook('HttpErrorRatioHigh'), v.dashboardLink('application', 'Application dashboard')]),
-    g.timeseries('Latency p95', '95th percentile of HTTP request duration per service over 5 minutes; HttpLatencyHigh fires above the dashed line.',
+                 links=[v.dashboardLink('slo', 'SLO dashboard'), v.dashboardLink('application', 'Application dashboard')]),
+    g.timeseries('Latency p95', '95th percentile of HTTP request duration per service over 5 minutes. What pages is the burn rate of the SLOs below.',
                  's', [g.target('job:http_request_duration_seconds:histogram_quantile{%s}' % jsel('quantile="0.95"'), '{{job}}')], w=8, min=0,
-                 thresholds=[g.threshold(t.httpLatencyP95Seconds)], links=[v.runbook('HttpLatencyHigh'), v.dashboardLink('application', 'Application dashboard')]),
+                 links=[v.dashboardLink('slo', 'SLO dashboard'), v.dashboardLink('application', 'Application dashboard')]),
+
+    g.row('Service level objectives'),
+    g.bargauge('Error budget left', 'Share of each SLO\'s error budget not spent over its window (30 days by default), per job: below 0 the objective is missed. The SLO dashboard has the burn rates.',
+               'percentunit', [g.target('job_slo:error_budget_remaining:ratio{%s}' % jsel(), '{{slo}} {{job}}')], w=12, h=6, min=0, max=1,
+               thresholds=[g.threshold(0, 'orange'), g.threshold(0.25, 'green')],
+               links=[v.dashboardLink('slo', 'SLO dashboard')]),
+    g.timeseries('Burn rate over the last hour', 'Error ratio over the last hour of each SLO divided by its budget: 1 spends the budget exactly in the window; SloFastBurn pages above the red line (confirmed by the last 5 minutes).',
+                 'none', [g.target('job_slo:sli_error:ratio_rate1h{%s} / on (slo) group_left () (1 - slo:objective:ratio)' % jsel(), '{{slo}} {{job}}')],
+                 w=12, h=6, min=0, thresholds=[g.threshold(v.slo.fastFactor)],
+                 links=[v.dashboardLink('slo', 'SLO dashboard'), v.runbook('SloFastBurn')]),
 
     g.row('Saturation'),
     g.gauge('CPU', 'Busiest host CPU. SystemCpuUsageHigh fires at the red mark.', 'percentunit',
