@@ -4,6 +4,8 @@
     python -m exporter.bundle --check    # exit 1 if a committed file differs from a fresh build
     python -m exporter.bundle --override my-config.yml --output /etc/prometheus/rules
                                          # your own build: `_config` merged with your file
+    python -m exporter.bundle --slos my-slos.yml --output /etc/prometheus/rules
+                                         # ... with your service level objectives (docs/slos.md)
 
 The rules are written in Jsonnet (the monitoring-mixin shape: `prometheus/mixin.libsonnet` =
 config + alerts + rules); the YAML that Prometheus loads is generated from it with the `jsonnet`
@@ -24,6 +26,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from exporter.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "prometheus"
@@ -52,8 +56,14 @@ def evaluate(overrides: dict | None = None) -> dict:
     return json.loads(_evaluate(json.dumps(overrides or {}, sort_keys=True)))
 
 
+def evaluate_config(overrides: dict | None = None) -> dict:
+    """`_config` alone, with `overrides` merged as in evaluate(), without building any rule
+    (so that the SLOs can be validated before the rules are generated from them)."""
+    return json.loads(_evaluate(json.dumps(overrides or {}, sort_keys=True), "config"))["config"]
+
+
 @functools.lru_cache(maxsize=8)
-def _evaluate(overrides_json: str) -> str:
+def _evaluate(overrides_json: str, fields: str = "all") -> str:
     """The mixin as JSON text; cached (the C++ Jsonnet's std.format is slow), callers get
     their own parsed copy."""
     import _jsonnet  # the `jsonnet` package
@@ -64,21 +74,27 @@ def _evaluate(overrides_json: str) -> str:
         };
         {
           config: mixin._config,
+        } + if std.extVar('fields') == 'config' then {} else {
           prometheusRules: mixin.prometheusRules,
           prometheusAlerts: mixin.prometheusAlerts,
         }
     """
     return _jsonnet.evaluate_snippet(
         str(PROMETHEUS_DIR / "bundle.jsonnet"), snippet, jpathdir=[str(PROMETHEUS_DIR)],
-        ext_vars={"overrides": overrides_json})
+        ext_vars={"overrides": overrides_json, "fields": fields})
 
 
 def bundle_version() -> str:
     return evaluate()["config"]["bundleVersion"]
 
 
-def render(overrides: dict | None = None) -> dict[str, str]:
-    """File name -> the YAML text of each generated file."""
+def render(overrides: dict | None = None, sources: dict[str, str] | None = None) -> dict[str, str]:
+    """File name -> the YAML text of each generated file. The SLOs are validated first
+    (exporter.slo.spec.check; `sources`: SLO name -> the file it came from): a wrong one raises
+    ConfigError."""
+    from exporter.slo.spec import check
+
+    check(evaluate_config(overrides), sources)
     mixin = evaluate(overrides)
     version = mixin["config"]["bundleVersion"]
     out = {}
@@ -94,7 +110,7 @@ def render(overrides: dict | None = None) -> dict[str, str]:
 
 
 def build_rules(check: bool = False, directory: Path | None = None,
-                overrides: dict | None = None) -> list[Path]:
+                overrides: dict | None = None, sources: dict[str, str] | None = None) -> list[Path]:
     """Write the generated files; return those that changed.
 
     With check=True nothing is written, and the returned files are those whose committed
@@ -102,7 +118,7 @@ def build_rules(check: bool = False, directory: Path | None = None,
     """
     directory = Path(directory) if directory else GENERATED_DIR
     changed = []
-    for name, text in render(overrides).items():
+    for name, text in render(overrides, sources).items():
         path = directory / name
         current = path.read_bytes() if path.exists() else None
         if current == text.encode():
@@ -122,13 +138,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--override", metavar="FILE", type=Path,
                         help="YAML or JSON merged into `_config` (a JSON merge patch), e.g. "
                              "{thresholds: {cpuUsageRatio: 0.9}}")
+    parser.add_argument("--slos", metavar="FILE", type=Path,
+                        help="YAML file of service level objectives (`slos:`), merged into "
+                             "`_config.slos`; see docs/slos.md")
     parser.add_argument("--output", metavar="DIR", type=Path,
                         help=f"directory of the generated files (default {GENERATED_DIR})")
     args = parser.parse_args(argv)
     overrides = yaml.safe_load(args.override.read_text()) if args.override else None
     if overrides is not None and not isinstance(overrides, dict):
         parser.error(f"{args.override}: expected a mapping of _config fields")
-    changed = build_rules(check=args.check, directory=args.output, overrides=overrides)
+    try:
+        overrides, sources = _with_slo_file(overrides, args.override, args.slos)
+        changed = build_rules(check=args.check, directory=args.output, overrides=overrides,
+                              sources=sources)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     for path in changed:
         rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         print(f"{'stale' if args.check else 'wrote'}: {rel}")
@@ -136,6 +161,21 @@ def main(argv: list[str] | None = None) -> int:
         print("run `python -m exporter.bundle` and commit the result", file=sys.stderr)
         return 1
     return 0
+
+
+def _with_slo_file(overrides: dict | None, override_file: Path | None,
+                   slo_file: Path | None) -> tuple[dict | None, dict[str, str]]:
+    """The overrides with the SLO file's SLOs merged in, and which file each SLO came from."""
+    sources = {name: str(override_file) for name in (overrides or {}).get("slos") or {}}
+    if slo_file is None:
+        return overrides, sources
+    from exporter.slo.spec import read_file
+
+    slos = read_file(slo_file, evaluate_config(overrides)["slos"])
+    overrides = dict(overrides or {})
+    overrides["slos"] = {**(overrides.get("slos") or {}), **slos}
+    sources.update({name: str(slo_file) for name in slos})
+    return overrides, sources
 
 
 # ---- YAML ---------------------------------------------------------------------------------

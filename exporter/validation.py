@@ -125,6 +125,25 @@ class Int(Field):
         return value
 
 
+class Float(Field):
+    """A number; `above` and `below` are exclusive bounds."""
+
+    def __init__(self, default: Any = _MISSING, help: str = "", above: float | None = None,
+                 below: float | None = None):
+        super().__init__(default, help)
+        self.above, self.below = above, below
+        bounds = [f"above {above:g}" if above is not None else "",
+                  f"below {below:g}" if below is not None else ""]
+        self.expected = "a number" + (" " + " and ".join(b for b in bounds if b) if any(bounds) else "")
+
+    def validate(self, value, path, errors):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or (
+                self.above is not None and value <= self.above) or (
+                self.below is not None and value >= self.below):
+            return self.fail(value, path, errors)
+        return float(value)
+
+
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y))+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800,

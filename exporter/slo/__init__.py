@@ -1,0 +1,1 @@
+"""Service level objectives: their declaration (spec) and `vigil slo status`."""
