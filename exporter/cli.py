@@ -18,7 +18,7 @@ CORE_COMMANDS = ("serve", "check-config", "metrics", "status")
 # only when the command line asks for something beyond the core commands, so that the
 # exporter's own process stays small.
 COMMAND_MODULES = ("exporter.demo.cli", "exporter.alerting.cli", "exporter.dashboards.cli",
-                   "exporter.stack.cli")
+                   "exporter.stack.cli", "exporter.slo.cli")
 
 
 def main(argv: list[str] | None = None) -> int:

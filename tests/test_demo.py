@@ -280,6 +280,25 @@ async def test_plan_limit_answers_429(sqlite_url):
     assert failed["bad_password"] == 1
 
 
+async def test_injected_errors_answer_500_until_turned_off(sqlite_url):
+    """PUT /admin/faults makes a share of the /api requests fail, to watch an SLO burn."""
+    async with Demo(fast(sqlite_url)) as demo:
+        assert await (await demo.client.get("/admin/faults")).json() == {"error_ratio": 0.0}
+        for bad in ({"error_ratio": 1.5}, {"error_ratio": "all"}, {"ratio": 1}):
+            answer = await demo.client.put("/admin/faults", json=bad)
+            assert answer.status == 400, bad
+        answer = await demo.client.put("/admin/faults", json={"error_ratio": 1})
+        assert await answer.json() == {"error_ratio": 1.0}
+        failed = [(await demo.client.get("/api/directory")).status for _ in range(5)]
+        await demo.client.put("/admin/faults", json={"error_ratio": 0})
+        served = (await demo.client.get("/api/directory")).status
+        samples = exposed(await demo.metrics())
+    assert failed == [500] * 5 and served == 200
+    counts = {s.labels["status"]: s.value for s in samples["http_requests_total"]
+              if s.labels["route"] == "/api/directory"}
+    assert counts == {"500": 5, "200": 1}
+
+
 # ---- units --------------------------------------------------------------------------------
 
 def test_tokens_sign_expire_and_refuse_tampering():

@@ -38,8 +38,13 @@ def _error(status: int, error: str, **extra) -> web.Response:
 @web.middleware
 async def errors(request: web.Request, handler):
     """Known failures become JSON answers: plan limits 429, model and tool failures 502,
-    a database or Redis out of reach 503, agent timeouts 504, anything else 500."""
+    a database or Redis out of reach 503, agent timeouts 504, anything else 500. A share of the
+    /api requests fails on purpose while errors are injected (PUT /admin/faults)."""
     try:
+        s = services(request)
+        if (s.injected_error_ratio and request.path.startswith("/api/")
+                and s.faults.random() < s.injected_error_ratio):
+            raise SimulatedFault("injected error")
         return await handler(request)
     except web.HTTPException:
         raise

@@ -18,6 +18,7 @@
     GET    /api/directory                  tenants, users, channels, items (for traffic generators)
     GET    /ws                             WebSocket echo
     GET    /health, /health/live, /metrics
+    GET|PUT /admin/faults                  {error_ratio}: share of /api requests answered 500
 """
 from __future__ import annotations
 
@@ -218,6 +219,20 @@ async def get_item(request: web.Request) -> web.Response:
     return web.json_response(item)
 
 
+# ---- fault injection ----------------------------------------------------------------------------
+
+async def faults(request: web.Request) -> web.Response:
+    """Read or set the share of /api requests answered 500 on purpose (0 to 1)."""
+    s = services(request)
+    if request.method == "PUT":
+        body = await read_json(request, "error_ratio")
+        ratio = body["error_ratio"]
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+            raise _fail(web.HTTPBadRequest, "error_ratio must be a number from 0 to 1")
+        s.injected_error_ratio = float(ratio)
+    return web.json_response({"error_ratio": s.injected_error_ratio})
+
+
 # ---- WebSocket, health, metrics ---------------------------------------------------------------
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -286,6 +301,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/tenants/{tenant}/usage", tenant_usage)
     r.add_get("/api/directory", directory)
     r.add_get("/ws", websocket)
+    r.add_get("/admin/faults", faults)
+    r.add_put("/admin/faults", faults)
     r.add_get("/health", health)
     r.add_get("/health/live", live)
     r.add_get("/metrics", aiohttp_metrics_handler(app[METRICS].registry))

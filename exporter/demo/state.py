@@ -32,6 +32,8 @@ class Services:
     chat: Chat
     redis: object | None        # redis.asyncio.Redis, when configured
     faults: random.Random       # draws of the simulated failures and slow requests
+    # Share of /api requests answered 500 on purpose (PUT /admin/faults): to watch an SLO burn.
+    injected_error_ratio: float = 0.0
 
 
 SETTINGS = web.AppKey("settings", Settings)
