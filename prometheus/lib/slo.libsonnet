@@ -8,8 +8,9 @@
 //   job_slo:error_budget_time_left:seconds at the burn rate of the first fast long window
 //   slo:objective:ratio{window}     the objective, 0..1
 //
-// Windows up to `sloCounterWindowMax` are rates of the counters; longer ones average the
-// recorded rates of the shortest window, which keeps their cost to one series per SLO and job.
+// Windows up to `sloCounterWindowMax` are rates of the counters; longer ones are computed from
+// the recorded rates of the shortest window, which keeps their cost to one series per SLO and
+// job.
 local lib = import 'alert.libsonnet';
 
 local units = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
@@ -25,6 +26,12 @@ local joinMatchers(parts) = std.join(', ', [p for p in parts if p != null && p !
     local n = std.length(d);
     assert n >= 2 && std.objectHas(units, d[n - 1]) : 'not a window like "5m": ' + d;
     std.parseInt(d[:n - 1]) * units[d[n - 1]],
+
+  // 299 -> '4m59s'.
+  duration(seconds)::
+    local parts = [[std.floor(seconds / 86400), 'd'], [std.floor(seconds % 86400 / 3600), 'h'],
+                   [std.floor(seconds % 3600 / 60), 'm'], [seconds % 60, 's']];
+    std.join('', ['%d%s' % p for p in parts if p[0] > 0]),
 
   // The `le` matcher of a bucket bound as every client writes it: prometheus_client writes a
   // whole number with ".0" (le="1.0"), Go clients and Prometheus 3 may not (le="1").
@@ -135,9 +142,16 @@ local joinMatchers(parts) = std.join(', ', [p for p in parts if p != null && p !
                  '%s\n  or on (job) 0 * %s\n' % [$.rateExpr(s, 'bad', w), events]),
     ],
 
-  // Events and bad events of a long window: the average of the shortest window's rates.
+  // Events and bad events of a long window, from the shortest window's recorded rates: their
+  // sum over the window times the sample interval counts the events (each sample is a rate
+  // over `base`, so every event adds to base / interval samples), and the interval is found
+  // by counting the samples of one base window (1s short of it, so that a sample exactly at
+  // its far end does not count twice). Divided by the window's length, this is a rate like
+  // rate() over the counters: history that is missing counts as no events.
   averagedRules(s, base, w):: [
-    $.record(s, metric, 'rate' + w, 'avg_over_time(%s[%s])' % [$.series(metric, s, base), w])
+    local series = $.series(metric, s, base);
+    $.record(s, metric, 'rate' + w, 'sum_over_time(%s[%s]) / count_over_time(%s[%s]) * %d / %d'
+             % [series, w, series, $.duration($.seconds(base) - 1), $.seconds(base), $.seconds(w)])
     for metric in ['sli_events', 'sli_errors']
   ],
 
