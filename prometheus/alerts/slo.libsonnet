@@ -5,6 +5,6 @@ local slo = import '../lib/slo.libsonnet';
 
 {
   prometheusAlerts+:: {
-    groups+: [{ name: 'vigil-slo', rules: slo.alerts($._config) }],
+    groups+: [{ name: 'vigil-slo', rules: slo.build($._config).alerts }],
   },
 }

@@ -11,13 +11,17 @@
 // Windows up to `sloCounterWindowMax` are rates of the counters; longer ones are computed from
 // the recorded rates of the shortest window, which keeps their cost to one series per SLO and
 // job.
+//
+// Written for the speed of the C++ Jsonnet: strings are joined with `+` (its std.format takes
+// milliseconds a call) and every derived value is a local, computed once (object fields are
+// computed again on every access).
 local lib = import 'alert.libsonnet';
 
 local units = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
 local num = lib.num;
 
-local quote(s) = '"%s"' % std.strReplace(std.strReplace(s, '\\', '\\\\'), '"', '\\"');
-local indentLines(text) = std.join('\n', ['  ' + l for l in std.split(std.rstripChars(text, '\n'), '\n')]) + '\n';
+local indentLines(text) =
+  std.join('\n', ['  ' + l for l in std.split(std.rstripChars(text, '\n'), '\n')]) + '\n';
 local joinMatchers(parts) = std.join(', ', [p for p in parts if p != null && p != '']);
 
 {
@@ -31,18 +35,19 @@ local joinMatchers(parts) = std.join(', ', [p for p in parts if p != null && p !
   duration(seconds)::
     local parts = [[std.floor(seconds / 86400), 'd'], [std.floor(seconds % 86400 / 3600), 'h'],
                    [std.floor(seconds % 3600 / 60), 'm'], [seconds % 60, 's']];
-    std.join('', ['%d%s' % p for p in parts if p[0] > 0]),
+    std.join('', [std.toString(p[0]) + p[1] for p in parts if p[0] > 0]),
 
   // The `le` matcher of a bucket bound as every client writes it: prometheus_client writes a
   // whole number with ".0" (le="1.0"), Go clients and Prometheus 3 may not (le="1").
   leMatcher(bound)::
-    if bound == std.floor(bound) then 'le=~"%d(\\\\.0)?"' % bound else 'le="%s"' % num(bound),
+    if bound == std.floor(bound) then 'le=~"' + std.toString(bound) + '(\\\\.0)?"'
+    else 'le="' + num(bound) + '"',
 
-  // The SLI kinds, each a function of the SLO's sli and matchers. A kind gives `what` (for
-  // descriptions), `total` and `bad` or `good`: [metric, extra matchers] counted with rate().
-  // `unmatched` routes (404s, 405s and redirects the router answers) are left out of the HTTP
-  // kinds: scanners would otherwise dilute the errors of the real routes. 4xx answers count as
-  // good: the service answered as it should.
+  // The SLI kinds, each a function of the SLO's sli. A kind gives `what` (for descriptions),
+  // `total` and `bad` or `good`: [metric, extra matchers], counted with rate(). `unmatched`
+  // routes (404s, 405s and redirects the router answers) are left out of the HTTP kinds:
+  // scanners would otherwise dilute the errors of the real routes. 4xx answers count as good:
+  // the service answered as it should.
   kinds:: {
     'http-availability'(sli):: {
       what: 'HTTP requests answered without a server error (5xx)',
@@ -51,7 +56,7 @@ local joinMatchers(parts) = std.join(', ', [p for p in parts if p != null && p !
       bad: ['http_requests_total', 'status=~"5.."'],
     },
     'http-latency'(sli):: {
-      what: 'HTTP requests answered within %ss' % num(sli.threshold),
+      what: 'HTTP requests answered within ' + num(sli.threshold) + 's',
       scope: 'route!="unmatched"',
       total: ['http_request_duration_seconds_count', ''],
       good: ['http_request_duration_seconds_bucket', $.leMatcher(sli.threshold)],
@@ -73,57 +78,96 @@ local joinMatchers(parts) = std.join(', ', [p for p in parts if p != null && p !
     },
   },
 
-  // An SLO with its defaults filled in and the numbers the rules need.
-  normalize(c, name, spec)::
+  factor(s, pair):: pair.budgetShare * s.windowSeconds / $.seconds(pair.long),
+
+  // The alert windows of the configuration, shortest first: [{name, seconds, counter}].
+  alertWindows(c)::
+    local pairs = c.sloBurnRateAlerts.fast + c.sloBurnRateAlerts.slow;
+    local names = std.set([p.long for p in pairs] + [p.short for p in pairs]);
+    local counterMax = $.seconds(c.sloCounterWindowMax);
+    std.sort([{ name: w, seconds: $.seconds(w), counter: self.seconds <= counterMax }
+              for w in names], function(w) w.seconds),
+
+  // One SLO, with its defaults filled in and every string its rules need.
+  plan(c, alertWindows, name, spec)::
     local d = c.sloDefaults;
-    local s = d + spec + { alerting: d.alerting + std.get(spec, 'alerting', {}) };
-    assert std.objectHasAll($.kinds, s.sli.kind) :
-           'slos.%s.sli.kind: unknown kind "%s"' % [name, s.sli.kind];
-    assert s.sli.kind != 'http-latency' || std.member(c.httpDurationBuckets, s.sli.threshold) :
-           'slos.%s.sli.threshold: %s is not a bucket bound of http_request_duration_seconds (%s)'
-           % [name, s.sli.threshold, std.join(', ', [num(b) for b in c.httpDurationBuckets])];
-    s {
+    local sli = spec.sli;
+    assert std.objectHasAll($.kinds, sli.kind) :
+           'slos.' + name + '.sli.kind: unknown kind "' + sli.kind + '"';
+    assert sli.kind != 'http-latency' || std.member(c.httpDurationBuckets, sli.threshold) :
+           'slos.' + name + '.sli.threshold: ' + num(sli.threshold) + ' is not a bucket bound '
+           + 'of http_request_duration_seconds ('
+           + std.join(', ', [num(b) for b in c.httpDurationBuckets]) + ')';
+    local kind = $.kinds[sli.kind](sli);
+    local window = std.get(spec, 'window', d.window);
+    local windowSeconds = $.seconds(window);
+    local budget = 1 - spec.objective / 100;
+    local objectiveText = num(spec.objective);
+    local budgetText = num(budget);
+    local windows = std.sort(
+      alertWindows + (if std.member([w.name for w in alertWindows], window) then []
+                      else [{ name: window, seconds: windowSeconds, counter: false }]),
+      function(w) w.seconds);
+    local baseCount = $.duration(windows[0].seconds - 1);
+    {
       name: name,
-      kind: $.kinds[s.sli.kind](s.sli),
-      budget: 1 - s.objective / 100,
-      windowSeconds: $.seconds(s.window),
-      what: std.get(s, 'description', self.kind.what),
-      match: 'slo="%s"' % name,
+      sli: sli,
+      kind: kind,
+      selector: std.get(spec, 'selector', d.selector),
+      objective: spec.objective,
+      objectiveText: objectiveText,
+      window: window,
+      windowSeconds: windowSeconds,
+      budget: budget,
+      budgetText: budgetText,
+      alerting: d.alerting + std.get(spec, 'alerting', {}),
+      what: std.get(spec, 'description', kind.what),
+      match: 'slo="' + name + '"',
+      windows: windows,
+      base: windows[0],
+      baseCount: baseCount,
     },
 
-  slos(c):: [$.normalize(c, name, c.slos[name]) for name in std.objectFields(c.slos)],
-
-  // Every window an SLO records, shortest first: the alert windows and the SLO window.
-  windows(c, s)::
-    local pairs = c.sloBurnRateAlerts.fast + c.sloBurnRateAlerts.slow;
-    std.sort(std.set([p.long for p in pairs] + [p.short for p in pairs] + [s.window]),
-             $.seconds),
-
-  counterWindow(c, w):: $.seconds(w) <= $.seconds(c.sloCounterWindowMax),
-
-  factor(s, pair):: pair.budgetShare * s.windowSeconds / $.seconds(pair.long),
+  // Every SLO of the configuration, planned once: its recording rules and alerts.
+  build(c)::
+    local alertWindows = $.alertWindows(c);
+    local plans = [$.plan(c, alertWindows, name, c.slos[name]) for name in std.objectFields(c.slos)];
+    local fast = c.sloBurnRateAlerts.fast;
+    local slow = c.sloBurnRateAlerts.slow;
+    {
+      shortRules: std.flattenArrays([$.counterRules(s, w.name) + [$.ratioRule(s, w.name)]
+                                     for s in plans for w in s.windows if w.counter]),
+      longRules: std.flattenArrays([$.longRules(s, fast[0].long) for s in plans]),
+      alerts: std.flattenArrays([
+        [
+          $.burnAlert(c, s, 'SloFastBurn', fast, s.alerting.fastBurn,
+                      'An SLO burns its error budget fast enough to spend it within days.'),
+          $.burnAlert(c, s, 'SloSlowBurn', slow, s.alerting.slowBurn,
+                      'An SLO burns its error budget faster than it lasts the window.'),
+        ]
+        for s in plans
+      ]),
+    },
 
   // ---- recording rules ------------------------------------------------------------------
 
   // sum by (job) of a rate over `w`: of a kind's [metric, matchers], or of a custom expression.
   rateExpr(s, part, w)::
     if s.sli.kind == 'custom' then
-      'sum by (job) (%s)' % std.strReplace(s.sli[part], '$window', w)
+      'sum by (job) (' + std.strReplace(s.sli[part], '$window', w) + ')'
     else
       local k = s.kind;
-      'sum by (job) (rate(%s{%s}[%s]))' % [
-        k[part][0],
-        joinMatchers([s.selector, k.scope, std.get(s.sli, 'matchers', ''), k[part][1]]),
-        w,
-      ],
+      'sum by (job) (rate(' + k[part][0] + '{'
+      + joinMatchers([s.selector, k.scope, std.get(s.sli, 'matchers', ''), k[part][1]])
+      + '}[' + w + ']))',
 
   usesGood(s):: if s.sli.kind == 'custom' then std.objectHas(s.sli, 'good')
                 else std.objectHas(s.kind, 'good'),
 
-  series(metric, s, w):: 'job_slo:%s:rate%s{%s}' % [metric, w, s.match],
+  series(metric, s, w):: 'job_slo:' + metric + ':rate' + w + '{' + s.match + '}',
 
-  record(s, metric, w, expr):: {
-    record: 'job_slo:%s:%s' % [metric, w],
+  record(s, metric, operations, expr):: {
+    record: 'job_slo:' + metric + ':' + operations,
     expr: expr,
     labels: { slo: s.name },
   },
@@ -136,96 +180,68 @@ local joinMatchers(parts) = std.join(', ', [p for p in parts if p != null && p !
       $.record(s, 'sli_events', 'rate' + w, $.rateExpr(s, 'total', w)),
       $.record(s, 'sli_errors', 'rate' + w,
                if $.usesGood(s) then
-                 'clamp_min(\n  %s\n  - on (job) (%s or on (job) 0 * %s),\n  0\n)\n'
-                 % [events, $.rateExpr(s, 'good', w), events]
+                 'clamp_min(\n  ' + events + '\n  - on (job) (' + $.rateExpr(s, 'good', w)
+                 + ' or on (job) 0 * ' + events + '),\n  0\n)\n'
                else
-                 '%s\n  or on (job) 0 * %s\n' % [$.rateExpr(s, 'bad', w), events]),
+                 $.rateExpr(s, 'bad', w) + '\n  or on (job) 0 * ' + events + '\n'),
     ],
 
   // Events and bad events of a long window, from the shortest window's recorded rates: their
   // sum over the window times the sample interval counts the events (each sample is a rate
-  // over `base`, so every event adds to base / interval samples), and the interval is found
-  // by counting the samples of one base window (1s short of it, so that a sample exactly at
-  // its far end does not count twice). Divided by the window's length, this is a rate like
-  // rate() over the counters: history that is missing counts as no events.
-  averagedRules(s, base, w):: [
-    local series = $.series(metric, s, base);
-    $.record(s, metric, 'rate' + w, 'sum_over_time(%s[%s]) / count_over_time(%s[%s]) * %d / %d'
-             % [series, w, series, $.duration($.seconds(base) - 1), $.seconds(base), $.seconds(w)])
+  // over the base window, so every event adds to base / interval samples), and the interval
+  // is found by counting the samples of one base window (1s short of it, so that a sample
+  // exactly at its far end does not count twice). Divided by the window's length, this is a
+  // rate like rate() over the counters: history that is missing counts as no events.
+  averagedRules(s, w):: [
+    local series = $.series(metric, s, s.base.name);
+    $.record(s, metric, 'rate' + w.name,
+             'sum_over_time(' + series + '[' + w.name + ']) / count_over_time(' + series + '['
+             + s.baseCount + ']) * ' + s.base.seconds + ' / ' + w.seconds)
     for metric in ['sli_events', 'sli_errors']
   ],
 
   ratioRule(s, w)::
-    $.record(s, 'sli_error', 'ratio_rate' + w, '%s / (%s > 0)'
-             % [$.series('sli_errors', s, w), $.series('sli_events', s, w)]),
+    $.record(s, 'sli_error', 'ratio_rate' + w,
+             $.series('sli_errors', s, w) + ' / (' + $.series('sli_events', s, w) + ' > 0)'),
 
-  // The rules of the counter windows (evaluated often) and of the long windows (evaluated
-  // every `slowRuleInterval`): two groups for all SLOs.
-  shortRules(c):: std.flattenArrays([
-    $.counterRules(s, w) + [$.ratioRule(s, w)]
-    for s in $.slos(c)
-    for w in $.windows(c, s)
-    if $.counterWindow(c, w)
-  ]),
-
-  longRules(c):: std.flattenArrays([
-    local windows = $.windows(c, s);
-    local fastLong = c.sloBurnRateAlerts.fast[0].long;
-    std.flattenArrays([
-      $.averagedRules(s, windows[0], w) + [$.ratioRule(s, w)]
-      for w in windows
-      if !$.counterWindow(c, w)
-    ]) + [
-      {
-        record: 'job_slo:error_budget_remaining:ratio',
-        expr: '1 - job_slo:sli_error:ratio_rate%s{%s} / %s' % [s.window, s.match, num(s.budget)],
-        labels: { slo: s.name },
-      },
-      {
-        // remaining × window / burn rate, at most the window (a burn that does not spend the
-        // rest within the window, or none at all). Burn rates below 0.001 count as 0.001.
-        record: 'job_slo:error_budget_time_left:seconds',
-        expr: |||
-          clamp_max(
-            clamp_min(job_slo:error_budget_remaining:ratio{%(match)s}, 0) * %(window)s
-              / clamp_min(job_slo:sli_error:ratio_rate%(long)s{%(match)s} / %(budget)s, 0.001),
-            %(window)s
-          )
-        ||| % { match: s.match, window: s.windowSeconds, long: fastLong, budget: num(s.budget) },
-        labels: { slo: s.name },
-      },
+  // The long windows (evaluated every `slowRuleInterval`), the budget and the objective.
+  longRules(s, fastLong)::
+    std.flattenArrays([$.averagedRules(s, w) + [$.ratioRule(s, w.name)]
+                       for w in s.windows if !w.counter]) + [
+      $.record(s, 'error_budget_remaining', 'ratio',
+               '1 - job_slo:sli_error:ratio_rate' + s.window + '{' + s.match + '} / '
+               + s.budgetText),
+      // remaining × window / burn rate, at most the window (a burn that does not spend the
+      // rest within the window, or none at all). Burn rates below 0.001 count as 0.001.
+      $.record(s, 'error_budget_time_left', 'seconds',
+               'clamp_max(\n  clamp_min(job_slo:error_budget_remaining:ratio{' + s.match
+               + '}, 0) * ' + s.windowSeconds + '\n    / clamp_min(job_slo:sli_error:ratio_rate'
+               + fastLong + '{' + s.match + '} / ' + s.budgetText + ', 0.001),\n  '
+               + s.windowSeconds + '\n)\n'),
       {
         record: 'slo:objective:ratio',
-        expr: 'vector(%s)' % num(s.objective / 100),
+        expr: 'vector(' + num(s.objective / 100) + ')',
         labels: { slo: s.name, window: s.window },
       },
-    ]
-    for s in $.slos(c)
-  ]),
+    ],
 
   // ---- alerts ---------------------------------------------------------------------------
 
   // One window pair: the error ratio over both windows above factor × budget, and at least
   // minBadEvents bad events in the long window.
-  pairCondition(s, pair)::
-    local f = num($.factor(s, pair));
-    local b = num(s.budget);
-    |||
-      (
-        job_slo:sli_error:ratio_rate%(long)s{%(match)s} / %(b)s > %(f)s
-        and on (job) job_slo:sli_error:ratio_rate%(short)s{%(match)s} / %(b)s > %(f)s
-        and on (job) job_slo:sli_errors:rate%(long)s{%(match)s} * %(seconds)d >= %(min)d
-      )
-    ||| % { long: pair.long, short: pair.short, match: s.match, b: b, f: f,
-            seconds: $.seconds(pair.long), min: s.alerting.minBadEvents },
-
-  pairsText(s, pairs)::
-    std.join(', or ', ['%s× over %s and %s' % [num($.factor(s, p)), p.long, p.short]
-                       for p in pairs]),
+  pairCondition(s, pair, factorText)::
+    local ratio(w) = 'job_slo:sli_error:ratio_rate' + w + '{' + s.match + '} / ' + s.budgetText
+                     + ' > ' + factorText;
+    '(\n'
+    + '  ' + ratio(pair.long) + '\n'
+    + '  and on (job) ' + ratio(pair.short) + '\n'
+    + '  and on (job) job_slo:sli_errors:rate' + pair.long + '{' + s.match + '} * '
+    + $.seconds(pair.long) + ' >= ' + s.alerting.minBadEvents + '\n'
+    + ')\n',
 
   // The value of the alert is the burn rate over the long window of its first pair.
   burnAlert(c, s, name, pairs, severity, summary)::
-    local first = pairs[0];
+    local factors = [num($.factor(s, p)) for p in pairs];
     local left =
       '{{ with printf "job_slo:error_budget_remaining:ratio{job=%q, slo=%q}" $labels.job '
       + '$labels.slo | query }}{{ . | first | value | humanizePercentage }}'
@@ -234,25 +250,19 @@ local joinMatchers(parts) = std.join(', ', [p for p in parts if p != null && p !
       severity: severity,
       area: 'slo',
       labels: { slo: s.name },
-      expr: 'job_slo:sli_error:ratio_rate%s{%s} / %s\nand on (job) (\n%s)\n' % [
-        first.long, s.match, num(s.budget), std.join('  or on (job)\n', [
-          indentLines($.pairCondition(s, p)) for p in pairs])],
+      expr: 'job_slo:sli_error:ratio_rate' + pairs[0].long + '{' + s.match + '} / '
+            + s.budgetText + '\nand on (job) (\n'
+            + std.join('  or on (job)\n', [indentLines($.pairCondition(s, pairs[i], factors[i]))
+                                           for i in std.range(0, std.length(pairs) - 1)])
+            + ')\n',
       summary: summary,
       description:
-        'Over the last ' + first.long + ' job {{ $labels.job }} spent the error budget of SLO '
-        + '{{ $labels.slo }} (' + num(s.objective) + '% of ' + s.what + ' over ' + s.window
+        'Over the last ' + pairs[0].long + ' job {{ $labels.job }} spent the error budget of '
+        + 'SLO {{ $labels.slo }} (' + s.objectiveText + '% of ' + s.what + ' over ' + s.window
         + ') {{ $value | printf "%.1f" }} times as fast as the objective allows; ' + left
-        + ' of the budget is left. It fires at ' + $.pairsText(s, pairs) + '.',
+        + ' of the budget is left. It fires at '
+        + std.join(', or ', [factors[i] + '× over ' + pairs[i].long + ' and ' + pairs[i].short
+                             for i in std.range(0, std.length(pairs) - 1)]) + '.',
       dashboardQuery: 'var-slo=' + s.name,
     }),
-
-  alerts(c):: std.flattenArrays([
-    [
-      $.burnAlert(c, s, 'SloFastBurn', c.sloBurnRateAlerts.fast, s.alerting.fastBurn,
-                  'An SLO burns its error budget fast enough to spend it within days.'),
-      $.burnAlert(c, s, 'SloSlowBurn', c.sloBurnRateAlerts.slow, s.alerting.slowBurn,
-                  'An SLO burns its error budget faster than it lasts the window.'),
-    ]
-    for s in $.slos(c)
-  ]),
 }
