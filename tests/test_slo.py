@@ -292,3 +292,37 @@ def test_status_table_lines_up_the_slos():
     ]
     assert slos[0].sli == pytest.approx(0.99) and slos[0].burn_rates == pytest.approx(
         {"5m": 15, "1h": 20})
+
+
+# ---- docs/slos.md -----------------------------------------------------------------------------
+
+DOC = ROOT / "docs" / "slos.md"
+
+
+def test_the_fields_table_documents_every_key_of_the_schema():
+    from exporter.validation import describe
+
+    documented = set(re.findall(r"^\| `(slos\.<name>[^`]*)` \|", DOC.read_text(), re.M))
+    keys = {"slos.<name>." + row[0] for row in describe(spec.slo_schema())
+            if row[1] != "a mapping"}   # the sections, not keys
+    assert keys | {"slos.<name>"} == documented
+
+
+def test_the_documented_jsonnet_declaration_builds():
+    import _jsonnet
+
+    example = re.search(r"```jsonnet\n(.*?)```", DOC.read_text(), re.S).group(1)
+    alerts = json.loads(_jsonnet.evaluate_snippet(str(DOC), f"({example}).prometheusAlerts",
+                                                  jpathdir=[str(ROOT)]))
+    burns = [r for g in alerts["groups"] for r in g["rules"]
+             if r["labels"].get("slo") == "checkout-availability"]
+    assert sorted(r["alert"] for r in burns) == ["SloFastBurn", "SloSlowBurn"]
+    assert 'route=~"/api/checkout.*"' not in json.dumps(burns)   # the matchers are the rules'
+
+
+def test_the_documented_yaml_declaration_builds(tmp_path):
+    example = re.search(r"```yaml\n(slos:.*?)```", DOC.read_text(), re.S).group(1)
+    path = write(tmp_path, example)
+    assert bundle.main(["--slos", str(path), "--output", str(tmp_path / "out")]) == 0
+    rules = (tmp_path / "out" / "recording_rules.yml").read_text()
+    assert 'http_requests_total{job="checkout", route!="unmatched", route=~"/api/checkout.*"' in rules
