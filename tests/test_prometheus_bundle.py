@@ -371,7 +371,7 @@ def test_documented_overrides_build(doc):
             example = f"({example}).prometheusAlerts"
         result = json.loads(_jsonnet.evaluate_snippet(str(doc), example, jpathdir=[str(ROOT)]))
         text = json.dumps(result)
-        assert "SystemCpuUsageHigh" in text or "HttpLatencyHigh" in text
+        assert "SystemCpuUsageHigh" in text or "AgentLatencyHigh" in text
         assert text != json.dumps(MIXIN["prometheusAlerts"]), "the override changed nothing"
 
 
