@@ -15,13 +15,13 @@
 {
   _config+:: {
     // Semantic version of the bundle, printed in the header of the generated files and kept
-    // equal to exporter.__version__ and to the newest entry of CHANGELOG.md. Renaming an alert
+    // equal to vigil_exporter.__version__ and to the newest entry of CHANGELOG.md. Renaming an alert
     // or a recording rule, or removing one, is a breaking change: a new major version.
     bundleVersion: '0.1.0',
 
     // ---- Selectors: the Prometheus jobs (prometheus/prometheus.yml) -----------------------
     exporterSelector: 'job="vigil"',  // `vigil serve`: system, database, redis, business
-    serviceSelector: 'job="vigil-demo"',  // services instrumented with exporter.instrument
+    serviceSelector: 'job="vigil-demo"',  // services instrumented with vigil_instrument
     prometheusSelector: 'job="prometheus"',
     alertmanagerSelector: 'job="alertmanager"',
     // TargetDown watches every scrape target that matches this selector.

@@ -10,8 +10,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from exporter.alerting import cli
-from exporter.alerting.receiver import WEBHOOK_PATH, setup_alert_receiver
+from vigil_exporter.alerting import cli
+from vigil_exporter.alerting.receiver import WEBHOOK_PATH, setup_alert_receiver
 
 
 def notification(*alerts: dict, status: str = "firing") -> dict:
@@ -170,7 +170,7 @@ def record(name, severity, minutes_ago, status="firing") -> dict:
 
 
 def run_cli(argv: list[str]) -> int:
-    from exporter.cli import build_parser
+    from vigil_exporter.cli import build_parser
     args = build_parser().parse_args(argv)
     return args.func(args)
 

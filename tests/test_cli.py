@@ -10,7 +10,7 @@ from tests.servers import free_port
 
 
 def vigil(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "vigil_exporter", *args], capture_output=True,
                           text=True, timeout=60, cwd=cwd, env=env)
 
 
@@ -48,10 +48,10 @@ def test_serve_demo_shows_every_family_but_redis(tmp_path):
         running.stop()
     # Nothing it does not use is loaded: no redis-py, no other command's module.
     modules = imported_modules(running.log())
-    assert {"aiohttp.web", "sqlalchemy", "exporter.collectors.business"} <= modules
+    assert {"aiohttp.web", "sqlalchemy", "vigil_exporter.collectors.business"} <= modules
     assert not {m for m in modules if m.split(".")[0] == "redis"}
-    assert not {"exporter.stack.cli", "exporter.alerting.cli", "exporter.demo.cli",
-                "exporter.dashboards.cli", "psycopg", "asyncpg"} & modules
+    assert not {"vigil_exporter.tools.stack.cli", "vigil_exporter.alerting.cli", "vigil_demo.cli",
+                "vigil_exporter.tools.dashboards.cli", "psycopg", "asyncpg"} & modules
 
 
 def test_status_of_nothing_is_a_clear_error():

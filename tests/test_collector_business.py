@@ -7,12 +7,16 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter import dbschema
-from exporter.collectors.business import (BusinessCollector, Query, check_queries,
-                                          configured_queries)
-from exporter.validation import format_duration
-from exporter.config import ConfigError, load
-from exporter.scheduler import Scheduler
+from vigil_exporter import dbschema
+from vigil_exporter.collectors.business import (
+    BusinessCollector,
+    Query,
+    check_queries,
+    configured_queries,
+)
+from vigil_exporter.config import ConfigError, load
+from vigil_exporter.scheduler import Scheduler
+from vigil_exporter.validation import format_duration
 
 INSERT = ("INSERT INTO tenants (name, plan, max_agents, max_channels, max_messages_per_day, "
           "max_api_calls_per_day, max_storage_bytes, max_concurrent_connections, created_at) "

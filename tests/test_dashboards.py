@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.dashboards import build, lint, render
 from tests.servers import free_port, require, tempdir, wait_for_port
+from vigil_exporter.tools.dashboards import build, lint, render
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = build.load_dashboards(ROOT)
@@ -64,7 +64,7 @@ def test_committed_json_equals_a_fresh_build():
 
 
 def test_build_check_cli_fails_on_a_stale_file(tmp_path, capsys):
-    from exporter.cli import main
+    from vigil_exporter.cli import main
 
     for part in ("grafana", "prometheus"):
         shutil.copytree(ROOT / part, tmp_path / part)
@@ -78,7 +78,7 @@ def test_build_check_cli_fails_on_a_stale_file(tmp_path, capsys):
 
 
 def test_build_reports_a_jsonnet_error(tmp_path, capsys):
-    from exporter.cli import main
+    from vigil_exporter.cli import main
 
     for part in ("grafana", "prometheus"):
         shutil.copytree(ROOT / part, tmp_path / part)
@@ -465,7 +465,7 @@ def test_parse_duration():
 
 
 def test_render_cli_reports_an_unreachable_prometheus(tmp_path, capsys):
-    from exporter.cli import main
+    from vigil_exporter.cli import main
 
     port = free_port()
     code = main(["dashboards", "render", "--prometheus", f"http://127.0.0.1:{port}",

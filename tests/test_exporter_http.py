@@ -30,7 +30,7 @@ def full_config(postgres_server, redis_server, **business) -> dict:
 
 @pytest.fixture(scope="module")
 def exporter(postgres_server, redis_server):
-    from exporter import dbschema
+    from vigil_exporter import dbschema
     dbschema.create_schema(postgres_server.url)
     dbschema.load_demo_data(postgres_server.url)
     import redis

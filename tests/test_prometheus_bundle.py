@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-import exporter
-from exporter import bundle
+import vigil_exporter
+from vigil_exporter.tools import bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM = ROOT / "prometheus"
@@ -59,7 +59,7 @@ def _cases():
 
 def test_generated_files_are_fresh():
     stale = bundle.build_rules(check=True)
-    assert not stale, f"stale: {stale}; run `python -m exporter.bundle` and commit the result"
+    assert not stale, f"stale: {stale}; run `vigil bundle build` and commit the result"
 
 
 def test_build_is_deterministic():
@@ -78,7 +78,7 @@ def test_check_mode_reports_a_stale_file(tmp_path):
 
 def test_headers_carry_the_bundle_version():
     for name in bundle.OUTPUTS:
-        first = (bundle.GENERATED_DIR / name).read_text().splitlines()[0]
+        first = (bundle.generated_dir() / name).read_text().splitlines()[0]
         assert first.startswith(f"# Vigil monitoring bundle {CONFIG['bundleVersion']}:"), first
 
 
@@ -86,7 +86,7 @@ def test_versions_agree():
     """One version for the package and the bundle, and the changelog names it."""
     version = CONFIG["bundleVersion"]
     assert re.fullmatch(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?", version), version
-    assert version == exporter.__version__
+    assert version == vigil_exporter.__version__
     released = re.findall(r"^## \[(\d+\.\d+\.\d+[^\]]*)\]", CHANGELOG.read_text(), re.M)
     assert released and released[0] == version, f"newest CHANGELOG entry {released[:1]}"
     assert re.search(r"renam\w+.*breaking|breaking.*renam", CHANGELOG.read_text(),
@@ -119,7 +119,7 @@ def test_promtool_check_config():
 
 
 def test_promtool_check_rules():
-    files = [str(bundle.GENERATED_DIR / name) for name in bundle.OUTPUTS]
+    files = [str(bundle.generated_dir() / name) for name in bundle.OUTPUTS]
     result = _run("check", "rules", *files)
     assert result.returncode == 0, result.stdout + result.stderr
 

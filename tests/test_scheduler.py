@@ -6,9 +6,9 @@ import gc
 
 from prometheus_client.core import GaugeMetricFamily
 
-from exporter.collectors.base import Collector, Job
-from exporter.exposition import Exposition
-from exporter.scheduler import Scheduler, SelfCollector
+from vigil_exporter.collectors.base import Collector, Job
+from vigil_exporter.exposition import Exposition
+from vigil_exporter.scheduler import Scheduler, SelfCollector
 
 
 class Sleeper(Collector):
@@ -110,7 +110,7 @@ def test_exposition_renders_once_per_refresh():
 async def test_runs_finishing_together_share_one_render(monkeypatch):
     from prometheus_client import CollectorRegistry
 
-    from exporter import exposition as module
+    from vigil_exporter import exposition as module
     monkeypatch.setattr(module, "RENDER_DELAY", 0.2)
     registry = CollectorRegistry()
     exposition = Exposition(registry)
@@ -135,7 +135,7 @@ def test_render_formats_only_new_families_and_matches_a_full_render(monkeypatch)
     from prometheus_client.core import CounterMetricFamily
     from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-    from exporter import exposition as module
+    from vigil_exporter import exposition as module
 
     class Job:  # serves the same family objects until its next run, as SnapshotCollector does
         def __init__(self, name: str):
@@ -183,7 +183,7 @@ def test_render_formats_only_new_families_and_matches_a_full_render(monkeypatch)
 
 
 async def test_what_exists_after_the_first_round_is_frozen_out_of_the_gc():
-    from exporter.app import freeze_after_first_round
+    from vigil_exporter.app import freeze_after_first_round
 
     scheduler = Scheduler([Sleeper(seconds=0, interval=60, timeout=1)])
     freezing = asyncio.create_task(freeze_after_first_round(scheduler))

@@ -1,4 +1,4 @@
-// Alerts about the services instrumented with exporter.instrument: HTTP, agents, tools, LLM
+// Alerts about the services instrumented with vigil_instrument: HTTP, agents, tools, LLM
 // calls and their cost, caches and authentication.
 local lib = import '../lib/alert.libsonnet';
 
