@@ -80,7 +80,8 @@ def rule_samples() -> set[str]:
 
 
 def panel_samples() -> set[str]:
-    from vigil_exporter.tools.dashboards.lint import selectors, targets
+    from vigil_exporter.tools.dashboards.lint import targets
+    from vigil_exporter.tools.promql import selectors
 
     names = set()
     for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):

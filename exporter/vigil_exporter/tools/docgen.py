@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vigil_exporter import validation
 from vigil_exporter.config import load, root_schema
-from vigil_exporter.tools import checkout
+from vigil_exporter.tools import checkout, generated
 
 METRICS_MD = Path("docs/metrics.md")
 CONFIGURATION_MD = Path("docs/configuration.md")
@@ -177,16 +177,13 @@ def main(argv=None) -> int:
     parser.add_argument("--redis", required=True, help="a live Redis URL")
     parser.add_argument("--check", action="store_true", help="fail if a committed file is stale")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in build(args.postgres, args.redis).items():
+    differing = generated.sync(build(args.postgres, args.redis), args.check)
+    for path in differing:
         if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
+            print(f"{path} is stale: run python -m vigil_exporter.tools.docgen", file=sys.stderr)
         else:
-            path.write_text(text)
-    for path in stale:
-        print(f"{path} is stale: run python -m vigil_exporter.tools.docgen", file=sys.stderr)
-    return 1 if stale else 0
+            print(f"wrote {path}")
+    return 1 if args.check and differing else 0
 
 
 if __name__ == "__main__":

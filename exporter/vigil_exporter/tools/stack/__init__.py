@@ -7,6 +7,7 @@
 
 See `Stack` for every option; docs/deployment.md for how it relates to docker-compose.yml.
 """
+from vigil_exporter.prometheus_api import PrometheusError
 from vigil_exporter.tools.stack.components import (
                                        Alertmanager,
                                        Component,
@@ -19,8 +20,8 @@ from vigil_exporter.tools.stack.components import (
 )
 from vigil_exporter.tools.stack.configs import BundleError
 from vigil_exporter.tools.stack.process import MissingBinary, StackError, free_ports, wait_until
-from vigil_exporter.tools.stack.stack import DEFAULT_PORTS, QueryError, Stack, values
+from vigil_exporter.tools.stack.stack import DEFAULT_PORTS, Stack, values
 
-__all__ = ["Stack", "StackError", "MissingBinary", "QueryError", "BundleError", "DEFAULT_PORTS",
+__all__ = ["Stack", "StackError", "MissingBinary", "PrometheusError", "BundleError", "DEFAULT_PORTS",
            "Component", "Redis", "Postgres", "Exporter", "Demo", "Prometheus", "Alertmanager",
            "VictoriaMetrics", "free_ports", "wait_until", "values"]
