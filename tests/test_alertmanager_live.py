@@ -26,7 +26,7 @@ from tests.alerting_fixtures import (
     wait_until,
 )
 from tests.servers import free_port, tempdir
-from vigil_exporter.alerting.receiver import WEBHOOK_PATH, setup_alert_receiver
+from vigil_exporter.alerting.receiver import WEBHOOK_PATH, notifications_counter, setup_alert_receiver
 from vigil_exporter.alerting.timeutil import format_time, parse_time, utc_now
 from vigil_exporter.cli import build_parser
 
@@ -40,7 +40,7 @@ class Stack:
         self.log_path = self.workdir / "vigil-alerts.jsonl"
         self.registry = CollectorRegistry()
         app = web.Application()
-        setup_alert_receiver(app, str(self.log_path), self.registry)
+        setup_alert_receiver(app, str(self.log_path), notifications_counter(self.registry))
         self.receiver = ThreadedServer(app).start()
         self.sink = WebhookSink().start()
         self.smtp = SmtpSink(SMTP_USER, SMTP_PASSWORD).start()

@@ -4,11 +4,13 @@ from __future__ import annotations
 import asyncio
 import gc
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from vigil_exporter.collectors.base import Collector, Job
 from vigil_exporter.exposition import Exposition
-from vigil_exporter.scheduler import Scheduler, SelfCollector
+from vigil_exporter.scheduler import Scheduler
+from vigil_exporter.selfmetrics import SelfCollector
 
 
 class Sleeper(Collector):
@@ -80,7 +82,8 @@ async def test_self_metrics_and_first_round():
     assert not scheduler.first_round_done.is_set()
     await scheduler.run_once()
     assert scheduler.first_round_done.is_set()
-    names = {s.name for f in SelfCollector(scheduler).collect() for s in f.samples}
+    exposition = Exposition(CollectorRegistry())
+    names = {s.name for f in SelfCollector(scheduler, exposition).collect() for s in f.samples}
     assert {"vigil_build_info", "vigil_collector_success", "vigil_collector_duration_seconds",
             "vigil_collector_last_success_timestamp_seconds",
             "vigil_collector_skipped_runs_total"} <= names

@@ -85,10 +85,6 @@ def _evaluate(overrides_json: str) -> str:
         ext_vars={"overrides": overrides_json})
 
 
-def bundle_version() -> str:
-    return evaluate()["config"]["bundleVersion"]
-
-
 def render(overrides: dict | None = None) -> dict[str, str]:
     """File name -> the YAML text of each generated file."""
     mixin = evaluate(overrides)

@@ -52,33 +52,21 @@ LEGACY_NAMES = [
 def exporter_families(postgres_url: str, redis_url: str) -> list:
     """Every family the exporter serves, collected once against live, throwaway servers
     (the demo data set is loaded into an empty database so that labelled families have rows)."""
+    import redis
+
     from vigil_exporter import dbschema
-    from vigil_exporter.app import build_collectors, build_registry
-    from vigil_exporter.exposition import Exposition
-    from vigil_exporter.scheduler import Scheduler
+    from vigil_exporter.wiring import build
 
     dbschema.load_demo_data(postgres_url)  # creates the schema; labels come from real rows
-    import redis
     with redis.Redis.from_url(redis_url) as client:  # so that per-db key counts have a row
         client.set("vigil:docgen", "1")
     config = load(None, environ={}, overrides={
         "collectors.database.databases": {"main": {"url": postgres_url}},
         "collectors.redis.instances": {"main": {"url": redis_url, "keys": [{"key": "queue:docs", "type": "list"}]}},
     })
-    scheduler = Scheduler(build_collectors(config)[0])
-
-    async def once():
-        await scheduler.run_once()
-        await scheduler.stop()
-
-    asyncio.run(once())
-    registry = build_registry(scheduler)
-    from aiohttp import web
-
-    from vigil_exporter.alerting.receiver import setup_alert_receiver
-    setup_alert_receiver(web.Application(), "/dev/null", registry)
-    Exposition(registry)
-    return [f for f in registry.collect() if f.name.startswith("vigil_")]
+    wiring = build(config)
+    asyncio.run(wiring.collect_once())
+    return [f for f in wiring.registry.collect() if f.name.startswith("vigil_")]
 
 
 def library_families() -> list[tuple[str, str, list[str], str]]:
