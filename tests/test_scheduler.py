@@ -98,6 +98,8 @@ def test_exposition_renders_once_per_refresh():
     from prometheus_client import CollectorRegistry
     registry = CollectorRegistry()
     exposition = Exposition(registry)
+    assert exposition.renders == 0  # the first render waits for the first scrape or refresh
+    exposition.get("text")
     before = exposition.renders
     assert exposition.choose("text/plain").body == exposition.choose("").body
     assert exposition.renders == before  # serving never renders
@@ -117,6 +119,7 @@ async def test_runs_finishing_together_share_one_render(monkeypatch):
     monkeypatch.setattr(module, "RENDER_DELAY", 0.2)
     registry = CollectorRegistry()
     exposition = Exposition(registry)
+    exposition.get("text")  # a first scrape: the first render
     value = GaugeMetricFamily("vigil_test_value", "A test value.", value=1)
     registry.register(type("C", (), {"collect": lambda self: [value]})())
     before = exposition.renders
@@ -162,6 +165,7 @@ def test_render_formats_only_new_families_and_matches_a_full_render(monkeypatch)
         registry.register(job)
         reference.register(job)
     exposition = Exposition(registry, formats=("text", "openmetrics"))
+    exposition.render()  # the first render formats every family once
     original, formatted = module._format, []
 
     def counting(name, family):

@@ -54,7 +54,6 @@ class Exposition:
         self._pending: asyncio.TimerHandle | None = None
         # id(family) -> (family, {format: bytes}); the family is kept so its id stays its own
         self._formatted: dict[int, tuple[Metric, dict[str, bytes]]] = {}
-        self.render()
 
     def mark_dirty(self) -> None:
         """Ask for a render RENDER_DELAY from now, unless one is already due."""
