@@ -11,9 +11,12 @@ RUN python -m venv /opt/vigil
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
+COPY packages ./packages
+# Three distributions: vigil-exporter (this directory), vigil-instrument and vigil-demo.
 # Keep the bytecode pip compiles: without it every start compiles the libraries again, which is
 # slower and leaves the exporter about 10 MiB larger (docs/performance.md).
-RUN /opt/vigil/bin/pip install '.[asyncpg]' && /opt/vigil/bin/python -m compileall -q /opt/vigil/lib
+RUN /opt/vigil/bin/pip install '.[asyncpg]' ./packages/vigil-instrument ./packages/vigil-demo \
+    && /opt/vigil/bin/python -m compileall -q /opt/vigil/lib
 
 FROM python:3.11.11-slim-bookworm
 LABEL org.opencontainers.image.title="vigil" \

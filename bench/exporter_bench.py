@@ -64,7 +64,7 @@ def add_tenants(url: str, count: int) -> None:
 
     from sqlalchemy import create_engine
 
-    from exporter import dbschema
+    from vigil_exporter import dbschema
     rows = [{"name": f"bench-{i:02d}", "plan": "starter", "max_agents": 10, "max_channels": 10,
              "max_messages_per_day": 1000, "max_api_calls_per_day": 5000,
              "max_storage_bytes": 2**30, "max_concurrent_connections": 20,
@@ -77,9 +77,9 @@ def add_tenants(url: str, count: int) -> None:
 
 def collection_round_cpu(pg_url: str, redis_url: str, rounds: int = 50) -> float:
     """Mean CPU seconds of one round of system + database + Redis collectors, in-process."""
-    from exporter.app import build_collectors
-    from exporter.config import load
-    from exporter.scheduler import Scheduler
+    from vigil_exporter.config import load
+    from vigil_exporter.scheduler import Scheduler
+    from vigil_exporter.wiring import build_collectors
 
     config = load(None, environ={}, overrides={
         "collectors.business.enabled": False,
@@ -160,7 +160,7 @@ def main() -> int:
     redis_server = RedisServer(work).start()
     exporters, same_bytes = [], None
     try:
-        from exporter import dbschema
+        from vigil_exporter import dbschema
         dbschema.create_schema(postgres.url)
         dbschema.load_demo_data(postgres.url)
         add_tenants(postgres.url, args.tenants)

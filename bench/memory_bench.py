@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from exporter_bench import (add_tenants, exporter_config, rss_mib,  # noqa: E402
-                            start_same_bytes_ref)
+from exporter_bench import add_tenants, exporter_config, rss_mib, start_same_bytes_ref  # noqa: E402
+
 from tests.exporter_fixtures import Exporter  # noqa: E402
 from tests.servers import PostgresServer, RedisServer, tempdir  # noqa: E402
 
@@ -103,7 +103,7 @@ def exporters_after_load(scrapes: int) -> list[str]:
     redis_server = RedisServer(tempdir("membench")).start()
     started = []
     try:
-        from exporter import dbschema
+        from vigil_exporter import dbschema
         dbschema.create_schema(postgres.url)
         dbschema.load_demo_data(postgres.url)
         add_tenants(postgres.url, 15)

@@ -4,7 +4,7 @@ prometheus-fastapi-instrumentator and starlette-exporter, with 6 and 56 routes.
     python bench/middleware_bench.py [--rounds 40] [--requests 300] [--routes 6 56]
 
 FastAPI: each variant is the same app plus one middleware (added with `add_middleware`), called
-directly as an ASGI app (no network). aiohttp: `exporter.instrument` vs no middleware, each
+directly as an ASGI app (no network). aiohttp: `vigil_instrument` vs no middleware, each
 request built with `make_mocked_request` outside the timed block and sent through the app's
 handler chain (`Application._handle`, what aiohttp's server calls) and a real `StreamWriter`
 writing into a null transport. Requests cycle over every route. Variants are interleaved, one
@@ -32,7 +32,7 @@ from aiohttp.test_utils import make_mocked_request  # noqa: E402
 from fastapi import FastAPI, Response  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from exporter.instrument import Metrics, PrometheusMiddleware, aiohttp_middleware  # noqa: E402
+from vigil_instrument import Metrics, PrometheusMiddleware, aiohttp_middleware  # noqa: E402
 
 ROUTE_COUNTS = (6, 56)
 
@@ -70,7 +70,7 @@ def fastapi_variants(count: int) -> dict:
     Instrumentator(registry=CollectorRegistry()).instrument(instrumentator)
     exporter = fastapi_app(count)
     exporter.add_middleware(StarletteExporter, app_name="bench", prefix=f"bench{count}")
-    return {"bare": bare, "exporter.instrument": ours,
+    return {"bare": bare, "vigil_instrument": ours,
             "prometheus-fastapi-instrumentator": instrumentator, "starlette-exporter": exporter}
 
 
@@ -172,7 +172,7 @@ async def measure(rounds: int, requests: int, route_counts=ROUTE_COUNTS) -> list
                 samples[name].append(await asgi_block(app, scopes))
         rows += table_rows("FastAPI", count, samples)
 
-        apps = {"bare": aiohttp_app(count, False), "exporter.instrument": aiohttp_app(count, True)}
+        apps = {"bare": aiohttp_app(count, False), "vigil_instrument": aiohttp_app(count, True)}
         for app in apps.values():
             await aiohttp_block(app, aiohttp_requests(app, cycle[:200], loop))
         samples = {name: [] for name in apps}

@@ -16,13 +16,13 @@
 {
   _config+:: {
     // Semantic version of the bundle, printed in the header of the generated files and kept
-    // equal to exporter.__version__ and to the newest entry of CHANGELOG.md. Renaming an alert
+    // equal to vigil_exporter.__version__ and to the newest entry of CHANGELOG.md. Renaming an alert
     // or a recording rule, or removing one, is a breaking change: a new major version.
     bundleVersion: '0.1.0',
 
     // ---- Selectors: the Prometheus jobs (prometheus/prometheus.yml) -----------------------
     exporterSelector: 'job="vigil"',  // `vigil serve`: system, database, redis, business
-    serviceSelector: 'job="vigil-demo"',  // services instrumented with exporter.instrument
+    serviceSelector: 'job="vigil-demo"',  // services instrumented with vigil_instrument
     prometheusSelector: 'job="prometheus"',
     alertmanagerSelector: 'job="alertmanager"',
     // TargetDown watches every scrape target that matches this selector.
@@ -141,7 +141,7 @@
     //              alerting {fastBurn, slowBurn: severities; minBadEvents}
     // The four below are the demo service's (`serviceSelector`), with objectives it meets
     // outside its simulated incidents: set your own. A YAML file of the same shape
-    // (`python -m exporter.bundle --slos FILE`) adds SLOs, changes fields or removes one (null).
+    // (`vigil bundle build --slos FILE`) adds SLOs, changes fields or removes one (null).
     slos: {
       'http-availability': {
         sli: { kind: 'http-availability' },
@@ -190,7 +190,7 @@
     // Error ratios over windows up to this long are computed from the counters; longer
     // windows average the shortest window's recorded rates (one series per SLO and job).
     sloCounterWindowMax: '1h',
-    // The bucket bounds of http_request_duration_seconds in exporter.instrument (a test keeps
+    // The bucket bounds of http_request_duration_seconds in vigil_instrument (a test keeps
     // them equal): an http-latency threshold must be one of them.
     httpDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
 

@@ -23,5 +23,7 @@ if [[ $need_apt == 1 ]]; then
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# The three distributions of the checkout (docs/architecture.md), editable.
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test]' \
+  -e ./packages/vigil-instrument -e ./packages/vigil-demo
 exec python3 -m pytest "$@"

@@ -13,16 +13,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
 
 import yaml
 from aiohttp import web
 
-from exporter.alerting.render import render_config
-from exporter.alerting.timeutil import format_time, utc_now
 from tests.servers import Process, free_port, require, wait_for_port
+from vigil_exporter.alerting.render import render_config
+from vigil_exporter.alerting.timeutil import format_time, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "alertmanager"
@@ -68,7 +68,7 @@ class ThreadedServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "ThreadedServer":
+    def start(self) -> ThreadedServer:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
         return self
@@ -161,7 +161,7 @@ class SmtpSink:
                    "auth_exclude_mechanism": ["LOGIN"]} if username else {}
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **options)
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         self.controller.start()
         return self
 
@@ -242,7 +242,7 @@ class Alertmanager(Process):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> "Alertmanager":
+    def start(self, timeout: float = 20.0) -> Alertmanager:
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         cluster = [f"--cluster.listen-address=127.0.0.1:{self.cluster_port}",
                    f"--cluster.advertise-address=127.0.0.1:{self.cluster_port}",

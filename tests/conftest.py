@@ -49,8 +49,8 @@ def live_stack(tmp_path_factory):
     """The whole stack from local binaries, shared by the live tests: Redis, PostgreSQL, the
     exporter, the demo service with traffic, Prometheus with the bundle's rules (RedisDown's
     `for` shortened, the way a user overrides the bundle) and Alertmanager; 1 s intervals."""
-    from exporter import bundle
-    from exporter.stack.stack import Stack
+    from vigil_exporter.tools import bundle
+    from vigil_exporter.tools.stack.stack import Stack
 
     rules = tmp_path_factory.mktemp("rules")
     bundle.build_rules(directory=rules, overrides={"forDurations": {"RedisDown": "10s"}})

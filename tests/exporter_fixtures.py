@@ -1,4 +1,4 @@
-"""Run the real exporter (`python -m exporter serve`) as a child process for the tests."""
+"""Run the real exporter (`python -m vigil_exporter serve`) as a child process for the tests."""
 from __future__ import annotations
 
 import os
@@ -35,9 +35,9 @@ class Exporter:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def start(self, wait: str = "/health/live", timeout: float = 20.0) -> "Exporter":
+    def start(self, wait: str = "/health/live", timeout: float = 20.0) -> Exporter:
         self.log_file = open(self.workdir / "exporter.log", "ab")
-        argv = [sys.executable, "-m", "exporter", self.command, "--config", str(self.config_path),
+        argv = [sys.executable, "-m", "vigil_exporter", self.command, "--config", str(self.config_path),
                 "--listen", f"127.0.0.1:{self.port}", *self.args]
         self.proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env, stdout=self.log_file,
                                      stderr=subprocess.STDOUT)

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from exporter.stack import components
+from vigil_exporter.tools.stack import components
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")  # where Debian puts initdb and postgres
 

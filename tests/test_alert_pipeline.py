@@ -1,13 +1,13 @@
 """The alert pipeline end to end, with real processes only (issue 6, "Tests").
 
-    exporter (python -m exporter serve, Redis collector every 1s) -> real redis-server
+    exporter (python -m vigil_exporter serve, Redis collector every 1s) -> real redis-server
     Prometheus (scrape 1s, evaluation 1s, the bundle's generated rules, RedisDown `for` 3s)
     Alertmanager (alertmanager/alertmanager.yml, group_wait 1.5s, group_interval 2s)
         -> pager webhook and Slack: a local webhook sink (tests.alerting_fixtures.WebhookSink)
         -> email: a real SMTP server (aiosmtpd, tests.alerting_fixtures.SmtpSink)
         -> vigil-log: the exporter's own POST /alerts/webhook (JSON-lines file)
 
-The processes come from the local stack (exporter.stack.Stack), which derives every config from
+The processes come from the local stack (vigil_exporter.tools.stack.Stack), which derives every config from
 the files docker compose mounts and points the receivers at the sinks given to it. Only timings
 and addresses differ from production: the rules are the bundle's own, built with the documented
 override mechanism (`forDurations`), and the Alertmanager config is the repository's file with
@@ -34,19 +34,19 @@ import subprocess
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import bundle
-from exporter.alerting.timeutil import parse_time
-from exporter.stack import Stack
-from exporter.stack.process import find_binary
 from tests.alerting_fixtures import BUNDLE_CONFIG, SmtpSink, WebhookSink, message_text, wait_until
+from vigil_exporter.alerting.timeutil import parse_time
+from vigil_exporter.tools import bundle
+from vigil_exporter.tools.stack import Stack
+from vigil_exporter.tools.stack.process import find_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 

@@ -9,10 +9,10 @@ import subprocess
 import pytest
 import yaml
 
-from exporter.alerting.cli import AREAS, SEVERITIES
-from exporter.alerting.render import render_config
 from tests.alerting_fixtures import BUNDLE, BUNDLE_CONFIG
 from tests.servers import require
+from vigil_exporter.alerting.cli import AREAS, SEVERITIES
+from vigil_exporter.alerting.render import render_config
 
 ROUTE_CASES = yaml.safe_load((BUNDLE / "route_cases.yml").read_text())
 

@@ -14,12 +14,21 @@ import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from exporter.alerting.receiver import WEBHOOK_PATH, setup_alert_receiver
-from exporter.alerting.timeutil import format_time, parse_time, utc_now
-from exporter.cli import build_parser
-from tests.alerting_fixtures import (BUNDLE, Alertmanager, SmtpSink, ThreadedServer, WebhookSink,
-                                     bundle_config, message_text, synthetic_alert, wait_until)
+from tests.alerting_fixtures import (
+    BUNDLE,
+    Alertmanager,
+    SmtpSink,
+    ThreadedServer,
+    WebhookSink,
+    bundle_config,
+    message_text,
+    synthetic_alert,
+    wait_until,
+)
 from tests.servers import free_port, tempdir
+from vigil_exporter.alerting.receiver import WEBHOOK_PATH, notifications_counter, setup_alert_receiver
+from vigil_exporter.alerting.timeutil import format_time, parse_time, utc_now
+from vigil_exporter.cli import build_parser
 
 SMTP_USER = "vigil-alertmanager@example.com"  # the bundle's smtp_auth_username
 SMTP_PASSWORD = "from-a-file"
@@ -31,7 +40,7 @@ class Stack:
         self.log_path = self.workdir / "vigil-alerts.jsonl"
         self.registry = CollectorRegistry()
         app = web.Application()
-        setup_alert_receiver(app, str(self.log_path), self.registry)
+        setup_alert_receiver(app, str(self.log_path), notifications_counter(self.registry))
         self.receiver = ThreadedServer(app).start()
         self.sink = WebhookSink().start()
         self.smtp = SmtpSink(SMTP_USER, SMTP_PASSWORD).start()
@@ -226,7 +235,7 @@ def test_info_alert_reaches_only_the_log_and_watchdog_only_the_heartbeat(stack):
 def test_unreachable_alertmanager_is_one_clear_line(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     for argv in (["list"], ["test"], ["silence", "-m", "alertname=X", "--comment", "c"]):
-        result = subprocess.run([sys.executable, "-m", "exporter", "alerts", *argv,
+        result = subprocess.run([sys.executable, "-m", "vigil_exporter", "alerts", *argv,
                                  "--alertmanager", url], capture_output=True, text=True,
                                 timeout=30)
         assert result.returncode == 1, argv

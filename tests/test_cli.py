@@ -10,7 +10,7 @@ from tests.servers import free_port
 
 
 def vigil(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "vigil_exporter", *args], capture_output=True,
                           text=True, timeout=60, cwd=cwd, env=env)
 
 
@@ -46,12 +46,15 @@ def test_serve_demo_shows_every_family_but_redis(tmp_path):
         assert "database:main" in status.stdout and "healthy" in status.stdout.splitlines()[0]
     finally:
         running.stop()
-    # Nothing it does not use is loaded: no redis-py, no other command's module.
+    # Nothing it does not use is loaded: no redis-py, no bcrypt without users, no checkout tool,
+    # no other command's module, nothing of the library or the demo.
     modules = imported_modules(running.log())
-    assert {"aiohttp.web", "sqlalchemy", "exporter.collectors.business"} <= modules
-    assert not {m for m in modules if m.split(".")[0] == "redis"}
-    assert not {"exporter.stack.cli", "exporter.alerting.cli", "exporter.demo.cli",
-                "exporter.dashboards.cli", "psycopg", "asyncpg"} & modules
+    assert {"aiohttp.web", "sqlalchemy", "vigil_exporter.collectors.business"} <= modules
+    unused_roots = {"redis", "bcrypt", "psycopg", "asyncpg", "_jsonnet", "vigil_instrument",
+                    "vigil_demo"}
+    assert not {m for m in modules if m.split(".")[0] in unused_roots}
+    assert not {m for m in modules if m.startswith("vigil_exporter.tools")}
+    assert "vigil_exporter.alerting.cli" not in modules
 
 
 def test_status_of_nothing_is_a_clear_error():

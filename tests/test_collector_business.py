@@ -7,12 +7,16 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter import dbschema
-from exporter.collectors.business import (BusinessCollector, Query, check_queries,
-                                          configured_queries)
-from exporter.validation import format_duration
-from exporter.config import ConfigError, load
-from exporter.scheduler import Scheduler
+from vigil_exporter import dbschema
+from vigil_exporter.collectors.business import (
+    BusinessCollector,
+    Query,
+    check_queries,
+    configured_queries,
+)
+from vigil_exporter.config import ConfigError, load
+from vigil_exporter.scheduler import Scheduler
+from vigil_exporter.validation import format_duration
 
 INSERT = ("INSERT INTO tenants (name, plan, max_agents, max_channels, max_messages_per_day, "
           "max_api_calls_per_day, max_storage_bytes, max_concurrent_connections, created_at) "
@@ -59,7 +63,7 @@ def config(url: str, **business):
 
 def collector(url: str, **business) -> BusinessCollector:
     cfg = config(url, **business)
-    return BusinessCollector(cfg.collector("business"), cfg.data)
+    return BusinessCollector(cfg.collector("business"), cfg.business_database())
 
 
 async def run_once(url: str, **business) -> dict:

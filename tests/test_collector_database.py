@@ -15,11 +15,11 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.collectors.base import FAILING, OK
-from exporter.collectors.database import DatabaseCollector, cap_applications
-from exporter.logs import JsonFormatter
-from exporter.collectors.sqlutil import async_url, make_engine, sqlite_path
-from exporter.validation import Errors
+from vigil_exporter.collectors.base import FAILING, OK
+from vigil_exporter.collectors.database import DatabaseCollector, cap_applications
+from vigil_exporter.collectors.sqlutil import async_url, make_engine, sqlite_path
+from vigil_exporter.logs import JsonFormatter
+from vigil_exporter.validation import Errors
 
 PASSWORD = "Sup3r-s3cret-pw"
 
@@ -154,7 +154,7 @@ def test_cap_applications_keeps_the_largest():
 async def test_postgres_down_at_start_then_recovers(postgres_isolated, collectors, caplog, driver):
     postgres_isolated.stop()
     collector = collectors({"main": {"url": on_driver(postgres_isolated.url, driver)}})
-    caplog.set_level(logging.INFO, logger="exporter.collectors.database")
+    caplog.set_level(logging.INFO, logger="vigil.collectors.database")
     for _ in range(2):
         families = await collector.collect()
         assert value(families, "vigil_db_up", database="main") == 0

@@ -11,8 +11,8 @@ import psutil
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.collectors.system import SystemCollector
-from exporter.validation import Errors
+from vigil_exporter.collectors.system import SystemCollector
+from vigil_exporter.validation import Errors
 
 FAMILIES = {
     "vigil_system_cpu_usage_ratio", "vigil_system_cpus", "vigil_system_load1",

@@ -17,10 +17,10 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-import exporter
-from exporter.stack import configs
-from exporter.stack.compose import VARIANTS, render_variants
-from exporter.stack.stack import DEFAULT_PORTS
+import vigil_exporter
+from vigil_exporter.tools.stack import configs
+from vigil_exporter.tools.stack.compose import VARIANTS, render_variants
+from vigil_exporter.tools.stack.stack import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -172,7 +172,7 @@ def test_every_image_has_an_explicit_pinned_tag(full):
     for name, service in services(full).items():
         image = service["image"]
         if name in ("vigil", "demo", "alertmanager-config"):
-            assert image == f"vigil:{exporter.__version__}", name
+            assert image == f"vigil:{vigil_exporter.__version__}", name
             assert service["build"]["context"] == str(ROOT)
         else:
             assert re.match(PINNED[name], image), f"{name}: {image} is not pinned as expected"
@@ -228,7 +228,7 @@ def test_data_lives_in_named_volumes(full):
 
 def test_every_mounted_file_exists_and_the_bundle_is_read_only(full):
     for name, service in services(full).items():
-        for source, target, mode in bind_mounts(service):
+        for source, _target, mode in bind_mounts(service):
             assert Path(source).exists(), f"{name}: mounts {source}, which does not exist"
             assert Path(source).resolve().is_relative_to(ROOT), f"{name}: {source}"
             assert mode == "ro", f"{name}: {source} must be mounted read-only"
@@ -279,7 +279,7 @@ def listening_port(name: str, service: dict) -> int:
 def test_prometheus_targets_are_compose_services_on_their_ports(full):
     for source, config in _prometheus_configs().items():
         jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-        for job_name, (service_name, port) in JOBS.items():
+        for job_name in JOBS:
             assert job_name in jobs, f"{source}: no job {job_name}"
         for job in config["scrape_configs"]:
             for static in job["static_configs"]:
@@ -327,7 +327,7 @@ def test_prometheus_config_files_and_rules_resolve_inside_the_container(full):
 def test_prometheus_variants_are_fresh_and_valid(tmp_path):
     for name, text in render_variants(ROOT).items():
         assert (ROOT / "deploy/prometheus" / name).read_text() == text, \
-            f"deploy/prometheus/{name} is stale: run `python -m exporter.stack.compose`"
+            f"deploy/prometheus/{name} is stale: run `python -m vigil_exporter.tools.stack.compose`"
     promtool = shutil.which("promtool")
     assert promtool, "promtool is not installed: run the test command (bash scripts/test.sh)"
     for name in VARIANTS:
@@ -413,7 +413,7 @@ def test_alertmanager_config_agrees_with_the_services(full):
             internal.append(url)
     assert [(u.hostname, u.port, u.path) for u in internal] == [
         ("vigil", 9477, "/alerts/webhook")]
-    from exporter.alerting.receiver import WEBHOOK_PATH
+    from vigil_exporter.alerting.receiver import WEBHOOK_PATH
     assert internal[0].path == WEBHOOK_PATH
 
 
@@ -443,7 +443,7 @@ def test_exporter_config_agrees_with_the_services(full):
     env_url = urllib.parse.urlsplit(vigil["environment"]["VIGIL_DATABASE_URL"])
     assert (env_url.username, env_url.password, env_url.path) == (
         postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], "/" + postgres["POSTGRES_DB"])
-    done = subprocess.run([sys.executable, "-m", "exporter", "check-config",
+    done = subprocess.run([sys.executable, "-m", "vigil_exporter", "check-config",
                            str(ROOT / "deploy/vigil.compose.yml")],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
@@ -463,7 +463,7 @@ def test_the_local_stack_plays_every_compose_service(full):
     local = set(services(full)) - {"grafana"} - ONE_SHOT
     assert local == set(configs.SERVICE_COMPONENTS)
     # Redis runs with the same memory limit (the Redis memory alerts need one)
-    from exporter.stack.components import Redis
+    from vigil_exporter.tools.stack.components import Redis
     argv = Redis("redis", Path("/nonexistent"), 6379).command()
     compose_argv = services(full)["redis"]["command"]
     limit = compose_argv[compose_argv.index("--maxmemory") + 1]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from exporter.config import ConfigError, load
+from vigil_exporter.config import ConfigError, load
 
 CASES = [
     ("interval-word", "collectors:\n  redis:\n    interval: soon\n",
@@ -32,7 +32,7 @@ CASES = [
 def test_bad_config_is_reported_with_key_path(tmp_path, name, text, expected):
     path = tmp_path / f"{name}.yml"
     path.write_text(text)
-    result = subprocess.run([sys.executable, "-m", "exporter", "check-config", str(path)],
+    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "check-config", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
@@ -42,7 +42,7 @@ def test_bad_config_is_reported_with_key_path(tmp_path, name, text, expected):
 
 def test_missing_file_is_named(tmp_path):
     missing = tmp_path / "nope.yml"
-    result = subprocess.run([sys.executable, "-m", "exporter", "serve", "--config", str(missing)],
+    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "serve", "--config", str(missing)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"{missing}: cannot read the file" in result.stderr
@@ -50,7 +50,7 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_valid_example_config_passes():
-    result = subprocess.run([sys.executable, "-m", "exporter", "check-config",
+    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "check-config",
                              "examples/vigil.yml"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "configuration is valid" in result.stdout
@@ -82,7 +82,7 @@ def test_config_error_lists_every_fault():
 def test_business_database_must_exist(tmp_path):
     path = tmp_path / "vigil.yml"
     path.write_text("collectors:\n  business:\n    database: reporting\n")
-    result = subprocess.run([sys.executable, "-m", "exporter", "check-config", str(path)],
+    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "check-config", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f'{path}: collectors.business.database: expected the name of a database' in result.stderr

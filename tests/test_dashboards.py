@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.dashboards import build, lint, render
 from tests.servers import free_port, require, tempdir, wait_for_port
+from vigil_exporter.tools.dashboards import build, lint, render
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = build.load_dashboards(ROOT)
@@ -64,7 +64,7 @@ def test_committed_json_equals_a_fresh_build():
 
 
 def test_build_check_cli_fails_on_a_stale_file(tmp_path, capsys):
-    from exporter.cli import main
+    from vigil_exporter.cli import main
 
     for part in ("grafana", "prometheus"):
         shutil.copytree(ROOT / part, tmp_path / part)
@@ -78,7 +78,7 @@ def test_build_check_cli_fails_on_a_stale_file(tmp_path, capsys):
 
 
 def test_build_reports_a_jsonnet_error(tmp_path, capsys):
-    from exporter.cli import main
+    from vigil_exporter.cli import main
 
     for part in ("grafana", "prometheus"):
         shutil.copytree(ROOT / part, tmp_path / part)
@@ -441,7 +441,7 @@ def test_rate_interval_follows_grafana():
     values = render.variable_values(DASHBOARDS["system"], since=1800, step=15, scrape_interval=15)
     assert values["__rate_interval"] == "1m"       # 4 scrape intervals
     values = render.variable_values(DASHBOARDS["system"], since=86400, step=360, scrape_interval=15)
-    assert values["__rate_interval"] == "375s"     # step + scrape interval
+    assert values["__rate_interval"] == "6m15s"   # step + scrape interval
     assert values["job"] == values["instance"] == ".+"
 
 
@@ -462,7 +462,7 @@ def test_parse_duration():
 
 
 def test_render_cli_reports_an_unreachable_prometheus(tmp_path, capsys):
-    from exporter.cli import main
+    from vigil_exporter.cli import main
 
     port = free_port()
     code = main(["dashboards", "render", "--prometheus", f"http://127.0.0.1:{port}",
@@ -522,7 +522,7 @@ def test_slo_dashboard_repeats_a_row_per_slo_and_reads_only_slo_rules():
     assert variable["definition"] == "label_values(slo:objective:ratio, slo)"
     repeated = [p for p in dashboard["panels"] if p.get("repeat")]
     assert [(p["type"], p["repeat"]) for p in repeated] == [("row", "slo")]
-    for panel, target in lint.targets(dashboard):
+    for _, target in lint.targets(dashboard):
         names = set(RECORDING_RULE.findall(target["expr"]))
         assert names and all(n.startswith(("job_slo:", "slo:")) for n in names), target["expr"]
     titles = {p["title"] for p in lint.panels(dashboard)}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.dashboards import build, render
+from vigil_exporter.tools.dashboards import build, render
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -91,7 +91,7 @@ def test_render_draws_every_dashboard(live_prometheus, settled, tmp_path):
 
 
 def test_render_cli(live_prometheus, settled, tmp_path, capsys):
-    from exporter.cli import main
+    from vigil_exporter.cli import main
 
     code = main(["dashboards", "render", "--prometheus", live_prometheus.url, "--out",
                  str(tmp_path), "--from", "3m", "--dashboard", "vigil-overview"])

@@ -7,8 +7,8 @@ from datetime import datetime
 import pytest
 from sqlalchemy import create_engine, func, inspect, select
 
-from exporter import dbschema
-from exporter.dbschema import agents, messages, tenants
+from vigil_exporter import dbschema
+from vigil_exporter.dbschema import agents, messages, tenants
 
 # The columns docs and contract promise (contract.md, "Default business schema").
 CONTRACT = {
@@ -98,10 +98,11 @@ def test_sync_url_maps_asyncio_drivers():
 
 
 def test_rows_added_after_the_demo_data_get_fresh_ids(postgres_isolated):
-    from sqlalchemy import create_engine, insert
     from datetime import datetime
 
-    from exporter import dbschema
+    from sqlalchemy import create_engine, insert
+
+    from vigil_exporter import dbschema
     url = postgres_isolated.url
     assert dbschema.load_demo_data(url)
     engine = create_engine(dbschema.sync_url(url))

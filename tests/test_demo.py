@@ -22,17 +22,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select
 
-from exporter import dbschema
-from exporter.cli import build_parser
-from exporter.demo.app import make_app
-from exporter.demo.auth import AuthFailure, Tokens
-from exporter.demo.cli import settings_from
-from exporter.demo.llm import MODELS, FakeLLM
-from exporter.demo.settings import Settings
-from exporter.demo.storage import prepare_database
-from exporter.demo.traffic import Budget, Traffic
-from exporter.instrument import Metrics
 from tests.servers import free_port
+from vigil_demo.app import make_app
+from vigil_demo.auth import AuthFailure, Tokens
+from vigil_demo.cli import settings_from
+from vigil_demo.llm import MODELS, FakeLLM
+from vigil_demo.settings import Settings
+from vigil_demo.storage import prepare_database
+from vigil_demo.traffic import Budget, Traffic
+from vigil_exporter import dbschema
+from vigil_exporter.cli import build_parser
+from vigil_instrument import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(90)
@@ -73,14 +73,15 @@ def is_service_sample(name: str) -> bool:
 
 def rule_samples() -> set[str]:
     try:
-        from exporter.bundle import metric_names_used_by_rules
+        from vigil_exporter.tools.bundle import metric_names_used_by_rules
         return set(metric_names_used_by_rules())
     except (ImportError, OSError):
         return set()
 
 
 def panel_samples() -> set[str]:
-    from exporter.dashboards.lint import selectors, targets
+    from vigil_exporter.tools.dashboards.lint import targets
+    from vigil_exporter.tools.promql import selectors
 
     names = set()
     for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
@@ -360,7 +361,7 @@ def test_vigil_demo_serves_and_stops_on_sigterm(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("VIGIL_DATABASE_URL", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "demo", "--listen", f"127.0.0.1:{port}",
+        [sys.executable, "-m", "vigil_exporter", "demo", "--listen", f"127.0.0.1:{port}",
          "--traffic", "20", "--latency-scale", "0.05"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from exporter import docgen
+from vigil_exporter.tools import docgen
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_metrics_and_configuration_references_are_fresh(postgres_server, redis_server):
     for path, text in docgen.build(postgres_server.url, redis_server.url).items():
         assert path.read_text() == text, (
-            f"{path.relative_to(ROOT)} is stale: run python -m exporter.docgen "
+            f"{path.relative_to(ROOT)} is stale: run python -m vigil_exporter.tools.docgen "
             "--postgres URL --redis URL (see docs/metrics.md)")
 
 

@@ -5,6 +5,7 @@ import gzip
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 
@@ -30,7 +31,7 @@ def full_config(postgres_server, redis_server, **business) -> dict:
 
 @pytest.fixture(scope="module")
 def exporter(postgres_server, redis_server):
-    from exporter import dbschema
+    from vigil_exporter import dbschema
     dbschema.create_schema(postgres_server.url)
     dbschema.load_demo_data(postgres_server.url)
     import redis
@@ -195,3 +196,16 @@ def test_oversized_request_headers_are_refused(exporter):
     assert connection.getresponse().status == 400
     connection.close()
     assert exporter.text("/health/live")  # and the exporter keeps serving
+
+
+def test_vigil_metrics_serves_the_same_families_as_the_running_exporter(exporter, postgres_server,
+                                                                         redis_server, tmp_path):
+    """`vigil metrics` and `/metrics` are built by the same wiring: no family only one has."""
+    import yaml
+    config = tmp_path / "vigil.yml"
+    config.write_text(yaml.safe_dump(full_config(postgres_server, redis_server)))
+    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "metrics", "--config",
+                             str(config)], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert family_names(result.stdout) == family_names(exporter.text())

@@ -115,7 +115,7 @@ def _body(running, path, headers, context) -> str:
 def test_bad_web_config_exits_2(tmp_path):
     bad = tmp_path / "web.yml"
     bad.write_text("basic_auth_users:\n  alice: plaintext\ntls_server_config:\n  cert_file: x\n")
-    result = subprocess.run(["python", "-m", "exporter", "serve", "--web.config.file", str(bad)],
+    result = subprocess.run(["python", "-m", "vigil_exporter", "serve", "--web.config.file", str(bad)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "basic_auth_users.alice: expected a string matching" in result.stderr

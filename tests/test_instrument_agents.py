@@ -7,7 +7,7 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.instrument import (
+from vigil_instrument import (
     Metrics,
     Price,
     PriceTable,

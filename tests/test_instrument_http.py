@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from exporter.instrument import (
+from vigil_instrument import (
     Cardinality,
     Metrics,
     PrometheusMiddleware,

@@ -7,7 +7,7 @@ import re
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 
-from exporter.instrument import (
+from vigil_instrument import (
     Cardinality,
     DuplicateMetricsError,
     Metrics,
@@ -15,8 +15,8 @@ from exporter.instrument import (
     record_auth_request,
     track_agent,
 )
-from exporter.instrument._fast import HttpSeries, request_recorder
-from exporter.instrument.metrics import HTTP_REQUEST_FAMILIES, SIZE_BUCKETS, _build
+from vigil_instrument._fast import HttpSeries, request_recorder
+from vigil_instrument.metrics import HTTP_REQUEST_FAMILIES, SIZE_BUCKETS, _build
 
 # The "Service metrics" of the Vigil contract, as exposed (counters with _total).
 CONTRACT_FAMILIES = {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from exporter.instrument import exposition_registry, mark_process_dead
+from vigil_instrument import exposition_registry, mark_process_dead
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from exporter.instrument import Metrics, PrometheusMiddleware, track_agent
+from vigil_instrument import Metrics, PrometheusMiddleware, track_agent
 
 metrics = Metrics(CollectorRegistry())
 gate = asyncio.Event()

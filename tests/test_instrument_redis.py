@@ -8,8 +8,8 @@ import redis
 import redis.asyncio
 from prometheus_client import CollectorRegistry
 
-from exporter.instrument import Metrics, instrument_redis
-from exporter.instrument.redis import command_label
+from vigil_instrument import Metrics, instrument_redis
+from vigil_instrument.redis import command_label
 
 
 class Samples:

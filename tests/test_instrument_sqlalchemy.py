@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from exporter.instrument import Metrics, instrument_engine, statement_type
+from vigil_instrument import Metrics, instrument_engine, statement_type
 
 
 class Samples:
@@ -81,7 +81,7 @@ def test_failed_queries_are_timed(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'side.db'}")
     instrument_engine(engine, name="side", metrics=s.metrics)
     with engine.connect() as conn:
-        with pytest.raises(Exception):
+        with pytest.raises(OperationalError, match="no such table"):
             conn.execute(text("SELECT * FROM no_such_table"))
     assert s("vigil_db_query_duration_seconds_count", statement="SELECT") == 1
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import exporter
-from exporter import bundle
+import vigil_exporter
+from vigil_exporter.tools import bundle, promql
+from vigil_exporter.validation import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM = ROOT / "prometheus"
@@ -61,7 +62,7 @@ def _cases():
 
 def test_generated_files_are_fresh():
     stale = bundle.build_rules(check=True)
-    assert not stale, f"stale: {stale}; run `python -m exporter.bundle` and commit the result"
+    assert not stale, f"stale: {stale}; run `vigil bundle build` and commit the result"
 
 
 def test_build_is_deterministic():
@@ -80,7 +81,7 @@ def test_check_mode_reports_a_stale_file(tmp_path):
 
 def test_headers_carry_the_bundle_version():
     for name in bundle.OUTPUTS:
-        first = (bundle.GENERATED_DIR / name).read_text().splitlines()[0]
+        first = (bundle.generated_dir() / name).read_text().splitlines()[0]
         assert first.startswith(f"# Vigil monitoring bundle {CONFIG['bundleVersion']}:"), first
 
 
@@ -88,7 +89,7 @@ def test_versions_agree():
     """One version for the package and the bundle, and the changelog names it."""
     version = CONFIG["bundleVersion"]
     assert re.fullmatch(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?", version), version
-    assert version == exporter.__version__
+    assert version == vigil_exporter.__version__
     released = re.findall(r"^## \[(\d+\.\d+\.\d+[^\]]*)\]", CHANGELOG.read_text(), re.M)
     assert released and released[0] == version, f"newest CHANGELOG entry {released[:1]}"
     assert re.search(r"renam\w+.*breaking|breaking.*renam", CHANGELOG.read_text(),
@@ -121,7 +122,7 @@ def test_promtool_check_config():
 
 
 def test_promtool_check_rules():
-    files = [str(bundle.GENERATED_DIR / name) for name in bundle.OUTPUTS]
+    files = [str(bundle.generated_dir() / name) for name in bundle.OUTPUTS]
     result = _run("check", "rules", *files)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -283,7 +284,7 @@ def test_metric_name_tokenizer():
       or label_replace(up{job="b"}, "resource", "agents", "tenant", ".*") > bool 0.5
       and absent(x:y:z) unless time() % 172800 >= bool 86400
       + sum_over_time((foo * 60)[1d:1m]) > 1e-3'''
-    assert bundle.metric_names_in(expr) == {"http_request_duration_seconds_bucket",
+    assert promql.metric_names_in(expr) == {"http_request_duration_seconds_bucket",
                                             "vigil_db_up", "up", "x:y:z", "foo"}
 
 
@@ -323,7 +324,7 @@ def test_prometheus_yml_jobs_match_the_selectors():
         assert (PROM / entry).is_file(), f"rule file {entry} does not exist next to prometheus.yml"
     assert sorted(Path(entry).name for entry in config["rule_files"]) == sorted(bundle.OUTPUTS)
     glob = config["global"]
-    assert bundle._seconds(glob["scrape_timeout"]) < bundle._seconds(glob["scrape_interval"])
+    assert parse_duration(glob["scrape_timeout"]) < parse_duration(glob["scrape_interval"])
 
 
 def test_local_prometheus_config_changes_only_addresses(tmp_path):

@@ -1,5 +1,5 @@
 """The Prometheus bundle against the live pieces: a real Prometheus, started from Debian's binary
-with the bundle's own config (exporter.bundle.local_prometheus_config via the local stack),
+with the bundle's own config (vigil_exporter.tools.bundle.local_prometheus_config via the local stack),
 scrapes the real exporter and the demo service with traffic.
 
 - every metric name that a rule reads is exposed by a target (no rule watches a name that
@@ -8,7 +8,7 @@ scrapes the real exporter and the demo service with traffic.
 - a real fault (Redis stopped) takes RedisDown through pending to firing.
 
 The rules are the bundle's with one override, a short `for` of RedisDown, built the way a user
-customises the bundle (`python -m exporter.bundle --override`).
+customises the bundle (`vigil bundle build --override`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from exporter import bundle
+from vigil_exporter.tools import bundle, promql
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -29,7 +29,7 @@ def raw_inputs(groups: list[dict]) -> dict[str, set[str]]:
     for group in groups:
         for rule in group["rules"]:
             if "record" in rule:
-                direct.setdefault(rule["record"], set()).update(bundle.metric_names_in(rule["expr"]))
+                direct.setdefault(rule["record"], set()).update(promql.metric_names_in(rule["expr"]))
 
     def resolve(name: str, seen: frozenset = frozenset()) -> set[str]:
         if name not in direct:

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.timeout(600)   # promtool and fresh Jsonnet builds: CPU-bound
+from vigil_exporter.config import ConfigError
+from vigil_exporter.slo import spec
+from vigil_exporter.slo.status import Slo, format_table
+from vigil_exporter.tools import bundle
 
-from exporter import bundle
-from exporter.config import ConfigError
-from exporter.slo import spec
-from exporter.slo.status import Slo, format_table
+pytestmark = pytest.mark.timeout(600)   # promtool and fresh Jsonnet builds: CPU-bound
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "slos.yml"
@@ -28,8 +28,8 @@ CONFIG = bundle.evaluate_config()
 
 
 def run_bundle(*args: str) -> subprocess.CompletedProcess:
-    """`python -m exporter.bundle ARGS` as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "exporter.bundle", *args], cwd=ROOT,
+    """`vigil bundle build ARGS` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "vigil_exporter", "bundle", "build", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -221,7 +221,7 @@ def test_burn_rate_conditions_equal_sloths_google_windows(example_build, name, o
         sloth = [(long_w, short_w, share * period_days * 24 / HOURS[long_w] * budget)
                  for share, short_w, long_w in SLOTH_WINDOWS[severity]]
         ours = conditions(rule)
-        assert [(l, s) for l, s, _ in ours] == [(l, s) for l, s, _ in sloth]
+        assert [pair[:2] for pair in ours] == [pair[:2] for pair in sloth]
         assert [t for _, _, t in ours] == pytest.approx([t for _, _, t in sloth], rel=1e-12)
 
 
@@ -235,7 +235,7 @@ def test_the_page_thresholds_of_99_9_over_30_days_are_the_workbooks(example_buil
 # ---- what must agree --------------------------------------------------------------------------
 
 def test_latency_bounds_are_the_instrumentation_librarys():
-    from exporter.instrument.metrics import HTTP_DURATION_BUCKETS
+    from vigil_instrument.metrics import HTTP_DURATION_BUCKETS
 
     assert CONFIG["httpDurationBuckets"] == list(HTTP_DURATION_BUCKETS)
 
@@ -300,7 +300,7 @@ DOC = ROOT / "docs" / "slos.md"
 
 
 def test_the_fields_table_documents_every_key_of_the_schema():
-    from exporter.validation import describe
+    from vigil_exporter.validation import describe
 
     documented = set(re.findall(r"^\| `(slos\.<name>[^`]*)` \|", DOC.read_text(), re.M))
     keys = {"slos.<name>." + row[0] for row in describe(spec.slo_schema())

@@ -18,12 +18,12 @@ import urllib.request
 
 import pytest
 
-from exporter import bundle
-from exporter.cli import main
-from exporter.stack import Stack
 from tests.alerting_fixtures import WebhookSink, wait_until
 from tests.servers import free_port
 from tests.test_alert_pipeline import AM_TIMINGS, fast_alertmanager
+from vigil_exporter.cli import main
+from vigil_exporter.tools import bundle
+from vigil_exporter.tools.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -175,7 +175,7 @@ def test_slo_status_of_something_else_than_prometheus_says_so(live_stack):
 
 def test_slo_status_without_slo_series_says_so(tmp_path):
     """A Prometheus without the bundle's rules: one line, exit code 1."""
-    from exporter.stack.components import Prometheus
+    from vigil_exporter.tools.stack.components import Prometheus
 
     prometheus = Prometheus("bare", tmp_path, free_port(),
                             config_text=lambda: "global: {scrape_interval: 1s}\n")

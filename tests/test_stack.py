@@ -1,4 +1,4 @@
-"""The local stack (`exporter.stack.Stack`, `vigil stack up`) with real processes.
+"""The local stack (`vigil_exporter.tools.stack.Stack`, `vigil stack up`) with real processes.
 
 One stack with VictoriaMetrics serves most tests (the `scale-out` shape); the HA pair and the
 command line start their own. Intervals are 1s so that everything shows up within seconds.
@@ -16,9 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from exporter import bundle
-from exporter.stack import Stack, StackError, configs, values
-from exporter.stack.process import free_ports
+from vigil_exporter.tools import bundle
+from vigil_exporter.tools.stack import Stack, StackError, configs, values
+from vigil_exporter.tools.stack.process import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = dict(free_ports=True, scrape_interval="1s", evaluation_interval="1s",
@@ -31,7 +31,7 @@ def demo_available() -> bool:
     """The demo service exists once `vigil demo` is more than a placeholder."""
     import argparse
 
-    from exporter.demo.cli import register
+    from vigil_demo.cli import register
     subparsers = argparse.ArgumentParser().add_subparsers()
     register(subparsers)
     return "demo" in subparsers.choices
@@ -86,7 +86,7 @@ def test_series_and_recording_rules_arrive_in_victoriametrics(stack):
     stack.wait_for_query('vigil_build_info{job="vigil"}', source="victoriametrics", timeout=30)
     # every recording rule that has a result in Prometheus can be queried in VictoriaMetrics
     recorded = sorted(bundle.recorded_names())
-    selector = '{__name__=~"%s"}' % "|".join(recorded)
+    selector = '{__name__=~"' + "|".join(recorded) + '"}'
     in_prometheus = stack.wait_for_query(f"count by (__name__) ({selector})", timeout=30)
     names = {series["metric"]["__name__"] for series in in_prometheus}
     assert "instance:vigil_system_memory_usage:ratio" in names
@@ -111,7 +111,7 @@ def test_a_redis_outage_and_recovery(stack):
 
 def test_configs_are_the_bundle_files_with_local_addresses(stack):
     prometheus = stack.prometheus_config("prometheus")
-    base = configs.load_yaml(bundle.PROMETHEUS_YML)
+    base = configs.load_yaml(bundle.prometheus_yml())
     assert prometheus["global"]["external_labels"] == base["global"]["external_labels"]
     assert prometheus["remote_write"][0]["url"] == \
         f"{stack.victoriametrics.url}/api/v1/write"
@@ -161,7 +161,7 @@ def _env(**extra) -> dict:
 
 
 def test_vigil_stack_up_prints_the_uis_and_stops_everything_on_ctrl_c(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "exporter", "stack", "up", "--free-ports",
+    proc = subprocess.Popen([sys.executable, "-m", "vigil_exporter", "stack", "up", "--free-ports",
                              "--no-demo", "--workdir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=_env())
@@ -173,7 +173,7 @@ def test_vigil_stack_up_prints_the_uis_and_stops_everything_on_ctrl_c(tmp_path):
                 break
         output = "".join(lines)
         assert "Vigil stack is up" in output, output
-        urls = {parts[0]: parts[1] for parts in (l.split() for l in lines)
+        urls = {parts[0]: parts[1] for parts in (line.split() for line in lines)
                 if len(parts) >= 2 and parts[1].startswith("http://")}
         assert set(urls) >= {"exporter", "prometheus", "alertmanager"}
         assert "Grafana is not started" in output
@@ -194,7 +194,7 @@ def test_vigil_stack_up_prints_the_uis_and_stops_everything_on_ctrl_c(tmp_path):
 def test_vigil_stack_up_names_the_debian_package_of_a_missing_binary(tmp_path):
     empty = tmp_path / "bin"
     empty.mkdir()
-    done = subprocess.run([sys.executable, "-m", "exporter", "stack", "up", "--free-ports"],
+    done = subprocess.run([sys.executable, "-m", "vigil_exporter", "stack", "up", "--free-ports"],
                           capture_output=True, text=True, env=_env(PATH=str(empty)), timeout=60)
     assert done.returncode == 2
     for package in ("redis-server", "prometheus", "prometheus-alertmanager"):
@@ -208,7 +208,7 @@ def test_vigil_stack_up_refuses_busy_ports(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "exporter", "stack", "up", "--free-ports",
+        done = subprocess.run([sys.executable, "-m", "vigil_exporter", "stack", "up", "--free-ports",
                                "--port", f"prometheus={port}"],
                               capture_output=True, text=True, env=_env(), timeout=60)
     assert done.returncode == 2

@@ -1,4 +1,4 @@
-// Services instrumented with exporter.instrument (the demo service, or yours): HTTP, agents and
+// Services instrumented with vigil_instrument (the demo service, or yours): HTTP, agents and
 // agent-to-agent messages, tools, LLM calls, caches and auth.
 local v = import 'lib/vigil.libsonnet';
 local g = v.g;
@@ -10,7 +10,7 @@ local rate = v.rate;
 
 v.dashboard(
   'application', 'Vigil / Application',
-  'Services instrumented with exporter.instrument: HTTP traffic, errors and latency; agents, their errors, latency and the messages they send each other; tools; LLM calls, tokens and cost; caches; logins and API keys.',
+  'Services instrumented with vigil_instrument: HTTP traffic, errors and latency; agents, their errors, latency and the messages they send each other; tools; LLM calls, tokens and cost; caches; logins and API keys.',
   jobMetric='http_requests_total', jobSelector=v.selectors.service,
   items=[
     g.row('HTTP'),

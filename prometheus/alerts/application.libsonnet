@@ -1,4 +1,4 @@
-// Alerts about the services instrumented with exporter.instrument: agents, tools, LLM calls and
+// Alerts about the services instrumented with vigil_instrument: agents, tools, LLM calls and
 // their cost, caches and authentication. What users feel of HTTP (errors, latency) pages
 // through the SLOs (slo.libsonnet); these name a cause: which agent, tool or provider fails.
 local lib = import '../lib/alert.libsonnet';

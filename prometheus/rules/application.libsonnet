@@ -1,4 +1,4 @@
-// Recording rules of the application area: what services instrumented with exporter.instrument
+// Recording rules of the application area: what services instrumented with vigil_instrument
 // expose (HTTP, agents, tools, LLM calls, caches, auth).
 local rules = import '../lib/rules.libsonnet';
 

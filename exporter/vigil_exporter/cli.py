@@ -1,0 +1,207 @@
+"""`vigil`: the command line. Each command group beyond the exporter's own lives in its module."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+import urllib.error
+import urllib.request
+
+from vigil_exporter import __version__
+from vigil_exporter.config import DEFAULT_LISTEN, Config, ConfigError, load
+
+CORE_COMMANDS = ("serve", "check-config", "metrics", "status")
+# Modules that add their own command groups through `register(subparsers)`. They are imported
+# only when the command line asks for something beyond the core commands, so that the
+# exporter's own process stays small.
+COMMAND_MODULES = ("vigil_exporter.alerting.cli", "vigil_exporter.tools.bundle",
+                   "vigil_exporter.tools.dashboards.cli", "vigil_exporter.tools.stack.cli",
+                   "vigil_exporter.slo.cli")
+DEMO_MODULE = "vigil_demo.cli"  # the vigil-demo distribution, when installed
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["serve", *argv]  # `vigil` alone runs the exporter, like any other exporter
+    args = build_parser(argv[0]).parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with a core `command`, without the other commands' modules."""
+    parser = argparse.ArgumentParser(prog="vigil", description="Vigil: Prometheus exporter and "
+                                     "observability bundle for an application stack.")
+    parser.add_argument("--version", action="version", version=f"vigil {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the exporter")
+    _config_arguments(serve)
+    serve.add_argument("--listen", metavar="HOST:PORT",
+                       help=f"listen address (env VIGIL_LISTEN_ADDRESS, default {DEFAULT_LISTEN})")
+    serve.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                       help="exporter-toolkit web config: TLS and basic auth")
+    serve.add_argument("--demo", action="store_true",
+                       help="fill the embedded database with a demo data set")
+    serve.set_defaults(func=cmd_serve)
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("file")
+    check.add_argument("--connect", action="store_true",
+                       help="also run every business query against the live database")
+    check.set_defaults(func=cmd_check_config)
+
+    metrics = commands.add_parser("metrics", help="collect once and print the exposition")
+    _config_arguments(metrics)
+    metrics.add_argument("--format", choices=("text", "openmetrics", "json"), default="text")
+    metrics.set_defaults(func=cmd_metrics)
+
+    status = commands.add_parser("status", help="show a running exporter's /health as a table")
+    status.add_argument("url", nargs="?", default="http://127.0.0.1:9477")
+    status.add_argument("--timeout", type=float, default=5.0)
+    status.set_defaults(func=cmd_status)
+
+    if command not in CORE_COMMANDS:
+        for module in COMMAND_MODULES:
+            importlib.import_module(module).register(commands)
+        _register_demo(commands)
+    return parser
+
+
+def _register_demo(commands) -> None:
+    try:
+        demo = importlib.import_module(DEMO_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("vigil_demo", DEMO_MODULE):
+            raise
+        parser = commands.add_parser("demo", help="the demo service (install vigil-demo)")
+        parser.add_argument("arguments", nargs=argparse.REMAINDER)
+        parser.set_defaults(func=_demo_not_installed)
+        return
+    demo.register(commands)
+
+
+def _demo_not_installed(args) -> int:
+    print("vigil demo: the demo service is its own package: from a checkout, "
+          "`pip install ./packages/vigil-demo`", file=sys.stderr)
+    return 2
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="FILE", help="YAML configuration (env VIGIL_CONFIG)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+
+def _load(args) -> Config:
+    return load(args.config, overrides={"listen_address": getattr(args, "listen", None),
+                                        "log_level": args.log_level})
+
+
+def cmd_serve(args) -> int:
+    from vigil_exporter import logs, webconfig
+    from vigil_exporter.app import make_app
+    from vigil_exporter.embedded import prepare_database
+
+    config = _load(args)
+    web_config = webconfig.load(args.web_config_file) if args.web_config_file else None
+    logs.setup(config["log_level"])
+    prepare_database(config, demo=args.demo)
+    app = make_app(config, web_config)
+    host, _, port = config["listen_address"].rpartition(":")
+    asyncio.run(_serve(app, host.strip("[]") or "0.0.0.0", int(port),
+                       web_config.ssl_context if web_config else None,
+                       config["web"]["max_field_size"], config["web"]["shutdown_timeout"]))
+    return 0
+
+
+async def _serve(app, host: str, port: int, ssl_context, max_field_size: int,
+                 shutdown_timeout: float) -> None:
+    import logging
+
+    from vigil_exporter.server import listening, until_stopped
+
+    async with listening(app, host, port, shutdown_timeout=shutdown_timeout,
+                         ssl_context=ssl_context, max_field_size=max_field_size):
+        scheme = "https" if ssl_context else "http"
+        logging.getLogger("vigil").info("listening on %s://%s:%d/metrics", scheme, host, port,
+                                        extra={"fields": {"version": __version__}})
+        await until_stopped()
+
+
+def cmd_check_config(args) -> int:
+    config = load(args.file, environ={})
+    faults: list[str] = []
+    if args.connect and config.collector("business")["enabled"]:
+        from vigil_exporter.collectors.business import check_queries, configured_queries
+        faults = asyncio.run(check_queries(config.business_database(),
+                                           configured_queries(config.collector("business"))))
+    for fault in faults:
+        print(f"{args.file}: {fault}", file=sys.stderr)
+    if faults:
+        return 2
+    print(f"{args.file}: configuration is valid" + (" and every query ran" if args.connect else ""))
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    from vigil_exporter.embedded import prepare_database
+    from vigil_exporter.wiring import build
+
+    config = _load(args)
+    prepare_database(config)
+    wiring = build(config, formats=("text" if args.format == "json" else args.format,))
+    asyncio.run(wiring.collect_once())
+    if args.format == "json":
+        print(json.dumps(families_as_json(wiring.registry), indent=2))
+        return 0
+    sys.stdout.write(wiring.exposition.get(args.format).body.decode())
+    return 0 if all(job.success for job in wiring.scheduler.jobs) else 1
+
+
+def families_as_json(registry) -> list[dict]:
+    return [{"name": f.name, "type": f.type, "help": f.documentation,
+             "samples": [{"name": s.name, "labels": s.labels, "value": s.value}
+                         for s in f.samples]}
+            for f in registry.collect()]
+
+
+def cmd_status(args) -> int:
+    url = args.url.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            document = json.load(response)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:
+            print(f"{url}: HTTP {exc.code}", file=sys.stderr)
+            return 1
+        document = json.load(exc)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"{url}: cannot reach the exporter: {reason}", file=sys.stderr)
+        return 1
+    print(format_health_table(document))
+    return 0 if document.get("status") == "healthy" else 1
+
+
+def format_health_table(document: dict) -> str:
+    rows = [("CHECK", "STATUS", "LATENCY", "MESSAGE")]
+    for check in document.get("checks", []):
+        latency = check.get("latency_seconds")
+        rows.append((check["name"], check["status"],
+                     "" if latency is None else f"{latency * 1000:.1f}ms", check.get("message", "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip()
+             for r in rows]
+    return f"vigil {document.get('version', '?')}: {document.get('status', '?')}\n" + "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""Business collector: SQL queries from the configuration, each one a metric family.
+
+Every query is a job of its own (`jobs()`), so the scheduler runs it on its own interval and
+timeout, and a slow or failing query never holds up the others. All queries of the collector
+share one engine whose pool can hand every query a connection at the same time (a few are
+kept open, the rest are opened for a run and closed after it).
+
+Queries are read-only: on PostgreSQL every transaction is read-only and has a
+`statement_timeout` of the query's timeout; SQLite files are opened read-only; and nothing is
+ever committed. A run that is cancelled (its timeout) stops the statement in the database
+before it returns: a cancel request on PostgreSQL, `sqlite3_interrupt` on SQLite.
+
+Bind parameters every query may use: `:now` and `:today_start` (the last UTC midnight), both
+timezone-naive UTC like the default schema (vigil_exporter/dbschema.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from vigil_exporter.collectors.base import Collector, Job, collector_schema, refreshed_every
+from vigil_exporter.collectors.sqlutil import make_engine
+from vigil_exporter.logs import describe_error
+from vigil_exporter.validation import (
+    Bool,
+    Duration,
+    Errors,
+    Int,
+    List,
+    Object,
+    Str,
+    format_duration,
+)
+
+DEFAULT_QUERIES = Path(__file__).resolve().parent.parent / "business_queries.yml"
+APPLICATION = "vigil-business"  # PostgreSQL application_name; a run sets "vigil-business:<query>"
+KEEP_CONNECTIONS = 2  # connections kept open between runs; more are opened when queries overlap
+CANCEL_GRACE = 2.0  # seconds a cancelled statement may take to stop in the database
+DEFAULT_CONNECT_TIMEOUT = 3.0
+SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
+
+PG_SETTINGS = text(
+    "SELECT set_config('transaction_read_only', 'on', true), "
+    "set_config('statement_timeout', :timeout, true), "
+    "set_config('application_name', :application, true)")
+
+
+def _check_query(query: dict, path: str, errors: Errors) -> None:
+    name, labels = query["name"], query["labels"]
+    if query["type"] == "gauge" and name.endswith("_total"):
+        errors.add(f"{path}.name", f'a gauge must not end in _total, got "{name}" '
+                                   "(set type: counter, or rename it)")
+    if query["value"] in labels:
+        errors.add(f"{path}.labels", f'the value column "{query["value"]}" cannot be a label too')
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
+            errors.add(f"{path}.labels[{i}]", f'"{label}" is already a label')
+
+
+QUERY = Object({
+    "name": Str(help="Metric name of the family (a counter's may end in _total).",
+                pattern=r"[a-zA-Z_:][a-zA-Z0-9_:]*"),
+    "help": Str(help="HELP text of the family."),
+    "sql": Str(help="SELECT statement; may use the bind parameters :now and :today_start."),
+    "value": Str("value", "Column holding the sample value (NULL: the row is skipped)."),
+    "labels": List(Str(pattern=r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*"), list,
+                   "Columns that become labels of the same name (NULL: empty value)."),
+    "type": Str("gauge", "Metric type.", choices=("gauge", "counter")),
+    "interval": Duration(None, "How often the query runs (default: the collector's interval)."),
+    "timeout": Duration(None, "How long one run may take (default: the collector's timeout)."),
+    "max_series": Int(None, "Rows kept at most (default: the collector's max_series).",
+                      minimum=1),
+}, check=_check_query)
+
+
+def _check_section(section: dict, path: str, errors: Errors) -> None:
+    """Two queries must not produce the same family (a counter's name without _total)."""
+    first: dict[str, int] = {}
+    for i, query in enumerate(section["queries"]):
+        family = query["name"].removesuffix("_total")
+        if family in first:
+            errors.add(f"{path}.queries[{i}].name", f'"{query["name"]}" is already the family '
+                                                    f"of queries[{first[family]}]")
+        first.setdefault(family, i)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One configured query with the collector's defaults filled in."""
+
+    name: str
+    help: str
+    sql: str
+    value: str
+    labels: tuple[str, ...]
+    type: str
+    interval: float
+    timeout: float
+    max_series: int
+    path: str  # configuration key path, for faults
+
+    @classmethod
+    def from_config(cls, query: dict, section: dict, path: str) -> Query:
+        return cls(query["name"], query["help"], query["sql"], query["value"],
+                   tuple(query["labels"]), query["type"],
+                   query["interval"] or section["interval"], query["timeout"] or section["timeout"],
+                   query["max_series"] or section["max_series"], path)
+
+    @property
+    def help_text(self) -> str:
+        sentence = self.help.rstrip()
+        sentence += "" if sentence.endswith((".", "!", "?")) else "."
+        return sentence + refreshed_every(self.interval)
+
+
+@functools.cache
+def default_queries() -> tuple[dict, ...]:
+    """The packaged default queries, validated like the configured ones."""
+    raw = yaml.safe_load(DEFAULT_QUERIES.read_text(encoding="utf-8"))
+    errors = Errors()
+    queries = List(QUERY).validate(raw["queries"], "queries", errors)
+    if errors.faults:
+        raise RuntimeError(f"{DEFAULT_QUERIES}: " + "; ".join(map(str, errors.faults)))
+    return tuple(queries)
+
+
+def configured_queries(section: dict) -> list[Query]:
+    """The default queries (if enabled) and the configured ones; a configured query replaces
+    the default query of the same name."""
+    own = {q["name"] for q in section["queries"]}
+    base = "collectors.business"
+    defaults = [Query.from_config(q, section, f"{base}.default_queries[{q['name']}]")
+                for q in (default_queries() if section["default_queries"] else ())
+                if q["name"] not in own]
+    return defaults + [Query.from_config(q, section, f"{base}.queries[{i}]")
+                       for i, q in enumerate(section["queries"])]
+
+
+# ------------------------------------------------------------------ running a query
+
+def bind_values(dialect: str, now: datetime | None = None) -> dict:
+    """:now and :today_start, as the dialect compares them with the schema's timestamps."""
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    values = {"now": now, "today_start": now.replace(hour=0, minute=0, second=0, microsecond=0)}
+    if dialect == "sqlite":  # stored as text: compare text
+        values = {key: value.strftime(SQLITE_TIMESTAMP) for key, value in values.items()}
+    return values
+
+
+def query_engine(database: dict, connections: int, application: str = APPLICATION) -> AsyncEngine:
+    """A read-only engine that can hand out `connections` connections at once."""
+    keep = min(KEEP_CONNECTIONS, connections)
+    return make_engine(database["url"], read_only=True, pool_size=keep,
+                       max_overflow=connections - keep, application_name=application,
+                       connect_timeout=database.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+
+
+async def run_query(engine: AsyncEngine, query: Query) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of one read-only run; never committed."""
+    async with engine.connect() as conn:
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            await conn.execute(PG_SETTINGS, {
+                "timeout": str(max(1, int(query.timeout * 1000))),
+                "application": f"{APPLICATION}:{query.name}"})
+        result = await _execute_interruptibly(conn, query.sql, bind_values(dialect))
+        return list(result.keys()), [tuple(row) for row in result.all()]
+
+
+async def _execute_interruptibly(conn: AsyncConnection, sql: str, params: dict):
+    """Execute; when cancelled, stop the statement in the database before giving up."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    task = asyncio.ensure_future(conn.execute(text(sql), params))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await _interrupt(driver, task)
+        raise
+
+
+async def _interrupt(driver, task: asyncio.Task) -> None:
+    try:
+        if hasattr(driver, "cancel_safe"):  # psycopg: a cancel request to the server
+            await driver.cancel_safe(timeout=CANCEL_GRACE)
+        elif hasattr(driver, "interrupt"):  # aiosqlite: sqlite3_interrupt, from any thread
+            await driver.interrupt()
+        elif type(driver).__module__.startswith("asyncpg"):
+            task.cancel()  # asyncpg sends the cancel request itself when its call is cancelled
+    except Exception:  # noqa: BLE001 - the database may be gone; the task is cancelled below
+        pass
+    done, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE)
+    if not done:
+        task.cancel()
+    task.add_done_callback(_consume)
+
+
+def _consume(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def column_positions(query: Query, columns: list[str]) -> tuple[int, list[int]]:
+    """Positions of the value and label columns (names compared case-insensitively, since
+    PostgreSQL folds unquoted names to lower case)."""
+    lowered = [c.lower() for c in columns]
+
+    def position(name: str, key: str) -> int:
+        if name.lower() not in lowered:
+            raise LookupError(f'{key}: column "{name}" is not in the result '
+                              f"(columns: {', '.join(columns) or 'none'})")
+        return lowered.index(name.lower())
+    return (position(query.value, "value"),
+            [position(label, f"labels[{i}]") for i, label in enumerate(query.labels)])
+
+
+def to_family(query: Query, columns: list[str], rows: list[tuple]) -> tuple[Metric, int]:
+    """The metric family of a result, and how many rows the series cap dropped."""
+    value_at, label_at = column_positions(query, columns)
+    cls = CounterMetricFamily if query.type == "counter" else GaugeMetricFamily
+    family = cls(query.name, query.help_text, labels=query.labels)
+    seen: set[tuple[str, ...]] = set()
+    dropped = 0
+    for row in rows:
+        if row[value_at] is None:
+            continue
+        labels = tuple("" if row[i] is None else str(row[i]) for i in label_at)
+        if labels in seen:
+            raise ValueError(f"two rows have the same labels {dict(zip(query.labels, labels))}")
+        if len(seen) >= query.max_series:
+            dropped += 1
+            continue
+        seen.add(labels)
+        family.add_metric(list(labels), _number(row[value_at], query.value))
+    return family, dropped
+
+
+def _number(value, column: str) -> float:
+    try:
+        return float(value)  # int, float, Decimal, bool, numeric text
+    except (TypeError, ValueError):
+        raise ValueError(f'column "{column}" is not a number: {value!r}') from None
+
+
+# ------------------------------------------------------------------ the collector
+
+class BusinessCollector(Collector):
+    """One metric family per configured query, each refreshed by a job of its own."""
+
+    name = "business"
+    config_schema = collector_schema("1m", "10s", {
+        "database": Str("main", "Name of the database in collectors.database.databases "
+                                "that the queries run against."),
+        "default_queries": Bool(True, "Also run the default queries against the default "
+                                      "business schema (vigil_exporter/business_queries.yml)."),
+        "max_series": Int(500, "Default cap on the rows (series) one query may return; "
+                               "the rest are dropped and counted.", minimum=1),
+        "queries": List(QUERY, list, "Queries; each one becomes a metric family."),
+    }, check=_check_section)
+
+    def __init__(self, config: dict, database: dict):
+        """`database` is the entry of collectors.database.databases that `config["database"]`
+        names (the configuration loader has checked that it exists)."""
+        super().__init__(config)
+        self.database = database
+        self.queries = configured_queries(config)
+        self.engine: AsyncEngine | None = None
+        self._jobs = [self._job(query) for query in self.queries]
+
+    def jobs(self) -> list[Job]:
+        return self._jobs
+
+    def _job(self, query: Query) -> Job:
+        job = Job(query.name, "query", query.interval, query.timeout, run=None)
+
+        async def run() -> list[Metric]:
+            columns, rows = await run_query(self.get_engine(), query)
+            family, job.series_dropped = to_family(query, columns, rows)
+            return [family]
+        job.run = run
+        return job
+
+    def get_engine(self) -> AsyncEngine:
+        if self.engine is None:
+            self.engine = query_engine(self.database, len(self.queries))
+        return self.engine
+
+    async def collect(self) -> list[Metric]:
+        """Every query once (the scheduler runs the jobs instead)."""
+        return [family for job in self._jobs for family in await job.run()]
+
+    async def close(self) -> None:
+        if self.engine is not None:
+            await self.engine.dispose()
+
+
+# ------------------------------------------------------------------ check-config --connect
+
+async def check_queries(database: dict | str, queries: list[Query]) -> list[str]:
+    """Run every query once against the live database (read-only, with its timeout, without
+    series cap) and report, by key path, those that fail or lack a configured column."""
+    if isinstance(database, str):
+        database = {"url": database}
+    engine = query_engine(database, 1, application=f"{APPLICATION}:check")
+    try:
+        async with engine.connect():
+            pass
+    except Exception as exc:  # noqa: BLE001 - reported as a fault
+        await engine.dispose()
+        return [f"cannot connect to the business database: {describe_error(exc)}"]
+    try:
+        return [fault for query in queries for fault in await _check_one(engine, query)]
+    finally:
+        await engine.dispose()
+
+
+async def _check_one(engine: AsyncEngine, query: Query) -> list[str]:
+    try:
+        columns, rows = await asyncio.wait_for(run_query(engine, query), query.timeout)
+    except asyncio.TimeoutError:
+        return [f"{query.path}.sql: timed out after {format_duration(query.timeout)}"]
+    except Exception as exc:  # noqa: BLE001 - any database error is the query's fault
+        return [f"{query.path}.sql: {describe_error(exc)}"]
+    try:
+        to_family(query, columns, rows)
+    except LookupError as exc:
+        return [f"{query.path}.{exc.args[0]}"]
+    except ValueError as exc:
+        return [f"{query.path}: {exc}"]
+    return []

@@ -1,0 +1,37 @@
+"""`vigil slo status [PROMETHEUS_URL] [--format table|json]`."""
+from __future__ import annotations
+
+import json
+import sys
+
+DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("slo", help="service level objectives")
+    commands = parser.add_subparsers(dest="slo_command", required=True, metavar="COMMAND")
+    status = commands.add_parser(
+        "status", help="every SLO's objective, SLI, error budget, burn rates and alerts, from "
+                       "a Prometheus that runs the bundle's rules")
+    status.add_argument("url", nargs="?", default=DEFAULT_PROMETHEUS, metavar="PROMETHEUS_URL",
+                        help=f"Prometheus base URL (default {DEFAULT_PROMETHEUS})")
+    status.add_argument("--format", choices=("table", "json"), default="table")
+    status.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="per query (default 5)")
+    status.set_defaults(func=cmd_status)
+
+
+def cmd_status(args) -> int:
+    from vigil_exporter.prometheus_api import PrometheusAPI, PrometheusError
+    from vigil_exporter.slo.status import NoSlos, collect, format_table
+
+    try:
+        slos = collect(PrometheusAPI(args.url, args.timeout))
+    except (PrometheusError, NoSlos) as exc:
+        print(f"vigil slo status: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(json.dumps([slo.as_json() for slo in slos], indent=2))
+    else:
+        print(format_table(slos))
+    return 0

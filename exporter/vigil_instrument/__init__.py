@@ -1,0 +1,70 @@
+"""Prometheus instrumentation for Python services: HTTP (aiohttp, ASGI), agents, tools, LLM
+calls, caches, auth, WebSockets, queues, SQLAlchemy pools and queries, Redis clients.
+
+    import vigil_instrument as instrument
+    metrics = instrument.Metrics()                 # every family, on the default registry
+    instrument.instrument_aiohttp(app, metrics)
+    app.router.add_get("/metrics", instrument.aiohttp_metrics_handler())
+
+See docs/instrumentation.md. Framework-specific parts are imported on first use, so a FastAPI
+service does not import aiohttp and the other way round.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"  # released together with vigil-exporter: the same version
+
+from .agents import (
+    Price,
+    PriceTable,
+    openai_usage,
+    record_agent_message,
+    record_cache,
+    track_agent,
+    track_llm,
+    track_message,
+    track_tool,
+)
+from .auth import (
+    record_api_key_created,
+    record_api_key_revoked,
+    record_auth_request,
+    record_failed_attempt,
+    record_login,
+    record_token_refresh,
+)
+from .cardinality import Cardinality, LabelLimiter, hash_id
+from .connections import record_websocket_message, set_queue_depth, track_websocket
+from .logging import configure_logging, current_request_id, request_id_var
+from .metrics import DuplicateMetricsError, Metrics, default_metrics
+
+_LAZY = {
+    "aiohttp_middleware": "http_aiohttp",
+    "instrument_aiohttp": "http_aiohttp",
+    "PrometheusMiddleware": "asgi",
+    "instrument_engine": "sqlalchemy",
+    "statement_type": "sqlalchemy",
+    "instrument_redis": "redis",
+    "aiohttp_metrics_handler": "exposition",
+    "asgi_metrics_app": "exposition",
+    "exposition_registry": "exposition",
+    "mark_process_dead": "exposition",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+__all__ = [
+    "Cardinality", "DuplicateMetricsError", "LabelLimiter", "Metrics", "Price", "PriceTable",
+    "configure_logging", "current_request_id", "default_metrics", "hash_id", "openai_usage",
+    "record_agent_message", "record_api_key_created", "record_api_key_revoked",
+    "record_auth_request", "record_cache", "record_failed_attempt", "record_login",
+    "record_token_refresh", "record_websocket_message", "request_id_var", "set_queue_depth",
+    "track_agent", "track_llm", "track_message", "track_tool", "track_websocket", *_LAZY,
+]
