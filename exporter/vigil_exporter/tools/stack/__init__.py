@@ -12,15 +12,25 @@ from vigil_exporter.tools.stack.components import (
                                        Component,
                                        Demo,
                                        Exporter,
+                                       HttpComponent,
                                        Postgres,
                                        Prometheus,
                                        Redis,
                                        VictoriaMetrics,
+                                       sample_value,
 )
 from vigil_exporter.tools.stack.configs import BundleError
-from vigil_exporter.tools.stack.process import MissingBinary, StackError, free_ports, wait_until
+from vigil_exporter.tools.stack.process import (
+    MissingBinary,
+    StackError,
+    free_port,
+    free_ports,
+    wait_for,
+    wait_until,
+)
 from vigil_exporter.tools.stack.stack import DEFAULT_PORTS, QueryError, Stack, values
 
 __all__ = ["Stack", "StackError", "MissingBinary", "QueryError", "BundleError", "DEFAULT_PORTS",
-           "Component", "Redis", "Postgres", "Exporter", "Demo", "Prometheus", "Alertmanager",
-           "VictoriaMetrics", "free_ports", "wait_until", "values"]
+           "Component", "HttpComponent", "Redis", "Postgres", "Exporter", "Demo", "Prometheus",
+           "Alertmanager", "VictoriaMetrics", "free_port", "free_ports", "wait_until", "wait_for", "values",
+           "sample_value"]
