@@ -20,6 +20,12 @@ import pytest
 from vigil_exporter.tools.stack import Component, Exporter, Postgres, Redis, free_port
 
 
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden/exposition.txt from this run's /metrics "
+                          "(test_golden_exposition.py)")
+
+
 def _serve(component: Component) -> Iterator[Component]:
     component.start()
     try:
