@@ -77,9 +77,9 @@ def add_tenants(url: str, count: int) -> None:
 
 def collection_round_cpu(pg_url: str, redis_url: str, rounds: int = 50) -> float:
     """Mean CPU seconds of one round of system + database + Redis collectors, in-process."""
-    from vigil_exporter.app import build_collectors
     from vigil_exporter.config import load
     from vigil_exporter.scheduler import Scheduler
+    from vigil_exporter.wiring import build_collectors
 
     config = load(None, environ={}, overrides={
         "collectors.business.enabled": False,

@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from vigil_exporter.tools.stack import Component, Exporter, Postgres, Redis, free_port
+from vigil_exporter.tools.stack.components import Component, Exporter, Postgres, Redis
+from vigil_exporter.tools.stack.process import free_port
 
 
 def pytest_addoption(parser):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from vigil_exporter.tools.stack import free_port, wait_for
+from vigil_exporter.tools.stack.process import free_port, wait_for
 
 
 class ThreadedServer:

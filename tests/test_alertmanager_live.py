@@ -15,11 +15,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from tests.sinks import SmtpSink, ThreadedServer, WebhookSink, message_text
-from vigil_exporter.alerting.receiver import WEBHOOK_PATH, setup_alert_receiver
+from vigil_exporter.alerting.receiver import WEBHOOK_PATH, notifications_counter, setup_alert_receiver
 from vigil_exporter.alerting.render import render_config
 from vigil_exporter.alerting.timeutil import format_time, parse_time, utc_now
 from vigil_exporter.cli import build_parser
-from vigil_exporter.tools.stack import Alertmanager, free_port, wait_for
+from vigil_exporter.tools.stack.components import Alertmanager
+from vigil_exporter.tools.stack.process import free_port, wait_for
 
 BUNDLE = Path(__file__).resolve().parent.parent / "alertmanager"
 BUNDLE_CONFIG = BUNDLE / "alertmanager.yml"
@@ -85,7 +86,7 @@ class Receivers:
         self.log_path = workdir / "vigil-alerts.jsonl"
         self.registry = CollectorRegistry()
         app = web.Application()
-        setup_alert_receiver(app, str(self.log_path), self.registry)
+        setup_alert_receiver(app, str(self.log_path), notifications_counter(self.registry))
         self.receiver = ThreadedServer(app).start()
         self.sink = WebhookSink().start()
         self.smtp = SmtpSink(SMTP_USER, SMTP_PASSWORD).start()

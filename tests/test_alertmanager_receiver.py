@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from vigil_exporter.alerting import cli
-from vigil_exporter.alerting.receiver import WEBHOOK_PATH, setup_alert_receiver
+from vigil_exporter.alerting.receiver import WEBHOOK_PATH, notifications_counter, setup_alert_receiver
 
 
 def notification(*alerts: dict, status: str = "firing") -> dict:
@@ -38,7 +38,7 @@ async def receiver(tmp_path):
     registry = CollectorRegistry()
     log_path = tmp_path / "alerts" / "vigil-alerts.jsonl"
     updates: list[int] = []
-    setup_alert_receiver(app, str(log_path), registry, max_body_bytes=4096,
+    setup_alert_receiver(app, str(log_path), notifications_counter(registry), max_body_bytes=4096,
                          on_update=lambda: updates.append(1))
     client = TestClient(TestServer(app))
     await client.start_server()
@@ -147,7 +147,8 @@ async def test_unwritable_log_answers_500_so_alertmanager_retries(tmp_path):
     app = web.Application()
     registry = CollectorRegistry()
     (tmp_path / "file").write_text("")
-    setup_alert_receiver(app, str(tmp_path / "file" / "alerts.jsonl"), registry)
+    setup_alert_receiver(app, str(tmp_path / "file" / "alerts.jsonl"),
+                         notifications_counter(registry))
     async with TestClient(TestServer(app)) as client:
         response = await client.post(WEBHOOK_PATH, json=notification(alert()))
         assert response.status == 500

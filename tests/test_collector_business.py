@@ -63,7 +63,7 @@ def config(url: str, **business):
 
 def collector(url: str, **business) -> BusinessCollector:
     cfg = config(url, **business)
-    return BusinessCollector(cfg.collector("business"), cfg.data)
+    return BusinessCollector(cfg.collector("business"), cfg.business_database())
 
 
 async def run_once(url: str, **business) -> dict:

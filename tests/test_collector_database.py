@@ -154,7 +154,7 @@ def test_cap_applications_keeps_the_largest():
 async def test_postgres_down_at_start_then_recovers(postgres_isolated, collectors, caplog, driver):
     postgres_isolated.stop()
     collector = collectors({"main": {"url": on_driver(postgres_isolated.url, driver)}})
-    caplog.set_level(logging.INFO, logger="vigil_exporter.collectors.database")
+    caplog.set_level(logging.INFO, logger="vigil.collectors.database")
     for _ in range(2):
         families = await collector.collect()
         assert value(families, "vigil_db_up", database="main") == 0

@@ -7,15 +7,15 @@ import json
 import math
 import re
 import shutil
-import urllib.error
-import urllib.parse
 from pathlib import Path
 
 import pytest
 import yaml
 
+from vigil_exporter.prometheus_api import PrometheusAPI, PrometheusError
 from vigil_exporter.tools.dashboards import build, lint, render
-from vigil_exporter.tools.stack import Prometheus, free_port
+from vigil_exporter.tools.stack.components import Prometheus
+from vigil_exporter.tools.stack.process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = build.load_dashboards(ROOT)
@@ -324,13 +324,11 @@ def empty_prometheus(tmp_path_factory):
 
 def promql_error(prometheus: Prometheus, query: str) -> str | None:
     """None when the query parses and evaluates, else Prometheus' error."""
-    data = urllib.parse.urlencode({"query": query}).encode()
     try:
-        prometheus.request("/api/v1/query", data=data, timeout=10).close()
+        PrometheusAPI(prometheus.url).query(query)
         return None
-    except urllib.error.HTTPError as exc:
-        body = json.load(exc)
-        return f"{body.get('errorType')}: {body.get('error')}"
+    except PrometheusError as exc:
+        return str(exc)
 
 
 VALUES = {"__rate_interval": "1m", "__interval": "30s", "__range": "1h", "__range_s": "3600",
@@ -414,7 +412,7 @@ def test_rate_interval_follows_grafana():
     values = render.variable_values(DASHBOARDS["system"], since=1800, step=15, scrape_interval=15)
     assert values["__rate_interval"] == "1m"       # 4 scrape intervals
     values = render.variable_values(DASHBOARDS["system"], since=86400, step=360, scrape_interval=15)
-    assert values["__rate_interval"] == "375s"     # step + scrape interval
+    assert values["__rate_interval"] == "6m15s"   # step + scrape interval
     assert values["job"] == values["instance"] == ".+"
 
 

@@ -26,7 +26,8 @@ from vigil_demo.storage import prepare_database
 from vigil_demo.traffic import Budget, Traffic
 from vigil_exporter import dbschema
 from vigil_exporter.cli import build_parser
-from vigil_exporter.tools.stack import components, free_port
+from vigil_exporter.tools.stack import components
+from vigil_exporter.tools.stack.process import free_port
 from vigil_instrument import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,8 @@ def rule_samples() -> set[str]:
 
 
 def panel_samples() -> set[str]:
-    from vigil_exporter.tools.dashboards.lint import selectors, targets
+    from vigil_exporter.tools.dashboards.lint import targets
+    from vigil_exporter.tools.promql import selectors
 
     names = set()
     for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):

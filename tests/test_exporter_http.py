@@ -5,13 +5,14 @@ import gzip
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from vigil_exporter.tools.stack import sample_value
+from vigil_exporter.tools.stack.components import sample_value
 
 FAST = {"interval": "1s", "timeout": "2s"}
 
@@ -199,3 +200,16 @@ def test_oversized_request_headers_are_refused(exporter):
     assert connection.getresponse().status == 400
     connection.close()
     assert exporter.text("/health/live")  # and the exporter keeps serving
+
+
+def test_vigil_metrics_serves_the_same_families_as_the_running_exporter(exporter, postgres_server,
+                                                                         redis_server, tmp_path):
+    """`vigil metrics` and `/metrics` are built by the same wiring: no family only one has."""
+    import yaml
+    config = tmp_path / "vigil.yml"
+    config.write_text(yaml.safe_dump(full_config(postgres_server, redis_server)))
+    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "metrics", "--config",
+                             str(config)], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert family_names(result.stdout) == family_names(exporter.text())

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from vigil_exporter.tools.stack import sample_value
+from vigil_exporter.tools.stack.components import sample_value
 
 
 @pytest.fixture(scope="module")

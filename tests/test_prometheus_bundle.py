@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 import vigil_exporter
-from vigil_exporter.tools import bundle
+from vigil_exporter.tools import bundle, promql
+from vigil_exporter.validation import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM = ROOT / "prometheus"
@@ -273,7 +274,7 @@ def test_metric_name_tokenizer():
       or label_replace(up{job="b"}, "resource", "agents", "tenant", ".*") > bool 0.5
       and absent(x:y:z) unless time() % 172800 >= bool 86400
       + sum_over_time((foo * 60)[1d:1m]) > 1e-3'''
-    assert bundle.metric_names_in(expr) == {"http_request_duration_seconds_bucket",
+    assert promql.metric_names_in(expr) == {"http_request_duration_seconds_bucket",
                                             "vigil_db_up", "up", "x:y:z", "foo"}
 
 
@@ -313,7 +314,7 @@ def test_prometheus_yml_jobs_match_the_selectors():
         assert (PROM / entry).is_file(), f"rule file {entry} does not exist next to prometheus.yml"
     assert sorted(Path(entry).name for entry in config["rule_files"]) == sorted(bundle.OUTPUTS)
     glob = config["global"]
-    assert bundle._seconds(glob["scrape_timeout"]) < bundle._seconds(glob["scrape_interval"])
+    assert parse_duration(glob["scrape_timeout"]) < parse_duration(glob["scrape_interval"])
 
 
 def test_local_prometheus_config_changes_only_addresses(tmp_path):

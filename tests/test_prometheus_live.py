@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from vigil_exporter.tools import bundle
+from vigil_exporter.tools import bundle, promql
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -29,7 +29,7 @@ def raw_inputs(groups: list[dict]) -> dict[str, set[str]]:
     for group in groups:
         for rule in group["rules"]:
             if "record" in rule:
-                direct.setdefault(rule["record"], set()).update(bundle.metric_names_in(rule["expr"]))
+                direct.setdefault(rule["record"], set()).update(promql.metric_names_in(rule["expr"]))
 
     def resolve(name: str, seen: frozenset = frozenset()) -> set[str]:
         if name not in direct:

@@ -4,11 +4,13 @@ from __future__ import annotations
 import asyncio
 import gc
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from vigil_exporter.collectors.base import Collector, Job
 from vigil_exporter.exposition import Exposition
-from vigil_exporter.scheduler import Scheduler, SelfCollector
+from vigil_exporter.scheduler import Scheduler
+from vigil_exporter.selfmetrics import SelfCollector
 
 
 class Sleeper(Collector):
@@ -80,7 +82,8 @@ async def test_self_metrics_and_first_round():
     assert not scheduler.first_round_done.is_set()
     await scheduler.run_once()
     assert scheduler.first_round_done.is_set()
-    names = {s.name for f in SelfCollector(scheduler).collect() for s in f.samples}
+    exposition = Exposition(CollectorRegistry())
+    names = {s.name for f in SelfCollector(scheduler, exposition).collect() for s in f.samples}
     assert {"vigil_build_info", "vigil_collector_success", "vigil_collector_duration_seconds",
             "vigil_collector_last_success_timestamp_seconds",
             "vigil_collector_skipped_runs_total"} <= names
@@ -95,6 +98,8 @@ def test_exposition_renders_once_per_refresh():
     from prometheus_client import CollectorRegistry
     registry = CollectorRegistry()
     exposition = Exposition(registry)
+    assert exposition.renders == 0  # the first render waits for the first scrape or refresh
+    exposition.get("text")
     before = exposition.renders
     assert exposition.choose("text/plain").body == exposition.choose("").body
     assert exposition.renders == before  # serving never renders
@@ -114,6 +119,7 @@ async def test_runs_finishing_together_share_one_render(monkeypatch):
     monkeypatch.setattr(module, "RENDER_DELAY", 0.2)
     registry = CollectorRegistry()
     exposition = Exposition(registry)
+    exposition.get("text")  # a first scrape: the first render
     value = GaugeMetricFamily("vigil_test_value", "A test value.", value=1)
     registry.register(type("C", (), {"collect": lambda self: [value]})())
     before = exposition.renders
@@ -159,6 +165,7 @@ def test_render_formats_only_new_families_and_matches_a_full_render(monkeypatch)
         registry.register(job)
         reference.register(job)
     exposition = Exposition(registry, formats=("text", "openmetrics"))
+    exposition.render()  # the first render formats every family once
     original, formatted = module._format, []
 
     def counting(name, family):

@@ -40,10 +40,6 @@ class AllToolsFailed(Exception):
     """The researcher had no tool result at all."""
 
 
-AGENT_ERROR_TYPES = ("RateLimitError", "ProviderTimeoutError", "ProviderUnavailableError",
-                     "AllToolsFailed", "TimeoutError", "CancelledError")
-
-
 @dataclass
 class AgentResult:
     agent: str

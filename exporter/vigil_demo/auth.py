@@ -17,15 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from vigil_instrument import (
-    Metrics,
-    record_api_key_created,
-    record_api_key_revoked,
-    record_auth_request,
-    record_failed_attempt,
-    record_login,
-    record_token_refresh,
-)
+import vigil_instrument as instrument
 
 from .cache import Cache
 from .storage import Store, utcnow
@@ -110,7 +102,7 @@ class Tokens:
 
 
 class Authenticator:
-    def __init__(self, store: Store, cache: Cache, metrics: Metrics, secret: str | None = None):
+    def __init__(self, store: Store, cache: Cache, metrics: instrument.Metrics, secret: str | None = None):
         self.store = store
         self.cache = cache
         self.metrics = metrics
@@ -129,10 +121,10 @@ class Authenticator:
             reason = "inactive_user"
         if reason:
             self.failed(reason)
-            record_login(LOGIN_PROVIDER, False, metrics=self.metrics)
+            instrument.record_login(LOGIN_PROVIDER, False, metrics=self.metrics)
             raise AuthFailure(reason)
         session_id = await self.store.open_session(user["tenant_id"], user["id"], SESSION_TTL)
-        record_login(LOGIN_PROVIDER, True, metrics=self.metrics)
+        instrument.record_login(LOGIN_PROVIDER, True, metrics=self.metrics)
         principal = Principal(user["tenant_id"], user["tenant"], user["id"], "jwt", session_id)
         refresh = self._token(principal, "refresh", SESSION_TTL.total_seconds())
         return {**self._issue(principal), "refresh_token": refresh}
@@ -144,9 +136,9 @@ class Authenticator:
                 raise AuthFailure("session_ended")
         except AuthFailure as failure:
             self.failed(failure.reason)
-            record_token_refresh(REFRESH_PROVIDER, False, metrics=self.metrics)
+            instrument.record_token_refresh(REFRESH_PROVIDER, False, metrics=self.metrics)
             raise
-        record_token_refresh(REFRESH_PROVIDER, True, metrics=self.metrics)
+        instrument.record_token_refresh(REFRESH_PROVIDER, True, metrics=self.metrics)
         return self._issue(principal)
 
     async def logout(self, principal: Principal) -> bool:
@@ -175,15 +167,15 @@ class Authenticator:
         """The principal of a request's credentials; None when it has none; AuthFailure when
         they are not valid. Counted in auth_requests_total by the type presented."""
         if api_key:
-            record_auth_request("api_key", metrics=self.metrics)
+            instrument.record_auth_request("api_key", metrics=self.metrics)
             return await self._guard(self._by_api_key(api_key))
         if authorization:
-            record_auth_request("jwt", metrics=self.metrics)
+            instrument.record_auth_request("jwt", metrics=self.metrics)
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token:
                 return await self._guard(self._fail("invalid_token"))
             return await self._guard(self._by_token(token.strip()))
-        record_auth_request("none", metrics=self.metrics)
+        instrument.record_auth_request("none", metrics=self.metrics)
         return None
 
     async def _guard(self, lookup) -> Principal:
@@ -221,7 +213,7 @@ class Authenticator:
         return Principal(**found["principal"])
 
     def failed(self, reason: str) -> None:
-        record_failed_attempt(reason, metrics=self.metrics)
+        instrument.record_failed_attempt(reason, metrics=self.metrics)
 
     # ---- API keys ----------------------------------------------------------------------------
 
@@ -229,7 +221,7 @@ class Authenticator:
         prefix = f"vk_{secrets.token_hex(6)}"
         key_id = await self.store.create_api_key(principal.tenant_id, principal.user_id, prefix,
                                                  API_KEY_TTL)
-        record_api_key_created(metrics=self.metrics)
+        instrument.record_api_key_created(metrics=self.metrics)
         return {"id": key_id, "key": self.tokens.api_key(prefix), "prefix": prefix,
                 "expires_in": API_KEY_TTL.total_seconds()}
 
@@ -238,5 +230,5 @@ class Authenticator:
         if prefix is None:
             return False
         await self.cache.forget("api_keys", prefix)
-        record_api_key_revoked(metrics=self.metrics)
+        instrument.record_api_key_revoked(metrics=self.metrics)
         return True

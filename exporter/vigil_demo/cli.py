@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 from vigil_exporter.logs import describe_error
@@ -104,37 +103,27 @@ def local_url(host: str, port: int) -> str:
 async def serve(settings: Settings, stop: asyncio.Event | None = None, metrics=None) -> None:
     """Run the service until `stop` is set (or SIGTERM / SIGINT), with the traffic generator
     when `settings.traffic` is positive."""
-    from aiohttp import web
     from prometheus_client import disable_created_metrics
+
+    from vigil_exporter.server import listening, until_stopped
 
     from .app import make_app
     from .traffic import Traffic
 
     disable_created_metrics()  # like the exporter: no `_created` series beside every counter
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(make_app(settings, metrics), access_log=None,
-                           shutdown_timeout=SHUTDOWN_TIMEOUT)
-    traffic = None
-    try:
-        await runner.setup()
-        host, port = settings.host_port
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        port = runner.addresses[0][1] if port == 0 else port
+    host, port = settings.host_port
+    async with listening(make_app(settings, metrics), host, port,
+                         shutdown_timeout=SHUTDOWN_TIMEOUT) as port:
         log.info("demo service listening on http://%s:%d", host, port,
                  extra={"fields": {"traffic": settings.traffic, "redis": bool(settings.redis_url)}})
+        traffic = None
         if settings.traffic > 0:
             traffic = Traffic(local_url(host, port), settings.traffic, settings.seed,
                               burst_interval=settings.burst_interval)
             await traffic.start()
-        await stop.wait()
-        log.info("stopping")
-    finally:
-        if traffic is not None:
-            await traffic.stop()
-        await runner.cleanup()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        try:
+            await until_stopped(stop)
+            log.info("stopping")
+        finally:
+            if traffic is not None:
+                await traffic.stop()

@@ -39,7 +39,6 @@ MODELS = {m.name: m for m in (
     Model("anthropic", "claude-3-5-sonnet", 0.30, 0.005),
     Model("local", "llama-3-8b", 0.03, 0.001),
 )}
-PROVIDERS = sorted({m.provider for m in MODELS.values()})
 
 
 class LLMError(Exception):

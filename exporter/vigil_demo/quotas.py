@@ -9,7 +9,6 @@ import time
 from .storage import LIMIT_COLUMNS, Store
 
 # Kinds that are checked before a write, and the plan limit of each.
-ENFORCED = ("messages", "api_calls", "agents", "channels", "storage_bytes")
 
 
 class LimitReached(Exception):

@@ -141,12 +141,7 @@ async def directory(request: web.Request) -> web.Response:
 # ---- agents, channels, messages ---------------------------------------------------------------
 
 async def create_agent(request: web.Request) -> web.Response:
-    caller = principal(request)
-    body = await read_json(request, "name")
-    s = services(request)
-    s.quotas.take(caller.tenant_id, "agents")
-    agent_id = await s.store.add_agent(caller.tenant_id, str(body["name"])[:100])
-    return web.json_response({"id": agent_id}, status=201)
+    return await _create_named(request, "agents", services(request).store.add_agent)
 
 
 async def run_agent(request: web.Request) -> web.Response:
@@ -167,12 +162,16 @@ async def run_agent(request: web.Request) -> web.Response:
 
 
 async def create_channel(request: web.Request) -> web.Response:
+    return await _create_named(request, "channels", services(request).store.add_channel)
+
+
+async def _create_named(request: web.Request, quota: str, add) -> web.Response:
+    """Create an agent or a channel from {"name": ...}, within the tenant's quota."""
     caller = principal(request)
     body = await read_json(request, "name")
-    s = services(request)
-    s.quotas.take(caller.tenant_id, "channels")
-    channel_id = await s.store.add_channel(caller.tenant_id, str(body["name"])[:100])
-    return web.json_response({"id": channel_id}, status=201)
+    services(request).quotas.take(caller.tenant_id, quota)
+    new_id = await add(caller.tenant_id, str(body["name"])[:100])
+    return web.json_response({"id": new_id}, status=201)
 
 
 async def post_message(request: web.Request) -> web.Response:

@@ -128,13 +128,9 @@ class Store:
     # ---- users and sessions ------------------------------------------------------------------
 
     async def user_by_email(self, email: str) -> dict | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                select(users.c.id, users.c.tenant_id, users.c.is_active,
-                       tenants.c.name.label("tenant"))
-                .join(tenants, tenants.c.id == users.c.tenant_id)
-                .where(users.c.email == email))).first()
-        return dict(row._mapping) if row else None
+        return await self._first(
+            select(users.c.id, users.c.tenant_id, users.c.is_active, tenants.c.name.label("tenant"))
+            .join(tenants, tenants.c.id == users.c.tenant_id).where(users.c.email == email))
 
     async def add_user(self, tenant_id: int, email: str) -> int:
         return await self._insert(users, tenant_id=tenant_id, email=email, is_active=True,
@@ -183,12 +179,16 @@ class Store:
 
     async def api_key(self, prefix: str) -> dict | None:
         """The key with this prefix: id, tenant, user, revoked_at, expires_at."""
+        return await self._first(
+            select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.user_id,
+                   api_keys.c.revoked_at, api_keys.c.expires_at, tenants.c.name.label("tenant"))
+            .join(tenants, tenants.c.id == api_keys.c.tenant_id)
+            .where(api_keys.c.key_prefix == prefix))
+
+    async def _first(self, query) -> dict | None:
+        """The first row of a query as a dict, or None."""
         async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.user_id,
-                       api_keys.c.revoked_at, api_keys.c.expires_at, tenants.c.name.label("tenant"))
-                .join(tenants, tenants.c.id == api_keys.c.tenant_id)
-                .where(api_keys.c.key_prefix == prefix))).first()
+            row = (await conn.execute(query)).first()
         return dict(row._mapping) if row else None
 
     # ---- agents, channels, messages, documents ------------------------------------------------

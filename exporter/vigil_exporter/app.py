@@ -8,53 +8,20 @@ import json
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from prometheus_client import (
-    CollectorRegistry,
-    GCCollector,
-    PlatformCollector,
-    ProcessCollector,
-    disable_created_metrics,
-)
 
 from vigil_exporter import __version__
-from vigil_exporter.collectors import COLLECTORS, load_builtin
+from vigil_exporter.alerting.receiver import setup_alert_receiver
 from vigil_exporter.config import Config
-from vigil_exporter.exposition import Exposition, accepts_gzip
+from vigil_exporter.exposition import accepts_gzip
 from vigil_exporter.health import UNHEALTHY, health_document, info_document
-from vigil_exporter.scheduler import Scheduler, SelfCollector, SnapshotCollector
+from vigil_exporter.scheduler import Scheduler
 from vigil_exporter.webconfig import WebConfig
 from vigil_exporter.webconfig import middleware as web_config_middleware
+from vigil_exporter.wiring import Wiring, build
 
-CONFIG = web.AppKey("config", Config)
-SCHEDULER = web.AppKey("scheduler", Scheduler)
-EXPOSITION = web.AppKey("exposition", Exposition)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
-DISABLED = web.AppKey("disabled", list)
+WIRING = web.AppKey("wiring", Wiring)
 
 OPEN_PATHS = ("/health/live",)  # reachable without credentials, for container healthchecks
-
-
-def build_collectors(config: Config) -> tuple[list, list[str]]:
-    """Instantiate the enabled collectors; return them and the names of the disabled ones."""
-    load_builtin()
-    enabled, disabled = [], []
-    for name, cls in sorted(COLLECTORS.items()):
-        section = config.collector(name)
-        if section["enabled"]:
-            enabled.append(cls(section, config.data))
-        else:
-            disabled.append(name)
-    return enabled, disabled
-
-
-def build_registry(scheduler: Scheduler) -> CollectorRegistry:
-    disable_created_metrics()  # `_created` series double the counters and no rule reads them
-    registry = CollectorRegistry(auto_describe=False)
-    for collector in (ProcessCollector, PlatformCollector, GCCollector):
-        collector(registry=registry)
-    registry.register(SelfCollector(scheduler))
-    registry.register(SnapshotCollector(scheduler))
-    return registry
 
 
 def make_app(config: Config, web_config: WebConfig | None = None) -> web.Application:
@@ -63,14 +30,10 @@ def make_app(config: Config, web_config: WebConfig | None = None) -> web.Applica
         web_config.users or web_config.headers) else []
     app = web.Application(client_max_size=config["web"]["max_request_body_bytes"],
                           middlewares=middlewares)
-    collectors, disabled = build_collectors(config)
-    scheduler = Scheduler(collectors)
-    registry = build_registry(scheduler)
-    app[CONFIG], app[SCHEDULER], app[REGISTRY], app[DISABLED] = config, scheduler, registry, disabled
-    exposition = Exposition(registry)
-    scheduler.on_update = exposition.mark_dirty
-    app[EXPOSITION] = exposition
-    _setup_alert_receiver(app, config, registry, exposition)
+    wiring = app[WIRING] = build(config)
+    setup_alert_receiver(app, config["alerts"]["log_file"], wiring.alert_notifications,
+                         max_body_bytes=config["alerts"]["max_body_bytes"],
+                         on_update=wiring.exposition.mark_dirty)
     app.cleanup_ctx.append(_run_scheduler)
     app.router.add_get("/", landing)
     app.router.add_get("/metrics", metrics)
@@ -81,16 +44,8 @@ def make_app(config: Config, web_config: WebConfig | None = None) -> web.Applica
     return app
 
 
-def _setup_alert_receiver(app: web.Application, config: Config, registry,
-                          exposition: Exposition) -> None:
-    from vigil_exporter.alerting.receiver import setup_alert_receiver
-    setup_alert_receiver(app, config["alerts"]["log_file"], registry,
-                         max_body_bytes=config["alerts"]["max_body_bytes"],
-                         on_update=exposition.mark_dirty)
-
-
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
-    scheduler = app[SCHEDULER]
+    scheduler = app[WIRING].scheduler
     scheduler.start()
     freeze = asyncio.create_task(freeze_after_first_round(scheduler))
     yield
@@ -111,14 +66,15 @@ async def freeze_after_first_round(scheduler: Scheduler) -> None:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    rendered = request.app[EXPOSITION].choose(request.headers.get("Accept", ""))
+    rendered = request.app[WIRING].exposition.choose(request.headers.get("Accept", ""))
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
         return web.Response(body=rendered.gzipped, headers=rendered.gzip_headers)
     return web.Response(body=rendered.body, headers=rendered.headers)
 
 
 async def health(request: web.Request) -> web.Response:
-    document = health_document(request.app[SCHEDULER], request.app[DISABLED])
+    wiring = request.app[WIRING]
+    document = health_document(wiring.scheduler, wiring.disabled)
     return web.json_response(document, status=503 if document["status"] == UNHEALTHY else 200,
                              dumps=_dumps)
 
@@ -128,15 +84,16 @@ async def live(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    if request.app[SCHEDULER].first_round_done.is_set():
-        request.app[EXPOSITION].flush()  # "ready" means the first round is in /metrics
+    wiring = request.app[WIRING]
+    if wiring.scheduler.first_round_done.is_set():
+        wiring.exposition.flush()  # "ready" means the first round is in /metrics
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "starting", "message": "first collection round running"},
                              status=503)
 
 
 async def info(request: web.Request) -> web.Response:
-    return web.json_response(info_document(request.app[SCHEDULER].started_at), dumps=_dumps)
+    return web.json_response(info_document(request.app[WIRING].scheduler.started_at), dumps=_dumps)
 
 
 LANDING = """<!doctype html>
@@ -154,7 +111,7 @@ LANDING = """<!doctype html>
 
 
 async def landing(request: web.Request) -> web.Response:
-    names = ", ".join(c.name for c in request.app[SCHEDULER].collectors) or "none"
+    names = ", ".join(c.name for c in request.app[WIRING].collectors) or "none"
     body = LANDING.format(version=html.escape(__version__), collectors=html.escape(names))
     return web.Response(text=body, content_type="text/html")
 

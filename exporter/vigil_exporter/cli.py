@@ -5,7 +5,6 @@ import argparse
 import asyncio
 import importlib
 import json
-import signal
 import sys
 import urllib.error
 import urllib.request
@@ -126,31 +125,23 @@ async def _serve(app, host: str, port: int, ssl_context, max_field_size: int,
                  shutdown_timeout: float) -> None:
     import logging
 
-    from aiohttp import web
+    from vigil_exporter.server import listening, until_stopped
 
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,
-                           max_field_size=max_field_size, max_line_size=max_field_size)
-    await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+    async with listening(app, host, port, shutdown_timeout=shutdown_timeout,
+                         ssl_context=ssl_context, max_field_size=max_field_size):
         scheme = "https" if ssl_context else "http"
         logging.getLogger("vigil").info("listening on %s://%s:%d/metrics", scheme, host, port,
                                         extra={"fields": {"version": __version__}})
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+        await until_stopped()
 
 
 def cmd_check_config(args) -> int:
     config = load(args.file, environ={})
     faults: list[str] = []
-    if args.connect:
-        from vigil_exporter.collectors.business import check_config_queries
-        faults = asyncio.run(check_config_queries(config))
+    if args.connect and config.collector("business")["enabled"]:
+        from vigil_exporter.collectors.business import check_queries, configured_queries
+        faults = asyncio.run(check_queries(config.business_database(),
+                                           configured_queries(config.collector("business"))))
     for fault in faults:
         print(f"{args.file}: {fault}", file=sys.stderr)
     if faults:
@@ -160,28 +151,18 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_metrics(args) -> int:
-    from vigil_exporter.app import build_collectors, build_registry
     from vigil_exporter.embedded import prepare_database
-    from vigil_exporter.exposition import Exposition
-    from vigil_exporter.scheduler import Scheduler
+    from vigil_exporter.wiring import build
 
     config = _load(args)
     prepare_database(config)
-    collectors, _ = build_collectors(config)
-    scheduler = Scheduler(collectors)
-
-    async def once():
-        await scheduler.run_once()
-        await scheduler.stop()
-
-    asyncio.run(once())
-    registry = build_registry(scheduler)
+    wiring = build(config, formats=("text" if args.format == "json" else args.format,))
+    asyncio.run(wiring.collect_once())
     if args.format == "json":
-        print(json.dumps(families_as_json(registry), indent=2))
+        print(json.dumps(families_as_json(wiring.registry), indent=2))
         return 0
-    rendered = Exposition(registry, formats=(args.format,)).get(args.format)
-    sys.stdout.write(rendered.body.decode())
-    return 0 if all(job.success for job in scheduler.jobs) else 1
+    sys.stdout.write(wiring.exposition.get(args.format).body.decode())
+    return 0 if all(job.success for job in wiring.scheduler.jobs) else 1
 
 
 def families_as_json(registry) -> list[dict]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from vigil_exporter.collectors import load_builtin
+from vigil_exporter.collectors import COLLECTORS
 from vigil_exporter.validation import Duration, Errors, Int, Object, Str
 
 DEFAULT_LISTEN = "0.0.0.0:9477"
@@ -36,7 +36,7 @@ class ConfigError(Exception):
 
 
 def root_schema() -> Object:
-    collectors = {name: cls.config_schema for name, cls in sorted(load_builtin().items())}
+    collectors = {name: cls.config_schema for name, cls in sorted(COLLECTORS.items())}
     return Object({
         "listen_address": Str(DEFAULT_LISTEN, "HOST:PORT to serve on.", pattern=r".*:\d{1,5}"),
         "log_level": Str("info", "Log level.", choices=("debug", "info", "warning", "error")),
@@ -66,6 +66,10 @@ class Config:
     def collector(self, name: str) -> dict:
         return self.data["collectors"][name]
 
+    def business_database(self) -> dict:
+        """The entry of collectors.database.databases the business queries run against."""
+        return self.data["collectors"]["database"]["databases"][self.collector("business")["database"]]
+
 
 def load(path: str | os.PathLike | None = None, environ=None,
          overrides: dict | None = None) -> Config:
@@ -84,13 +88,20 @@ def load(path: str | os.PathLike | None = None, environ=None,
     _apply_embedded_default(raw)
     errors = Errors()
     data = root_schema().validate(raw, "", errors)
-    faults = [str(f) for f in errors.faults]
-    if not faults:
-        for cls in load_builtin().values():
-            faults += cls.root_faults(data)
+    faults = [str(f) for f in errors.faults] or cross_section_faults(data)
     if faults:
         raise ConfigError(source, faults)
     return Config(data, source)
+
+
+def cross_section_faults(data: dict) -> list[str]:
+    """Faults of a validated configuration that involve two sections."""
+    business, databases = data["collectors"]["business"], data["collectors"]["database"]["databases"]
+    if business["enabled"] and business["database"] not in databases:
+        known = ", ".join(f'"{name}"' for name in sorted(databases)) or "none"
+        return [f"collectors.business.database: expected the name of a database in "
+                f'collectors.database.databases ({known}), got "{business["database"]}"']
+    return []
 
 
 def _from_environment(var: str, environ) -> str | None:

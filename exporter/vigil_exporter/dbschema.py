@@ -1,6 +1,6 @@
 """The default business schema (SQLAlchemy Core) and a small, deterministic demo data set.
 
-The business collector's default queries (exporter/business_queries.yml) read these tables.
+The business collector's default queries (business_queries.yml) read these tables.
 All timestamps are timezone-naive UTC. The demo data set has a few tenants on different plans,
 one of them ("initech") at about 96 % of every limit, so that limit alerts have something to
 fire on.

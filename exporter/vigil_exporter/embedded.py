@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 
-from vigil_exporter.collectors.business import database_config
 from vigil_exporter.config import Config
 
 log = logging.getLogger("vigil")
@@ -20,8 +19,7 @@ def prepare_database(config: Config, demo: bool = False) -> None:
     business = config.collector("business")
     if not business["enabled"]:
         return
-    # config.load has already checked that this database exists
-    url = database_config(config.data, business["database"])["url"]
+    url = config.business_database()["url"]
     if url.startswith("sqlite") or demo:
         created = dbschema.create_schema(url)
         if created:

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 import time
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as text_format
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
 
@@ -54,8 +54,6 @@ class Exposition:
         self._pending: asyncio.TimerHandle | None = None
         # id(family) -> (family, {format: bytes}); the family is kept so its id stays its own
         self._formatted: dict[int, tuple[Metric, dict[str, bytes]]] = {}
-        registry.register(_RenderCollector(self))
-        self.render()
 
     def mark_dirty(self) -> None:
         """Ask for a render RENDER_DELAY from now, unless one is already due."""
@@ -96,7 +94,7 @@ class Exposition:
     def get(self, name: str) -> Rendered:
         """One format's bytes; a format nobody asked for before is rendered now, then on each
         refresh."""
-        if name not in self.rendered:
+        if self.rendered.get(name) is None:
             self.rendered[name] = None
             self.render()
         return self.rendered[name]
@@ -110,11 +108,23 @@ class Exposition:
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
-    for part in accept_encoding.split(","):
-        name, _, params = part.strip().partition(";")
-        if name.strip().lower() in ("gzip", "*"):
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
+    """Whether an Accept-Encoding header allows gzip (RFC 9110, section 12.5.3): listed, or
+    covered by `*`, with a weight above zero. An explicit gzip entry wins over `*`; a weight that
+    is not a valid qvalue (`q=abc`, `q=2`) counts as zero."""
+    weights: dict[str, float] = {}
+    for element in accept_encoding.split(","):
+        coding, *parameters = (part.strip() for part in element.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                weight = float(value.strip()) if _QVALUE.fullmatch(value.strip()) else 0.0
+        weights[coding.lower()] = weight
+    weight = weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0)))
+    return weight > 0
+
+
+_QVALUE = re.compile(r"0(?:\.\d{0,3})?|1(?:\.0{0,3})?")
 
 
 def _format(name: str, family: Metric) -> bytes:
@@ -129,30 +139,3 @@ class _Frozen:
 
     def collect(self):
         return self.families
-
-
-class _RenderCollector:
-    """Reports the cost of the previous render (the current one is still being made)."""
-
-    def __init__(self, exposition: Exposition):
-        self.exposition = exposition
-
-    def collect(self):
-        duration = GaugeMetricFamily("vigil_exposition_render_duration_seconds",
-                                     "Time the previous render of /metrics took "
-                                     "(every format in use, with gzip).")
-        duration.add_metric([], self.exposition.render_seconds)
-        yield duration
-        renders = CounterMetricFamily("vigil_exposition_renders",
-                                      "Renders of /metrics (one per refresh, not per scrape).")
-        renders.add_metric([], self.exposition.renders)
-        yield renders
-        size = GaugeMetricFamily("vigil_exposition_size_bytes",
-                                 "Size of the previous /metrics body by format and encoding "
-                                 "(OpenMetrics once a scraper asked for it).",
-                                 labels=["format", "encoding"])
-        for fmt, rendered in self.exposition.rendered.items():
-            if rendered is not None:
-                size.add_metric([fmt, "identity"], len(rendered.body))
-                size.add_metric([fmt, "gzip"], len(rendered.gzipped))
-        yield size

@@ -1,4 +1,4 @@
-"""Runs every job in the background on its own interval and timeout, and owns the self metrics.
+"""Runs every job in the background on its own interval and timeout.
 
 A job's run that is still going when the next one is due is skipped and counted, never queued;
 a run that exceeds its timeout is cancelled and counts as failed. After every finished run the
@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import platform
 import time
 from collections.abc import Callable, Iterable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from vigil_exporter import __version__
 from vigil_exporter.collectors.base import Collector, Job
 from vigil_exporter.logs import FailureLog, describe_error
 
@@ -98,61 +95,3 @@ class SnapshotCollector:
     def collect(self) -> Iterable[Metric]:
         for job in self.scheduler.jobs:
             yield from job.families
-
-
-class SelfCollector:
-    """The exporter's own health: build info and per-collector / per-query run results."""
-
-    PREFIX = {"collector": "vigil_collector", "query": "vigil_business_query"}
-    NOUN = {"collector": "collector", "query": "business query"}
-    LABEL = {"collector": "collector", "query": "query"}
-
-    def __init__(self, scheduler: Scheduler):
-        self.scheduler = scheduler
-
-    def collect(self) -> Iterable[Metric]:
-        info = InfoMetricFamily("vigil_build", "Vigil version and Python runtime.")
-        info.add_metric([], {"version": __version__,
-                             "python_version": platform.python_version()})
-        yield info
-        start = GaugeMetricFamily("vigil_start_time_seconds",
-                                  "Unix time when the exporter started.")
-        start.add_metric([], self.scheduler.started_at)
-        yield start
-        for kind in ("collector", "query"):
-            jobs = [j for j in self.scheduler.jobs if j.kind == kind]
-            if jobs:
-                yield from self._job_families(kind, jobs)
-
-    def _job_families(self, kind: str, jobs: list[Job]) -> Iterable[Metric]:
-        prefix, noun, label = self.PREFIX[kind], self.NOUN[kind], [self.LABEL[kind]]
-        families = {
-            "duration": GaugeMetricFamily(f"{prefix}_duration_seconds",
-                                          f"Duration of the last run of the {noun}.", labels=label),
-            "success": GaugeMetricFamily(f"{prefix}_success",
-                                         f"1 if the last run of the {noun} succeeded, else 0.",
-                                         labels=label),
-            "last": GaugeMetricFamily(f"{prefix}_last_success_timestamp_seconds",
-                                      f"Unix time of the last successful run of the {noun}.",
-                                      labels=label),
-            "interval": GaugeMetricFamily(f"{prefix}_interval_seconds",
-                                          f"Configured refresh interval of the {noun}.",
-                                          labels=label),
-            "skipped": CounterMetricFamily(f"{prefix}_skipped_runs",
-                                           f"Runs of the {noun} skipped because the previous "
-                                           "run was still going.", labels=label),
-        }
-        dropped = GaugeMetricFamily(f"{prefix}_series_dropped",
-                                    "Rows beyond the series cap in the last run.", labels=label)
-        for job in jobs:
-            if job.success is not None:
-                families["duration"].add_metric([job.name], job.duration)
-                families["success"].add_metric([job.name], 1.0 if job.success else 0.0)
-            families["last"].add_metric([job.name], job.last_success)
-            families["interval"].add_metric([job.name], job.interval)
-            families["skipped"].add_metric([job.name], job.skipped)
-            if kind == "query":
-                dropped.add_metric([job.name], job.series_dropped)
-        yield from families.values()
-        if kind == "query":
-            yield dropped

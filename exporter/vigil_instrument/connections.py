@@ -5,9 +5,6 @@ from contextlib import contextmanager
 
 from .metrics import Metrics, resolve
 
-IN = "in"
-OUT = "out"
-
 
 @contextmanager
 def track_websocket(*, metrics: Metrics | None = None):

@@ -32,19 +32,24 @@ class PayloadError(ValueError):
     """The body is not an Alertmanager webhook notification (version 4)."""
 
 
-def setup_alert_receiver(app: web.Application, log_path: str, registry: CollectorRegistry,
-                         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                         on_update: Callable[[], None] | None = None) -> None:
-    """Add `POST /alerts/webhook` to `app`, counting into a counter created on `registry`.
-
-    `on_update` is called after each counted notification (e.g. to re-render a cached
-    exposition)."""
+def notifications_counter(registry: CollectorRegistry) -> Counter:
+    """`vigil_alert_notifications_total`, on `registry`, with the usual label values at zero."""
     counter = Counter("vigil_alert_notifications", "Alerts received by the Alertmanager log "
                       "receiver, by alert status and severity label.", ["status", "severity"],
                       registry=registry)
     for status in STATUSES:
         for severity in ("critical", "warning", "info"):
             counter.labels(status, severity)
+    return counter
+
+
+def setup_alert_receiver(app: web.Application, log_path: str, counter: Counter,
+                         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                         on_update: Callable[[], None] | None = None) -> None:
+    """Add `POST /alerts/webhook` to `app`, counting into `counter` (`notifications_counter`).
+
+    `on_update` is called after each counted notification (e.g. to re-render a cached
+    exposition)."""
     app.router.add_post(WEBHOOK_PATH, webhook_handler(AlertLog(log_path), counter, max_body_bytes,
                                                       on_update))
 

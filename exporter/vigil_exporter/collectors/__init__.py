@@ -1,28 +1,21 @@
-"""Collector registry: each collector module registers its class by name."""
+"""The built-in collectors, by the name of their configuration section (`collectors.<name>`).
+
+This mapping is the one place that lists them: the configuration schema, the wiring and the
+docs generator all read it. Adding a collector means one module and one entry here.
+"""
 from __future__ import annotations
 
-import importlib
-
 from vigil_exporter.collectors.base import Check, Collector, Job
+from vigil_exporter.collectors.business import BusinessCollector
+from vigil_exporter.collectors.database import DatabaseCollector
+from vigil_exporter.collectors.redis import RedisCollector
+from vigil_exporter.collectors.system import SystemCollector
 
-COLLECTORS: dict[str, type[Collector]] = {}
+COLLECTORS: dict[str, type[Collector]] = {
+    "system": SystemCollector,
+    "database": DatabaseCollector,
+    "redis": RedisCollector,
+    "business": BusinessCollector,
+}
 
-# Every built-in collector module; importing one registers it.
-BUILTIN = ("system", "database", "redis", "business")
-
-
-def register(name: str):
-    def decorate(cls: type[Collector]) -> type[Collector]:
-        cls.name = name
-        COLLECTORS[name] = cls
-        return cls
-    return decorate
-
-
-def load_builtin() -> dict[str, type[Collector]]:
-    for module in BUILTIN:
-        importlib.import_module(f"vigil_exporter.collectors.{module}")
-    return COLLECTORS
-
-
-__all__ = ["COLLECTORS", "BUILTIN", "Check", "Collector", "Job", "register", "load_builtin"]
+__all__ = ["COLLECTORS", "Check", "Collector", "Job"]

@@ -63,25 +63,20 @@ def refreshed_every(seconds: float) -> str:
 class Collector:
     """Base class: refresh one area of the stack and return its metric families.
 
-    Subclasses set `name` and `config_schema`, take their validated config section in
-    `__init__`, and implement `collect()`. Raise on failure: the scheduler records the failure
-    and stops serving this collector's old values.
+    Subclasses set `name` (their configuration section) and `config_schema`, take their
+    validated section in `__init__`, and implement `collect()`. Raise on failure: the scheduler
+    records the failure and stops serving this collector's old values. A collector never reads
+    other sections of the configuration: what it needs from them is passed in by the wiring.
     """
 
     name: ClassVar[str] = ""
     config_schema: ClassVar[Object] = Object({})
 
-    def __init__(self, config: dict, root: dict | None = None):
+    def __init__(self, config: dict):
         self.config = config  # this collector's validated section
-        self.root = root or {}  # the whole validated configuration, for cross-references
 
     async def collect(self) -> list[Metric]:
         raise NotImplementedError
-
-    @staticmethod
-    def root_faults(root: dict) -> list[str]:
-        """Faults that involve other sections of the configuration (key path: message)."""
-        return []
 
     def jobs(self) -> list[Job]:
         return [Job(self.name, "collector", self.config["interval"], self.config["timeout"],

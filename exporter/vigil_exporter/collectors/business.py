@@ -11,7 +11,7 @@ ever committed. A run that is cancelled (its timeout) stops the statement in the
 before it returns: a cancel request on PostgreSQL, `sqlite3_interrupt` on SQLite.
 
 Bind parameters every query may use: `:now` and `:today_start` (the last UTC midnight), both
-timezone-naive UTC like the default schema (exporter/dbschema.py).
+timezone-naive UTC like the default schema (vigil_exporter/dbschema.py).
 """
 from __future__ import annotations
 
@@ -27,10 +27,8 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from vigil_exporter.collectors import register
 from vigil_exporter.collectors.base import Collector, Job, collector_schema, refreshed_every
 from vigil_exporter.collectors.sqlutil import make_engine
-from vigil_exporter.config import ConfigError
 from vigil_exporter.logs import describe_error
 from vigil_exporter.validation import (
     Bool,
@@ -147,29 +145,6 @@ def configured_queries(section: dict) -> list[Query]:
                        for i, q in enumerate(section["queries"])]
 
 
-def database_config(root: dict, name: str) -> dict:
-    """The entry of collectors.database.databases that the business collector reads."""
-    databases = root.get("collectors", {}).get("database", {}).get("databases") or {}
-    if name not in databases:
-        known = ", ".join(f'"{n}"' for n in sorted(databases)) or "none"
-        raise ConfigError("configuration", [
-            f'collectors.business.database: expected the name of a database in '
-            f'collectors.database.databases ({known}), got "{name}"'])
-    return databases[name]
-
-
-def config_faults(root: dict) -> list[str]:
-    """Cross-section faults of a validated configuration (for the configuration loader)."""
-    business = root.get("collectors", {}).get("business", {})
-    if not business.get("enabled"):
-        return []
-    try:
-        database_config(root, business["database"])
-    except ConfigError as exc:
-        return exc.faults
-    return []
-
-
 # ------------------------------------------------------------------ running a query
 
 def bind_values(dialect: str, now: datetime | None = None) -> dict:
@@ -277,24 +252,25 @@ def _number(value, column: str) -> float:
 
 # ------------------------------------------------------------------ the collector
 
-@register("business")
 class BusinessCollector(Collector):
     """One metric family per configured query, each refreshed by a job of its own."""
 
+    name = "business"
     config_schema = collector_schema("1m", "10s", {
         "database": Str("main", "Name of the database in collectors.database.databases "
                                 "that the queries run against."),
         "default_queries": Bool(True, "Also run the default queries against the default "
-                                      "business schema (exporter/business_queries.yml)."),
+                                      "business schema (vigil_exporter/business_queries.yml)."),
         "max_series": Int(500, "Default cap on the rows (series) one query may return; "
                                "the rest are dropped and counted.", minimum=1),
         "queries": List(QUERY, list, "Queries; each one becomes a metric family."),
     }, check=_check_section)
-    root_faults = staticmethod(config_faults)
 
-    def __init__(self, config: dict, root: dict | None = None):
-        super().__init__(config, root)
-        self.database = database_config(self.root, config["database"])
+    def __init__(self, config: dict, database: dict):
+        """`database` is the entry of collectors.database.databases that `config["database"]`
+        names (the configuration loader has checked that it exists)."""
+        super().__init__(config)
+        self.database = database
         self.queries = configured_queries(config)
         self.engine: AsyncEngine | None = None
         self._jobs = [self._job(query) for query in self.queries]
@@ -360,15 +336,3 @@ async def _check_one(engine: AsyncEngine, query: Query) -> list[str]:
     except ValueError as exc:
         return [f"{query.path}: {exc}"]
     return []
-
-
-async def check_config_queries(config) -> list[str]:
-    """`vigil check-config --connect`: every query of a loaded Config, against its database."""
-    section = config.collector("business")
-    if not section["enabled"]:
-        return []
-    try:
-        database = database_config(config.data, section["database"])
-    except ConfigError as exc:
-        return exc.faults
-    return await check_queries(database, configured_queries(section))

@@ -27,7 +27,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from vigil_exporter.collectors import register
 from vigil_exporter.collectors.base import (
     DEGRADED,
     FAILING,
@@ -47,7 +46,7 @@ from vigil_exporter.collectors.sqlutil import (
 from vigil_exporter.logs import FailureLog, describe_error, redact, redact_url
 from vigil_exporter.validation import Duration, Int, Map, Object, Str
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vigil.collectors.database")
 
 # The share of the collector's timeout a probe may use, so that collect() itself returns in time.
 BUDGET_SHARE = 0.9
@@ -331,16 +330,16 @@ def add_server(out: Families, db: str, server: ServerStats) -> None:
     out.add("vigil_db_deadlocks_total", db, server.deadlocks)
 
 
-@register("database")
 class DatabaseCollector(Collector):
     """Up, latency and pool of every configured database; PostgreSQL server statistics."""
 
+    name = "database"
     config_schema = collector_schema("15s", "5s", {
         "databases": Map(DATABASE, dict, "Databases to watch, by name (the `database` label)."),
     }, check=_check_urls)
 
-    def __init__(self, config: dict, root: dict | None = None):
-        super().__init__(config, root)
+    def __init__(self, config: dict):
+        super().__init__(config)
         budget = config["timeout"] * BUDGET_SHARE
         self.targets = [Target(name, db, budget) for name, db in config["databases"].items()]
         self.failures = FailureLog(log)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from vigil_exporter.collectors import register
 from vigil_exporter.collectors.base import (
     DEGRADED,
     DISABLED,
@@ -161,8 +160,8 @@ class Instance:
         return result
 
 
-@register("redis")
 class RedisCollector(Collector):
+    name = "redis"
     config_schema = collector_schema("15s", "5s", {
         "instances": Map(INSTANCE, {}, "Named Redis servers; the name is the `redis` label. "
                                        "None configured: the collector is off."),
@@ -170,8 +169,8 @@ class RedisCollector(Collector):
                         minimum=0),
     }, check=_check)
 
-    def __init__(self, config: dict, root: dict | None = None):
-        super().__init__(config, root)
+    def __init__(self, config: dict):
+        super().__init__(config)
         self.every = refreshed_every(config['interval'])
         failures = FailureLog(log)
         self.instances = [Instance(name, c, config["max_keys"], failures)

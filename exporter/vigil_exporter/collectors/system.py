@@ -16,7 +16,6 @@ import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from vigil_exporter.collectors import register
 from vigil_exporter.collectors.base import Collector, collector_schema, refreshed_every
 from vigil_exporter.logs import FailureLog, describe_error
 from vigil_exporter.validation import Int, List, Object, Regex, Str
@@ -64,8 +63,8 @@ def _cpu_split(times) -> tuple[float, float]:
     return total, times.idle + getattr(times, "iowait", 0)
 
 
-@register("system")
 class SystemCollector(Collector):
+    name = "system"
     config_schema = collector_schema("15s", "10s", {
         "mountpoints": List(Str(), ["/"], "Mount points whose disk space is exported."),
         "devices": _patterns("block devices", [DEVICE_EXCLUDE]),
@@ -75,8 +74,8 @@ class SystemCollector(Collector):
                               minimum=0),
     })
 
-    def __init__(self, config: dict, root: dict | None = None):
-        super().__init__(config, root)
+    def __init__(self, config: dict):
+        super().__init__(config)
         self.every = refreshed_every(config['interval'])
         self.failures = FailureLog(log)
         self.devices = Selector(config["devices"], config["max_devices"], "devices",
@@ -167,19 +166,25 @@ class SystemCollector(Collector):
         return usage
 
     def _io(self) -> list[Metric]:
-        read = self._counter("disk_read_bytes", "Bytes read from the block device.", "device")
-        written = self._counter("disk_written_bytes", "Bytes written to the block device.",
-                                "device")
         disks = psutil.disk_io_counters(perdisk=True) or {}
-        for name in self.devices(disks):
-            read.add_metric([name], disks[name].read_bytes)
-            written.add_metric([name], disks[name].write_bytes)
-        received = self._counter("network_receive_bytes", "Bytes received by the network "
-                                 "interface.", "interface")
-        sent = self._counter("network_transmit_bytes", "Bytes sent by the network interface.",
-                             "interface")
         nics = psutil.net_io_counters(pernic=True) or {}
-        for name in self.interfaces(nics):
-            received.add_metric([name], nics[name].bytes_recv)
-            sent.add_metric([name], nics[name].bytes_sent)
-        return [read, written, received, sent]
+        return [
+            *self._io_pair(disks, self.devices(disks), "device", "disk", "block device",
+                           (("read", "read_bytes"), ("written", "write_bytes"))),
+            *self._io_pair(nics, self.interfaces(nics), "interface", "network", "network interface",
+                           (("receive", "bytes_recv"), ("transmit", "bytes_sent"))),
+        ]
+
+    def _io_pair(self, stats: dict, names, label: str, area: str, what: str,
+                 directions) -> list[Metric]:
+        """`vigil_system_<area>_<direction>_bytes_total` per device or interface."""
+        verbs = {"read": "read from", "written": "written to", "receive": "received by",
+                 "transmit": "sent by"}
+        families = []
+        for direction, field in directions:
+            family = self._counter(f"{area}_{direction}_bytes", f"Bytes {verbs[direction]} the "
+                                   f"{what}.", label)
+            for name in names:
+                family.add_metric([name], getattr(stats[name], field))
+            families.append(family)
+        return families

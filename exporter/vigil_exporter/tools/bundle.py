@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import re
 import sys
 from pathlib import Path
 
 import yaml
 
-from vigil_exporter.tools import checkout
+from vigil_exporter.tools import checkout, generated
+from vigil_exporter.tools.promql import metric_names_in
+from vigil_exporter.validation import parse_duration
 
 
 def prometheus_dir() -> Path:
@@ -84,10 +85,6 @@ def _evaluate(overrides_json: str) -> str:
         ext_vars={"overrides": overrides_json})
 
 
-def bundle_version() -> str:
-    return evaluate()["config"]["bundleVersion"]
-
-
 def render(overrides: dict | None = None) -> dict[str, str]:
     """File name -> the YAML text of each generated file."""
     mixin = evaluate(overrides)
@@ -112,17 +109,8 @@ def build_rules(check: bool = False, directory: Path | None = None,
     content differs from a fresh build (stale or missing).
     """
     directory = Path(directory) if directory else generated_dir()
-    changed = []
-    for name, text in render(overrides).items():
-        path = directory / name
-        current = path.read_bytes() if path.exists() else None
-        if current == text.encode():
-            continue
-        changed.append(path)
-        if not check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(text.encode())
-    return changed
+    return generated.sync({directory / name: text for name, text in render(overrides).items()},
+                          check)
 
 
 def register(subparsers) -> None:
@@ -215,35 +203,6 @@ def load_groups(directory: Path | None = None) -> list[dict]:
     return groups
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_MATCHERS = re.compile(r"\{[^{}]*\}")
-_RANGE = re.compile(r"\[[^\[\]]*\]")
-_LABEL_LIST = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
-_IDENT = re.compile(r"(?<![\w:.])([A-Za-z_:][\w:]*)(\s*\()?")
-_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left",
-             "group_right", "bool", "offset", "inf", "nan", "atan2", "start", "end"}
-
-
-def metric_names_in(expr: str) -> set[str]:
-    """Metric names read by a PromQL expression (a small tokenizer, not a parser).
-
-    String literals, label matchers, ranges and label lists (`by (...)`, `on (...)`, ...)
-    are removed first; what remains that looks like a name and is neither a function call,
-    an aggregation, a keyword nor a number is a metric name.
-    """
-    text = _STRING.sub('""', expr)
-    text = _MATCHERS.sub(" ", text)
-    text = _RANGE.sub(" ", text)
-    text = _LABEL_LIST.sub(" ", text)
-    names = set()
-    for match in _IDENT.finditer(text):
-        name, call = match.group(1), match.group(2)
-        if call or name.lower() in _KEYWORDS:
-            continue
-        names.add(name)
-    return names
-
-
 def recorded_names(groups: list[dict] | None = None) -> set[str]:
     groups = load_groups() if groups is None else groups
     return {r["record"] for g in groups for r in g["rules"] if "record" in r}
@@ -306,17 +265,11 @@ def local_prometheus_config(targets: dict[str, list[str]], alertmanagers: list[s
     if scrape_interval:
         config["global"]["scrape_interval"] = scrape_interval
         timeout = config["global"].get("scrape_timeout")
-        if timeout and _seconds(timeout) > _seconds(scrape_interval):
+        if timeout and parse_duration(timeout) > parse_duration(scrape_interval):
             config["global"]["scrape_timeout"] = scrape_interval
     if evaluation_interval:
         config["global"]["evaluation_interval"] = evaluation_interval
     return config
-
-
-def _seconds(duration: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)",
-                                                          duration))
 
 
 if __name__ == "__main__":

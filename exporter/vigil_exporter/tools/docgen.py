@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vigil_exporter import validation
 from vigil_exporter.config import load, root_schema
-from vigil_exporter.tools import checkout
+from vigil_exporter.tools import checkout, generated
 
 METRICS_MD = Path("docs/metrics.md")
 CONFIGURATION_MD = Path("docs/configuration.md")
@@ -52,33 +52,21 @@ LEGACY_NAMES = [
 def exporter_families(postgres_url: str, redis_url: str) -> list:
     """Every family the exporter serves, collected once against live, throwaway servers
     (the demo data set is loaded into an empty database so that labelled families have rows)."""
+    import redis
+
     from vigil_exporter import dbschema
-    from vigil_exporter.app import build_collectors, build_registry
-    from vigil_exporter.exposition import Exposition
-    from vigil_exporter.scheduler import Scheduler
+    from vigil_exporter.wiring import build
 
     dbschema.load_demo_data(postgres_url)  # creates the schema; labels come from real rows
-    import redis
     with redis.Redis.from_url(redis_url) as client:  # so that per-db key counts have a row
         client.set("vigil:docgen", "1")
     config = load(None, environ={}, overrides={
         "collectors.database.databases": {"main": {"url": postgres_url}},
         "collectors.redis.instances": {"main": {"url": redis_url, "keys": [{"key": "queue:docs", "type": "list"}]}},
     })
-    scheduler = Scheduler(build_collectors(config)[0])
-
-    async def once():
-        await scheduler.run_once()
-        await scheduler.stop()
-
-    asyncio.run(once())
-    registry = build_registry(scheduler)
-    from aiohttp import web
-
-    from vigil_exporter.alerting.receiver import setup_alert_receiver
-    setup_alert_receiver(web.Application(), "/dev/null", registry)
-    Exposition(registry)
-    return [f for f in registry.collect() if f.name.startswith("vigil_")]
+    wiring = build(config)
+    asyncio.run(wiring.collect_once())
+    return [f for f in wiring.registry.collect() if f.name.startswith("vigil_")]
 
 
 def library_families() -> list[tuple[str, str, list[str], str]]:
@@ -177,16 +165,13 @@ def main(argv=None) -> int:
     parser.add_argument("--redis", required=True, help="a live Redis URL")
     parser.add_argument("--check", action="store_true", help="fail if a committed file is stale")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in build(args.postgres, args.redis).items():
+    differing = generated.sync(build(args.postgres, args.redis), args.check)
+    for path in differing:
         if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
+            print(f"{path} is stale: run python -m vigil_exporter.tools.docgen", file=sys.stderr)
         else:
-            path.write_text(text)
-    for path in stale:
-        print(f"{path} is stale: run python -m vigil_exporter.tools.docgen", file=sys.stderr)
-    return 1 if stale else 0
+            print(f"wrote {path}")
+    return 1 if args.check and differing else 0
 
 
 if __name__ == "__main__":

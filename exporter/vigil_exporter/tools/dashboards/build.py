@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from vigil_exporter.tools import checkout
+from vigil_exporter.tools import checkout, generated
 
 SOURCE_DIR = Path("grafana/src")
 OUTPUT_DIR = Path("grafana/dashboards")
@@ -67,19 +67,12 @@ class Result:
 
 def run(root: Path, check: bool = False) -> Result:
     built = build(root)
-    result = Result([], [], [], [])
-    for path, content in built.items():
-        current = path.read_bytes() if path.exists() else None
-        if current == content:
-            result.unchanged.append(path)
-        elif check:
-            result.stale.append(path)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
-            result.written.append(path)
-    result.orphans = sorted(set((root / OUTPUT_DIR).glob("*.json")) - set(built))
-    return result
+    differing = generated.sync(built, check)
+    unchanged = [path for path in built if path not in differing]
+    orphans = sorted(set((root / OUTPUT_DIR).glob("*.json")) - set(built))
+    if check:
+        return Result([], unchanged, differing, orphans)
+    return Result(differing, unchanged, [], orphans)
 
 
 def load_dashboards(root: Path) -> dict[str, dict]:

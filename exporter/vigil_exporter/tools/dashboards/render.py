@@ -9,19 +9,16 @@ in the README, not a replacement for Grafana.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vigil_exporter.prometheus_api import PrometheusAPI, PrometheusError
 from vigil_exporter.tools.dashboards import lint
 from vigil_exporter.tools.dashboards.build import load_dashboards
-from vigil_exporter.validation import parse_duration
+from vigil_exporter.validation import format_duration, parse_duration
 
 DEFAULT_SCRAPE_INTERVAL = 15.0
 
@@ -41,53 +38,27 @@ class RenderError(Exception):
     pass
 
 
-# ---- durations -------------------------------------------------------------------------------
-
-def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{max(seconds, 1)}s"
-
-
 # ---- Prometheus --------------------------------------------------------------------------------
 
 class Prometheus:
-    """The two query endpoints of the HTTP API."""
+    """Range and instant queries as lists of {"metric": labels, "values": [(t, v), ...]}."""
 
     def __init__(self, url: str, timeout: float = 30.0):
-        self.url = url.rstrip("/")
-        self.timeout = timeout
+        self.api = PrometheusAPI(url, timeout)
 
-    def _post(self, path: str, params: dict) -> dict:
-        data = urllib.parse.urlencode(params).encode()
-        request = urllib.request.Request(self.url + path, data=data, method="POST")
+    def _data(self, method, *args) -> dict:
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                document = json.load(response)
-        except urllib.error.HTTPError as exc:
-            try:
-                document = json.load(exc)
-            except ValueError:
-                raise RenderError(f"{path}: HTTP {exc.code} for {params.get('query')!r}") from None
-            raise RenderError(f"{params.get('query')!r}: {document.get('errorType')}: "
-                              f"{document.get('error')}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise RenderError(f"cannot reach Prometheus at {self.url}: "
-                              f"{getattr(exc, 'reason', exc)}") from None
-        if document.get("status") != "success":
-            raise RenderError(f"{params.get('query')!r}: {document.get('error')}")
-        return document["data"]
+            return method(*args)
+        except PrometheusError as exc:
+            raise RenderError(str(exc)) from None
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
-        data = self._post("/api/v1/query_range",
-                          {"query": expr, "start": start, "end": end, "step": step})
+        data = self._data(self.api.query_range, expr, start, end, step)
         return [{"metric": s["metric"], "values": [(float(t), _float(v)) for t, v in s["values"]]}
                 for s in data["result"]]
 
     def query(self, expr: str, at: float) -> list[dict]:
-        data = self._post("/api/v1/query", {"query": expr, "time": at})
+        data = self._data(self.api.query, expr, at)
         if data["resultType"] == "scalar":
             t, v = data["result"]
             return [{"metric": {}, "values": [(float(t), _float(v))]}]
@@ -137,12 +108,17 @@ class PanelData:
         return any(t.series for t in self.targets)
 
 
+def _whole(seconds: float) -> str:
+    """A duration PromQL accepts (whole seconds, at least one)."""
+    return format_duration(max(1, round(seconds)))
+
+
 def variable_values(dashboard: dict, since: float, step: float,
                     scrape_interval: float) -> dict[str, str]:
     """Values for the variables the way Grafana fills them, with every multi-select at All."""
     rate_interval = max(step + scrape_interval, 4 * scrape_interval)
-    values = {"__rate_interval": format_duration(rate_interval),
-              "__interval": format_duration(step), "__range": format_duration(since),
+    values = {"__rate_interval": _whole(rate_interval),
+              "__interval": _whole(step), "__range": _whole(since),
               "__range_s": str(int(since)), "__interval_ms": str(int(step * 1000))}
     for var in dashboard.get("templating", {}).get("list", []):
         if var.get("type") == "query":
@@ -324,7 +300,7 @@ def render(dashboard: dict, panels: list[PanelData], path: Path, since: float,
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(end))
     fig.text(0.008, 1 - 0.28 / height, dashboard.get("title", ""), color=TEXT, fontsize=17,
              fontweight="bold", va="center")
-    fig.text(0.992, 1 - 0.28 / height, f"last {format_duration(since)} to {stamp}   uid "
+    fig.text(0.992, 1 - 0.28 / height, f"last {_whole(since)} to {stamp}   uid "
              f"{dashboard.get('uid')}", color=MUTED, fontsize=10, va="center", ha="right")
 
     for row in rows:

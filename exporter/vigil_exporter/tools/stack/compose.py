@@ -19,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path, PurePosixPath
 
+from vigil_exporter.tools import generated
 from vigil_exporter.tools.stack import configs
 
 # Where docker-compose.yml mounts prometheus/ and deploy/prometheus/ in the Prometheus container.
@@ -66,21 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = configs.find_bundle()
     directory = root / "deploy" / "prometheus"
-    stale = []
-    for name, text in render_variants(root).items():
-        path = directory / name
-        current = path.read_text() if path.exists() else None
-        if current == text:
-            continue
+    files = {directory / name: text for name, text in render_variants(root).items()}
+    differing = generated.sync(files, args.check)
+    for path in differing:
         if args.check:
-            stale.append(str(path.relative_to(root)))
+            print(f"{path.relative_to(root)} is stale: run `python -m vigil_exporter.tools.stack.compose`",
+                  file=sys.stderr)
         else:
-            directory.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
             print(f"wrote {path.relative_to(root)}")
-    for path in stale:
-        print(f"{path} is stale: run `python -m vigil_exporter.tools.stack.compose`", file=sys.stderr)
-    return 1 if stale else 0
+    return 1 if args.check and differing else 0
 
 
 if __name__ == "__main__":

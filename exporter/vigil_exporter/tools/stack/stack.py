@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from vigil_exporter.prometheus_api import PrometheusAPI, PrometheusError
 from vigil_exporter.tools.stack import configs
 from vigil_exporter.tools.stack.components import (
     Alertmanager,
@@ -54,10 +55,6 @@ DEFAULT_PORTS = {
     "alertmanager-2-cluster": 9096,
     "victoriametrics": 8428,
 }
-
-
-class QueryError(StackError):
-    """Prometheus (or VictoriaMetrics) rejected a query."""
 
 
 class Stack:
@@ -403,28 +400,14 @@ class Stack:
         """An instant query; the `data.result` list (vector) of the answer.
 
         `source` is "prometheus", "prometheus-2" or "victoriametrics" (same API)."""
-        params = {"query": promql}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        return self._api(source, "/api/v1/query", params)["result"]
+        return self._api(source).query(promql, at)["result"]
 
     def query_range(self, promql: str, start: float, end: float, step: str = "1s",
                     source: str = "prometheus") -> list:
-        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step}
-        return self._api(source, "/api/v1/query_range", params)["result"]
+        return self._api(source).query_range(promql, start, end, step)["result"]
 
-    def _api(self, source: str, path: str, params: dict) -> dict:
-        try:
-            document = self.get_json(source, path, params)
-        except urllib.error.HTTPError as exc:
-            try:
-                document = json.load(exc)
-            except ValueError:
-                raise QueryError(f"{source}: HTTP {exc.code} for {params['query']!r}") from None
-        if document.get("status") != "success":
-            raise QueryError(f"{source}: {document.get('errorType')}: {document.get('error')} "
-                             f"for {params['query']!r}")
-        return document["data"]
+    def _api(self, source: str) -> PrometheusAPI:
+        return PrometheusAPI(self.components[source].url)
 
     def wait_for_query(self, promql: str, predicate: Callable[[list], bool] = bool,
                        timeout: float = 30.0, interval: float = 0.5,
@@ -438,7 +421,7 @@ class Stack:
                 result = self.query(promql, source=source)
                 if predicate(result):
                     return result
-            except (QueryError, OSError) as exc:
+            except PrometheusError as exc:
                 result = [f"error: {exc}"]
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{source}: {promql!r} did not satisfy the predicate in "
