@@ -178,11 +178,7 @@ class HttpComponent(Component):
         return f"{'https' if self.ssl_context else 'http'}://{self.address}"
 
     def ready(self) -> bool:
-        try:
-            with self.get(self.ready_path, timeout=1.0) as response:
-                return response.status == 200
-        except (OSError, ValueError):  # HTTP errors included (urllib's HTTPError is an OSError)
-            return False
+        return self.status(self.ready_path) == 200
 
     def request(self, path: str, data: bytes | None = None, method: str | None = None,
                 headers: dict | None = None, timeout: float = 5.0):

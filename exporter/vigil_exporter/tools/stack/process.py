@@ -106,13 +106,6 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        return http_get(url, timeout)[0] == 200
-    except (OSError, ValueError):
-        return False
-
-
 def tcp_ok(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
