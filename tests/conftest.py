@@ -1,61 +1,114 @@
-"""Session fixtures: real Redis and PostgreSQL servers shared by the whole suite.
+"""Shared fixtures. Every server is one of the local stack's components
+(vigil_exporter.tools.stack), started from Debian's binaries on 127.0.0.1 with a free port and a
+directory of its own, exactly as `vigil stack up` runs it.
 
-Tests that stop a server to test an outage must use the function-scoped `*_isolated`
-fixtures instead, so that other tests keep a live server.
+- `redis_server`, `postgres_server`: one real Redis and PostgreSQL for the whole session. Tests
+  that stop a server to test an outage use the function-scoped `*_isolated` ones instead, so that
+  other tests keep a live server.
+- `start_exporter(config, ...)`: `vigil serve` with a config of the test's own.
+- `live_stack`: the whole stack with the demo service's traffic, shared by the live tests.
+
+Stand-ins for what cannot run here (webhook and SMTP sinks) are in tests/sinks.py.
 """
 from __future__ import annotations
 
-import shutil
+import ssl
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.servers import PostgresServer, RedisServer, free_port, tempdir, wait_for_port  # noqa: F401
+from vigil_exporter.tools.stack.components import Component, Exporter, Postgres, Redis
+from vigil_exporter.tools.stack.process import free_port
 
 
-def _serve(server_cls, prefix):
-    workdir = tempdir(prefix)
-    server = server_cls(workdir).start()
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden/exposition.txt from this run's /metrics "
+                          "(test_golden_exposition.py)")
+
+
+def _serve(component: Component) -> Iterator[Component]:
+    component.start()
     try:
-        yield server
+        yield component
     finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        component.stop()
+        component.cleanup()
+
+
+def _redis(tmp_path_factory) -> Redis:
+    # no memory limit (the collector tests read maxmemory 0)
+    return Redis("redis", tmp_path_factory.mktemp("redis"), free_port(),
+                 extra_args=["--maxmemory", "0"])
+
+
+def _postgres(tmp_path_factory) -> Postgres:
+    # max_connections 50: tests count against it; URLs name the psycopg driver, which tests
+    # swap for asyncpg
+    return Postgres("postgres", tmp_path_factory.mktemp("postgres"), free_port(),
+                    driver="psycopg",
+                    extra_args=["-c", "max_connections=50", "-c", "shared_buffers=16MB"])
 
 
 @pytest.fixture(scope="session")
-def redis_server():
-    yield from _serve(RedisServer, "redis")
+def redis_server(tmp_path_factory):
+    yield from _serve(_redis(tmp_path_factory))
 
 
 @pytest.fixture(scope="session")
-def postgres_server():
-    yield from _serve(PostgresServer, "postgres")
+def postgres_server(tmp_path_factory):
+    yield from _serve(_postgres(tmp_path_factory))
 
 
 @pytest.fixture
-def redis_isolated():
+def redis_isolated(tmp_path_factory):
     """A Redis of the test's own, free to be stopped and restarted."""
-    yield from _serve(RedisServer, "redis")
+    yield from _serve(_redis(tmp_path_factory))
 
 
 @pytest.fixture
-def postgres_isolated():
+def postgres_isolated(tmp_path_factory):
     """A PostgreSQL of the test's own, free to be stopped and restarted."""
-    yield from _serve(PostgresServer, "postgres")
+    yield from _serve(_postgres(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def start_exporter(tmp_path_factory) -> Iterator[Callable[..., Exporter]]:
+    """`start_exporter(config, args=(), env=None, ...)`: `python -m vigil_exporter serve` with
+    this config (and `--demo` with seed=True), started and ready (`ready_path`, default
+    /health/ready; wait=False returns at once). The caller stops it; whatever still runs at the
+    end of the session is stopped then."""
+    started: list[Exporter] = []
+
+    def start(config: dict, args: tuple[str, ...] = (), env: dict | None = None,
+              seed: bool = False, wait: bool = True, ready_path: str | None = None,
+              ssl_context: ssl.SSLContext | None = None, start_timeout: float = 30.0) -> Exporter:
+        exporter = Exporter("exporter", tmp_path_factory.mktemp("exporter"), free_port(),
+                            config=config, seed=seed, env=env, extra_args=list(args),
+                            ready_path=ready_path, ssl_context=ssl_context,
+                            start_timeout=start_timeout)
+        started.append(exporter)
+        return exporter.start(wait=wait)
+
+    yield start
+    for exporter in started:
+        exporter.stop()
 
 
 @pytest.fixture(scope="session")
 def live_stack(tmp_path_factory):
     """The whole stack from local binaries, shared by the live tests: Redis, PostgreSQL, the
     exporter, the demo service with traffic, Prometheus with the bundle's rules (RedisDown's
-    `for` shortened, the way a user overrides the bundle) and Alertmanager; 1 s intervals."""
+    `for` shortened, the way a user overrides the bundle), Alertmanager and VictoriaMetrics with
+    remote_write (the compose `scale-out` shape); 1 s intervals."""
     from vigil_exporter.tools import bundle
     from vigil_exporter.tools.stack.stack import Stack
 
     rules = tmp_path_factory.mktemp("rules")
     bundle.build_rules(directory=rules, overrides={"forDurations": {"RedisDown": "10s"}})
-    stack = Stack(free_ports=True, demo=True, traffic=20, scrape_interval="1s",
-                  evaluation_interval="1s", collector_interval="1s", rules_dir=rules)
+    stack = Stack(free_ports=True, demo=True, traffic=20, victoriametrics=True,
+                  scrape_interval="1s", evaluation_interval="1s", collector_interval="1s",
+                  rules_dir=rules)
     missing = stack.missing_binaries()
     assert not missing, "\n".join(missing) + "\nrun the test command from README.md"
     stack.start()

@@ -3,8 +3,8 @@
     exporter (python -m vigil_exporter serve, Redis collector every 1s) -> real redis-server
     Prometheus (scrape 1s, evaluation 1s, the bundle's generated rules, RedisDown `for` 3s)
     Alertmanager (alertmanager/alertmanager.yml, group_wait 1.5s, group_interval 2s)
-        -> pager webhook and Slack: a local webhook sink (tests.alerting_fixtures.WebhookSink)
-        -> email: a real SMTP server (aiosmtpd, tests.alerting_fixtures.SmtpSink)
+        -> pager webhook and Slack: a local webhook sink (tests.sinks.WebhookSink)
+        -> email: a real SMTP server (aiosmtpd, tests.sinks.SmtpSink)
         -> vigil-log: the exporter's own POST /alerts/webhook (JSON-lines file)
 
 The processes come from the local stack (vigil_exporter.tools.stack.Stack), which derives every config from
@@ -42,11 +42,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.alerting_fixtures import BUNDLE_CONFIG, SmtpSink, WebhookSink, message_text, wait_until
+from tests.sinks import SmtpSink, WebhookSink, message_text
 from vigil_exporter.alerting.timeutil import parse_time
 from vigil_exporter.tools import bundle
 from vigil_exporter.tools.stack import Stack
-from vigil_exporter.tools.stack.process import find_binary
+from vigil_exporter.tools.stack.process import find_binary, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -70,6 +70,7 @@ PEER_TIMEOUT = 1.0
 DUPLICATE_WINDOW = 2 * PEER_TIMEOUT + 1
 NOTIFY_TIMEOUT = 30.0
 
+BUNDLE_CONFIG = Path(__file__).resolve().parent.parent / "alertmanager" / "alertmanager.yml"
 ALERT = "RedisDown"
 REDIS_NAME = "cache"            # deploy/vigil.compose.yml's Redis instance
 
@@ -251,7 +252,7 @@ def run_outage(stack: Stack, sinks: Sinks, observed: Observed, window: float = 0
 
     def wait_for_all(status: str) -> None:
         try:
-            wait_until(lambda: set(observed.routed) <= got(status), NOTIFY_TIMEOUT)
+            wait_for(lambda: set(observed.routed) <= got(status), NOTIFY_TIMEOUT)
         except TimeoutError:
             raise AssertionError(
                 f"{status} {ALERT} reached only {sorted(got(status))} of {observed.routed} in "
@@ -534,7 +535,7 @@ def ha_outage(request, rules_dir) -> Observed:
                 def settled(name=manager.name):
                     cluster = stack.get_json(name, "/api/v2/status")["cluster"]
                     return cluster["status"] == "ready" and len(cluster.get("peers") or []) == 2
-                wait_until(settled, 30, what=f"{manager.name} in a ready cluster of 2")
+                wait_for(settled, 30, what=f"{manager.name} in a ready cluster of 2")
                 observed.cluster[manager.name] = stack.get_json(manager.name,
                                                                 "/api/v2/status")["cluster"]
             observe_stack(stack, observed)

@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.alerting_fixtures import BUNDLE, BUNDLE_CONFIG
-from tests.servers import require
 from vigil_exporter.alerting.cli import AREAS, SEVERITIES
 from vigil_exporter.alerting.render import render_config
+from vigil_exporter.tools.stack.process import find_binary
 
+BUNDLE = Path(__file__).resolve().parent.parent / "alertmanager"
+BUNDLE_CONFIG = BUNDLE / "alertmanager.yml"
 ROUTE_CASES = yaml.safe_load((BUNDLE / "route_cases.yml").read_text())
 
 
 def amtool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([require("amtool"), *args], capture_output=True, text=True, timeout=30)
+    return subprocess.run([find_binary("amtool"), *args], capture_output=True, text=True, timeout=30)
 
 
 def test_amtool_check_config_passes():

@@ -3,57 +3,103 @@ inhibition, and delivery to the log receiver (a real aiohttp app), webhook sinks
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from tests.alerting_fixtures import (
-    BUNDLE,
-    Alertmanager,
-    SmtpSink,
-    ThreadedServer,
-    WebhookSink,
-    bundle_config,
-    message_text,
-    synthetic_alert,
-    wait_until,
-)
-from tests.servers import free_port, tempdir
+from tests.sinks import SmtpSink, ThreadedServer, WebhookSink, message_text
 from vigil_exporter.alerting.receiver import WEBHOOK_PATH, notifications_counter, setup_alert_receiver
+from vigil_exporter.alerting.render import render_config
 from vigil_exporter.alerting.timeutil import format_time, parse_time, utc_now
 from vigil_exporter.cli import build_parser
+from vigil_exporter.tools.stack.components import Alertmanager
+from vigil_exporter.tools.stack.process import free_port, wait_for
 
+BUNDLE = Path(__file__).resolve().parent.parent / "alertmanager"
+BUNDLE_CONFIG = BUNDLE / "alertmanager.yml"
+FAST_TIMINGS = {"group_wait": "1s", "group_interval": "2s"}
 SMTP_USER = "vigil-alertmanager@example.com"  # the bundle's smtp_auth_username
 SMTP_PASSWORD = "from-a-file"
 
 
-class Stack:
-    def __init__(self):
-        self.workdir = tempdir("alertmanager")
-        self.log_path = self.workdir / "vigil-alerts.jsonl"
+def bundle_config(secrets_dir: Path, sink_url: str, log_receiver_url: str, smtp_port: int,
+                  smtp_password: str) -> dict:
+    """The repository's alertmanager.yml, deployed the documented way, aimed at local sinks.
+
+    Webhook URLs come through `render_config` (VIGIL_AM_<RECEIVER>_URL: `<sink>/<receiver>`,
+    vigil-log to `log_receiver_url`), the Slack URL and the SMTP password through their `*_file`
+    settings, mail to the SMTP sink; group_wait/group_interval are FAST_TIMINGS wherever the
+    tree sets them.
+    """
+    source = yaml.safe_load(BUNDLE_CONFIG.read_text())
+    environ = {f"VIGIL_AM_{r['name'].upper().replace('-', '_')}_URL": f"{sink_url}/{r['name']}"
+               for r in source["receivers"] if r.get("webhook_configs")}
+    environ["VIGIL_AM_VIGIL_LOG_URL"] = log_receiver_url
+    config = yaml.safe_load(render_config(BUNDLE_CONFIG.read_text(), environ)[0])
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    (secrets_dir / "slack_api_url").write_text(f"{sink_url}/slack\n")
+    # No trailing newline: Alertmanager 0.25 uses the password file's bytes as they are.
+    (secrets_dir / "smtp_password").write_text(smtp_password)
+    glob = config["global"]
+    glob["slack_api_url_file"] = str(secrets_dir / "slack_api_url")
+    glob["smtp_auth_password_file"] = str(secrets_dir / "smtp_password")
+    glob["smtp_smarthost"] = f"127.0.0.1:{smtp_port}"
+    glob["smtp_require_tls"] = False
+    config["templates"] = [str(BUNDLE / "templates" / "*.tmpl")]
+    _apply_timings(config["route"], FAST_TIMINGS)
+    return config
+
+
+def _apply_timings(route: dict, timings: dict, root: bool = True) -> None:
+    for key, value in timings.items():
+        if root or key in route:
+            route[key] = value
+    for child in route.get("routes", []):
+        _apply_timings(child, timings, root=False)
+
+
+def synthetic_alert(name: str, severity: str, area: str = "meta", minutes: float = 5,
+                    **labels: str) -> dict:
+    """An alert as Prometheus would post it, ending in `minutes` unless posted again."""
+    now = utc_now()
+    return {"labels": {"alertname": name, "severity": severity, "area": area, **labels},
+            "annotations": {"summary": f"{name} test alert.",
+                            "description": f"{name} ({severity}) on {labels.get('instance', '-')}.",
+                            "runbook_url": f"https://runbooks.invalid/#{name.lower()}",
+                            "dashboard_url": "http://grafana.invalid/d/vigil-overview"},
+            "startsAt": format_time(now), "endsAt": format_time(now + timedelta(minutes=minutes)),
+            "generatorURL": "http://prometheus.invalid/graph"}
+
+
+class Receivers:
+    """The bundle's Alertmanager (the stack's component) with every receiver at hand: the log
+    receiver (the exporter's aiohttp handler, in process), a webhook sink and an SMTP sink."""
+
+    def __init__(self, workdir: Path):
+        self.log_path = workdir / "vigil-alerts.jsonl"
         self.registry = CollectorRegistry()
         app = web.Application()
         setup_alert_receiver(app, str(self.log_path), notifications_counter(self.registry))
         self.receiver = ThreadedServer(app).start()
         self.sink = WebhookSink().start()
         self.smtp = SmtpSink(SMTP_USER, SMTP_PASSWORD).start()
-        config = bundle_config(self.workdir / "secrets", self.sink.url,
+        config = bundle_config(workdir / "secrets", self.sink.url,
                                log_receiver_url=self.receiver.url + WEBHOOK_PATH,
                                smtp_port=self.smtp.port, smtp_password=SMTP_PASSWORD)
-        self.alertmanager = Alertmanager(self.workdir, config).start()
+        self.alertmanager = Alertmanager("alertmanager", workdir, free_port(), config=config)
+        self.alertmanager.start()
 
     def stop(self):
         self.alertmanager.stop()
         for server in (self.receiver, self.sink, self.smtp):
             server.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def logged(self, alertname: str, status: str = "firing") -> list[dict]:
         if not self.log_path.exists():
@@ -67,8 +113,8 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack():
-    stack = Stack()
+def stack(tmp_path_factory):
+    stack = Receivers(tmp_path_factory.mktemp("alertmanager"))
     yield stack
     stack.stop()
 
@@ -110,12 +156,12 @@ def test_alerts_silence_silences_the_alert(stack, capsys, monkeypatch):
                  "--duration", "10m", "--comment", "maintenance window",
                  "--author", "tester") == 0
     silence_id = capsys.readouterr().out.strip()
-    silence = stack.alertmanager.get(f"/api/v2/silence/{silence_id}")
+    silence = stack.alertmanager.get_json(f"/api/v2/silence/{silence_id}")
     assert silence["status"]["state"] == "active" and silence["createdBy"] == "tester"
     assert {(m["name"], m["isRegex"], m.get("isEqual", True)) for m in silence["matchers"]} == {
         ("alertname", False, True), ("severity", True, True), ("area", False, False)}
 
-    alert = wait_until(lambda: next((a for a in stack.alertmanager.alerts()
+    alert = wait_for(lambda: next((a for a in stack.alertmanager.alerts()
                                      if a["labels"]["alertname"] == "VigilSilenceTest"
                                      and a["status"]["silencedBy"]), None), what="silenced")
     assert alert["status"]["silencedBy"] == [silence_id]
@@ -153,7 +199,7 @@ def test_inhibition_rules_against_running_alertmanager(stack, capsys):
             return None
         return found
 
-    for case, source, target in wait_until(settled, what="inhibitions"):
+    for case, source, target in wait_for(settled, what="inhibitions"):
         if case["inhibited"]:
             assert target["status"]["inhibitedBy"] == [source["fingerprint"]], case["name"]
             assert target["status"]["state"] == "suppressed", case["name"]
@@ -178,14 +224,14 @@ def test_critical_alert_reaches_log_pager_slack_and_email_then_resolves(stack):
     posted = time.monotonic()
     stack.alertmanager.post_alerts([alert])
 
-    record = wait_until(lambda: stack.logged("VigilDeliveryTest"), what="log receiver")[0]
+    record = wait_for(lambda: stack.logged("VigilDeliveryTest"), what="log receiver")[0]
     assert record["severity"] == "critical" and record["receiver"] == "vigil-log"
     assert record["labels"]["redis"] == "delivery" and record["fingerprint"]
     assert record["annotations"]["runbook_url"] == alert["annotations"]["runbook_url"]
-    wait_until(lambda: stack.registry.get_sample_value(  # counted right after the write
+    wait_for(lambda: stack.registry.get_sample_value(  # counted right after the write
         "vigil_alert_notifications_total", {"status": "firing", "severity": "critical"}) >= 1)
 
-    pager = wait_until(lambda: stack.webhook_alerts("/pager", "VigilDeliveryTest"), what="pager")
+    pager = wait_for(lambda: stack.webhook_alerts("/pager", "VigilDeliveryTest"), what="pager")
     assert pager[0]["labels"]["severity"] == "critical"
 
     slack = stack.sink.wait_for(lambda r: r["path"] == "/slack"
@@ -210,9 +256,9 @@ def test_critical_alert_reaches_log_pager_slack_and_email_then_resolves(stack):
     assert time.monotonic() - posted < 10
 
     stack.alertmanager.post_alerts([{**alert, "endsAt": format_time(utc_now())}])
-    resolved = wait_until(lambda: stack.logged("VigilDeliveryTest", "resolved"), what="resolved")
+    resolved = wait_for(lambda: stack.logged("VigilDeliveryTest", "resolved"), what="resolved")
     assert resolved[0]["endsAt"] != "0001-01-01T00:00:00Z"
-    wait_until(lambda: [a for a in stack.webhook_alerts("/pager", "VigilDeliveryTest")
+    wait_for(lambda: [a for a in stack.webhook_alerts("/pager", "VigilDeliveryTest")
                         if a["status"] == "resolved"], what="resolved at the pager")
 
 
@@ -220,8 +266,8 @@ def test_info_alert_reaches_only_the_log_and_watchdog_only_the_heartbeat(stack):
     stack.alertmanager.post_alerts([
         synthetic_alert("VigilInfoTest", "info", "business", instance="vigil:9477"),
         synthetic_alert("Watchdog", "info", "meta")])
-    wait_until(lambda: stack.logged("VigilInfoTest"), what="info in the log")
-    heartbeat = wait_until(lambda: stack.webhook_alerts("/heartbeat", "Watchdog"),
+    wait_for(lambda: stack.logged("VigilInfoTest"), what="info in the log")
+    heartbeat = wait_for(lambda: stack.webhook_alerts("/heartbeat", "Watchdog"),
                            what="heartbeat")
     assert heartbeat[0]["status"] == "firing"
     time.sleep(2.5)  # one more group_interval: nothing else may arrive

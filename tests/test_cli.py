@@ -5,8 +5,8 @@ import json
 import subprocess
 import sys
 
-from tests.exporter_fixtures import Exporter, sample_value
-from tests.servers import free_port
+from vigil_exporter.tools.stack.components import sample_value
+from vigil_exporter.tools.stack.process import free_port
 
 
 def vigil(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
@@ -29,11 +29,9 @@ def imported_modules(log: str) -> set[str]:
             if line.startswith("import time:") and "|" in line}
 
 
-def test_serve_demo_shows_every_family_but_redis(tmp_path):
-    running = Exporter({}, args=("--demo",), workdir=tmp_path,
-                       env={"PYTHONPROFILEIMPORTTIME": "1"}).start()
+def test_serve_demo_shows_every_family_but_redis(start_exporter):
+    running = start_exporter({}, seed=True, env={"PYTHONPROFILEIMPORTTIME": "1"})
     try:
-        running.wait_for("/health/ready")
         body = running.text()
         assert sample_value(body, "vigil_tenant_agents", tenant="initech") > 0
         assert sample_value(body, "vigil_system_cpus") >= 1

@@ -25,8 +25,8 @@ INSERT = ("INSERT INTO tenants (name, plan, max_agents, max_channels, max_messag
 
 @pytest.fixture(scope="module")
 def pg_url(postgres_server):
-    postgres_server.psql("DROP DATABASE IF EXISTS vigil_business", dbname="postgres")
-    postgres_server.psql("CREATE DATABASE vigil_business", dbname="postgres")
+    postgres_server.sql("DROP DATABASE IF EXISTS vigil_business", database="postgres")
+    postgres_server.sql("CREATE DATABASE vigil_business", database="postgres")
     url = postgres_server.url.rsplit("/", 1)[0] + "/vigil_business"
     dbschema.load_demo_data(url)
     return url
@@ -143,20 +143,20 @@ async def test_timed_out_query_is_cancelled_on_the_server(postgres_url, postgres
     assert samples(jobs["vigil_test_fast"]) == {("vigil_test_fast", ()): 3}
     deadline = time.monotonic() + 1
     while True:
-        active = postgres_server.psql(
+        active = postgres_server.scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
             "AND application_name = 'vigil-business:vigil_test_sleep'")
-        if active == "0" or time.monotonic() > deadline:
+        if active == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert active == "0"
+    assert active == 0
 
 
 async def test_cancelled_run_stops_the_statement_on_the_server(postgres_url,
                                                                  postgres_server):
     """The scheduler's timeout cancels the run long before statement_timeout would."""
-    def active() -> str:
-        return postgres_server.psql(
+    def active() -> int:
+        return postgres_server.scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
             "AND application_name = 'vigil-business:vigil_test_cancel'")
 
@@ -164,15 +164,15 @@ async def test_cancelled_run_stops_the_statement_on_the_server(postgres_url,
                                             "SELECT 1 AS value FROM pg_sleep(30)", timeout="30s")])
     task = asyncio.create_task(business.jobs()[0].run())
     deadline = time.monotonic() + 5
-    while await asyncio.to_thread(active) != "1" and time.monotonic() < deadline:
+    while await asyncio.to_thread(active) != 1 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert await asyncio.to_thread(active) == "1"  # running, under its own application_name
+    assert await asyncio.to_thread(active) == 1  # running, under its own application_name
     started = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - started < 1
-    assert await asyncio.to_thread(active) == "0"
+    assert await asyncio.to_thread(active) == 0
     await business.close()
 
 

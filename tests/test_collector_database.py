@@ -125,7 +125,7 @@ async def test_postgres_families(postgres_server, collectors, driver):
 async def test_postgres_counters_increase(postgres_server, collectors):
     collector = collectors({"main": {"url": postgres_server.url}})
     before = value(await collector.collect(), "vigil_db_commits_total", database="main")
-    postgres_server.psql("CREATE TABLE IF NOT EXISTS t_commits (n int); INSERT INTO t_commits VALUES (1)")
+    postgres_server.sql("CREATE TABLE IF NOT EXISTS t_commits (n int); INSERT INTO t_commits VALUES (1)")
     after = value(await collector.collect(), "vigil_db_commits_total", database="main")
     assert after > before
 

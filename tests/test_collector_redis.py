@@ -11,9 +11,9 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
 
-from tests.servers import free_port
 from vigil_exporter.collectors.base import DISABLED, FAILING, OK, Check
 from vigil_exporter.collectors.redis import RedisCollector
+from vigil_exporter.tools.stack.process import free_port
 from vigil_exporter.validation import Errors
 
 DB = 7  # this module's own database on the shared server

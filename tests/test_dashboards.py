@@ -7,18 +7,15 @@ import json
 import math
 import re
 import shutil
-import subprocess
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.servers import free_port, require, tempdir, wait_for_port
+from vigil_exporter.prometheus_api import PrometheusAPI, PrometheusError
 from vigil_exporter.tools.dashboards import build, lint, render
+from vigil_exporter.tools.stack.components import Prometheus
+from vigil_exporter.tools.stack.process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = build.load_dashboards(ROOT)
@@ -312,52 +309,23 @@ def test_dashboard_provisioning_loads_the_folder():
 
 # ---- every query is valid PromQL, as a real Prometheus parses it ---------------------------------
 
-class EmptyPrometheus:
-    """`prometheus` with no targets and no rules: enough to parse and evaluate queries."""
-
-    def __init__(self):
-        self.workdir = tempdir("prometheus-parse")
-        self.port = free_port()
-        (self.workdir / "prometheus.yml").write_text("global: {}\n")
-        log = open(self.workdir / "prometheus.log", "ab")
-        self.proc = subprocess.Popen(
-            [require("prometheus"), f"--config.file={self.workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
-        log.close()
-        wait_for_port(self.port, timeout=30)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError("prometheus did not become ready")
-
-    def error(self, query: str) -> str | None:
-        """None when the query parses and evaluates, else Prometheus' error."""
-        data = urllib.parse.urlencode({"query": query}).encode()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/query", data=data,
-                                        timeout=10):
-                return None
-        except urllib.error.HTTPError as exc:
-            body = json.load(exc)
-            return f"{body.get('errorType')}: {body.get('error')}"
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
-def empty_prometheus():
-    server = EmptyPrometheus()
+def empty_prometheus(tmp_path_factory):
+    """`prometheus` with no targets and no rules: enough to parse and evaluate queries."""
+    server = Prometheus("prometheus", tmp_path_factory.mktemp("prometheus-parse"), free_port(),
+                        config={"global": {}})
+    server.start()
     yield server
     server.stop()
+
+
+def promql_error(prometheus: Prometheus, query: str) -> str | None:
+    """None when the query parses and evaluates, else Prometheus' error."""
+    try:
+        PrometheusAPI(prometheus.url).query(query)
+        return None
+    except PrometheusError as exc:
+        return str(exc)
 
 
 VALUES = {"__rate_interval": "1m", "__interval": "30s", "__range": "1h", "__range_s": "3600",
@@ -371,7 +339,7 @@ def test_every_panel_query_is_valid_promql(empty_prometheus):
         expanded = lint.expand(expr, VALUES)
         assert "$" not in expanded, f"{name}/{title}/{ref}: unreplaced variable in {expanded}"
         count += 1
-        error = empty_prometheus.error(expanded)
+        error = promql_error(empty_prometheus, expanded)
         if error:
             errors.append(f"{name} / {title} / {ref}: {error}\n    {expanded}")
     assert count > 150
@@ -387,14 +355,14 @@ def test_every_variable_query_is_valid(empty_prometheus):
             match = re.fullmatch(r"label_values\((.+), (\w+)\)", var["definition"])
             assert match, f"{name}: {var['definition']}"
             assert var["query"]["query"] == var["definition"]
-            error = empty_prometheus.error(lint.expand(match.group(1), VALUES))
+            error = promql_error(empty_prometheus, lint.expand(match.group(1), VALUES))
             if error:
                 errors.append(f"{name} ${var['name']}: {error}")
     assert not errors, "\n".join(errors)
 
 
 def test_a_bad_query_is_caught(empty_prometheus):
-    assert "bad_data" in empty_prometheus.error("sum(rate(x[1m])")
+    assert "bad_data" in promql_error(empty_prometheus, "sum(rate(x[1m])")
 
 
 # ---- the renderer, fed by a fake Prometheus -------------------------------------------------------

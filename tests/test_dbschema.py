@@ -31,8 +31,8 @@ NOW = datetime(2024, 5, 17, 15, 30)
 
 @pytest.fixture(scope="module")
 def pg_url(postgres_server):
-    postgres_server.psql("DROP DATABASE IF EXISTS vigil_schema", dbname="postgres")
-    postgres_server.psql("CREATE DATABASE vigil_schema", dbname="postgres")
+    postgres_server.sql("DROP DATABASE IF EXISTS vigil_schema", database="postgres")
+    postgres_server.sql("CREATE DATABASE vigil_schema", database="postgres")
     return postgres_server.url.rsplit("/", 1)[0] + "/vigil_schema"
 
 

@@ -6,13 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -22,7 +17,6 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select
 
-from tests.servers import free_port
 from vigil_demo.app import make_app
 from vigil_demo.auth import AuthFailure, Tokens
 from vigil_demo.cli import settings_from
@@ -32,6 +26,8 @@ from vigil_demo.storage import prepare_database
 from vigil_demo.traffic import Budget, Traffic
 from vigil_exporter import dbschema
 from vigil_exporter.cli import build_parser
+from vigil_exporter.tools.stack import components
+from vigil_exporter.tools.stack.process import free_port
 from vigil_instrument import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,9 +159,9 @@ def sqlite_url(tmp_path) -> str:
 @pytest.fixture
 def pg_url(postgres_server) -> str:
     name = f"demo_{uuid.uuid4().hex[:8]}"
-    postgres_server.psql(f"CREATE DATABASE {name}", dbname="postgres")
+    postgres_server.sql(f"CREATE DATABASE {name}", database="postgres")
     yield postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
-    postgres_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", dbname="postgres")
+    postgres_server.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", database="postgres")
 
 
 @pytest.fixture
@@ -357,39 +353,24 @@ def test_cli_flags_and_environment():
 
 
 def test_vigil_demo_serves_and_stops_on_sigterm(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("VIGIL_DATABASE_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vigil_exporter", "demo", "--listen", f"127.0.0.1:{port}",
-         "--traffic", "20", "--latency-scale", "0.05"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the stack's component without a database URL: the default SQLite file
+    demo = components.Demo("demo", tmp_path, free_port(), traffic=20,
+                           extra_args=["--latency-scale", "0.05"])
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                url = f"http://127.0.0.1:{port}/health/live"
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                assert process.poll() is None, process.communicate()[1].decode()
-                assert time.monotonic() < deadline, "vigil demo did not answer /health/live"
-                time.sleep(0.2)
+        demo.start()  # until /metrics answers
+        with demo.get("/health/live", timeout=1) as response:
+            assert response.status == 200
         time.sleep(1.5)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            exposition = response.read()
+        exposition = demo.text("/metrics").encode()
         assert b'http_requests_total{method="GET",route="/api/items/{item_id}"' in exposition
-        process.send_signal(signal.SIGTERM)
         started = time.monotonic()
-        _, stderr = process.communicate(timeout=5)
+        demo.stop(timeout=5)  # SIGTERM, SIGKILL after 5 s
         assert time.monotonic() - started < 5
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, stderr.decode()
-    assert (tmp_path / "vigil.db").exists()  # the exporter's default, in the working directory
-    lines = [json.loads(line) for line in stderr.decode().splitlines() if line.strip()]  # JSON logs
+        demo.stop()
+    assert demo.process.returncode == 0, demo.log()
+    assert (demo.dir / "vigil.db").exists()  # the exporter's default, in the working directory
+    output = [line for line in demo.log().splitlines() if not line.startswith("--- ")]
+    lines = [json.loads(line) for line in output if line.strip()]  # JSON logs, nothing else
     assert any(line["msg"].startswith("demo service listening") for line in lines)
     assert lines[-1]["msg"] == "stopping"

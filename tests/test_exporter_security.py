@@ -5,11 +5,10 @@ import base64
 import ssl
 import subprocess
 import urllib.error
+import urllib.request
 
 import bcrypt
 import pytest
-
-from tests.exporter_fixtures import Exporter
 
 PASSWORD = "s3cret-Passw0rd"
 DB_PASSWORD = "db-Pa55word-xyz"
@@ -26,7 +25,7 @@ def certificate(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def secured(certificate, redis_server):
+def secured(certificate, redis_server, start_exporter):
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=6)).decode()
     web_config = certificate / "web.yml"
     web_config.write_text(f"tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n"
@@ -37,12 +36,11 @@ def secured(certificate, redis_server):
             "url": f"redis://:{DB_PASSWORD}@127.0.0.1:{redis_server.port}/0"}}},
         "database": {"interval": "1s", "databases": {"main": {
             "url": f"postgresql://vigil:{DB_PASSWORD}@127.0.0.1:1/vigil"}}}}}
-    running = Exporter(config, args=("--web.config.file", str(web_config)))
-    running.scheme = "https"
-    running.start(wait="")
     context = ssl.create_default_context(cafile=str(certificate / "cert.pem"))
-    running.wait_for_tls = context
-    _wait_tls(running, context)
+    # every request of the component goes over TLS with this context; ready once /health/live
+    # (open without credentials) answers over it
+    running = start_exporter(config, args=("--web.config.file", str(web_config)),
+                             ssl_context=context, ready_path="/health/live")
     yield running, context
     running.stop()
 
@@ -52,21 +50,9 @@ def _auth(user: str, password: str) -> dict:
     return {"Authorization": f"Basic {token}"}
 
 
-def _wait_tls(running, context):
-    import time
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            running.get("/health/live", context=context).close()
-            return
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.1)
-    raise TimeoutError(running.log())
-
-
 def test_tls_with_right_password(secured):
     running, context = secured
-    with running.get("/metrics", headers=_auth("prometheus", PASSWORD), context=context) as r:
+    with running.get("/metrics", headers=_auth("prometheus", PASSWORD)) as r:
         assert r.status == 200
         assert b"vigil_build_info" in r.read()
 
@@ -76,21 +62,24 @@ def test_tls_with_right_password(secured):
 def test_wrong_or_missing_credentials_get_401(secured, headers):
     running, context = secured
     with pytest.raises(urllib.error.HTTPError) as caught:
-        running.get("/metrics", headers=headers, context=context)
+        running.get("/metrics", headers=headers)
     assert caught.value.code == 401
     assert "Basic" in caught.value.headers["WWW-Authenticate"]
 
 
 def test_liveness_stays_open_for_healthchecks(secured):
     running, context = secured
-    with running.get("/health/live", context=context) as r:
+    with running.get("/health/live") as r:
         assert r.status == 200
 
 
 def test_plain_http_is_refused(secured):
     running, _ = secured
+    assert running.url.startswith("https://")
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
-        running.get("/metrics", timeout=2).read()
+        urllib.request.urlopen(f"http://{running.address}/metrics", timeout=2).read()
+    with pytest.raises(urllib.error.URLError):  # nor TLS without trusting the certificate
+        urllib.request.urlopen(running.url + "/metrics", timeout=2).read()
 
 
 def test_no_password_in_any_output(secured):
@@ -98,16 +87,16 @@ def test_no_password_in_any_output(secured):
     running, context = secured
     time.sleep(2.5)  # a few failing rounds of the database collector
     headers = _auth("prometheus", PASSWORD)
-    outputs = [_body(running, path, headers, context) for path in ("/metrics", "/health", "/info", "/")]
+    outputs = [_body(running, path, headers) for path in ("/metrics", "/health", "/info", "/")]
     outputs.append(running.log())
     for output in outputs:
         assert DB_PASSWORD not in output
         assert PASSWORD not in output
 
 
-def _body(running, path, headers, context) -> str:
+def _body(running, path, headers) -> str:
     try:
-        return running.text(path, headers=headers, context=context)
+        return running.text(path, headers=headers)
     except urllib.error.HTTPError as exc:  # /health is 503 here: the database is unreachable
         return exc.read().decode()
 

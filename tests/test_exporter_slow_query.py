@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from tests.exporter_fixtures import Exporter, sample_value
+from vigil_exporter.tools.stack.components import sample_value
 
 
 @pytest.fixture(scope="module")
-def exporter_with_slow_query(postgres_server):
+def exporter_with_slow_query(postgres_server, start_exporter):
     config = {"collectors": {
         "system": {"enabled": False}, "redis": {"enabled": False},
         "database": {"interval": "5s", "databases": {"main": {"url": postgres_server.url}}},
@@ -22,7 +22,7 @@ def exporter_with_slow_query(postgres_server):
             {"name": "vigil_test_missing_table", "help": "Fails.", "interval": "1s",
              "sql": "SELECT count(*) AS value FROM no_such_table"},
         ]}}}
-    running = Exporter(config).start()
+    running = start_exporter(config, ready_path="/health/live")
     yield running
     running.stop()
 
@@ -42,13 +42,13 @@ def test_slow_query_fails_alone_and_is_cancelled_on_the_server(exporter_with_slo
     # The timed-out statement must be gone from the server, not left sleeping.
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
-        sleeping = postgres_server.psql(
+        sleeping = postgres_server.scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(5)%' "
             "AND pid <> pg_backend_pid() AND state = 'active'")
-        if sleeping == "0":
+        if sleeping == 0:
             break
         time.sleep(0.1)
-    assert sleeping == "0"
+    assert sleeping == 0
 
 
 def test_fast_query_keeps_its_schedule_and_scrapes_stay_fast(exporter_with_slow_query):
@@ -70,7 +70,7 @@ def test_fast_query_keeps_its_schedule_and_scrapes_stay_fast(exporter_with_slow_
     assert latencies[int(len(latencies) * 0.99) - 1] < 0.05, latencies[-5:]
 
 
-def test_ready_only_after_the_first_round(postgres_server):
+def test_ready_only_after_the_first_round(postgres_server, start_exporter):
     import json
     import urllib.error
     config = {"collectors": {
@@ -79,7 +79,7 @@ def test_ready_only_after_the_first_round(postgres_server):
         "business": {"default_queries": False, "queries": [
             {"name": "vigil_test_first_round", "help": "Takes 3 s.", "timeout": "10s",
              "sql": "SELECT 1 AS value FROM pg_sleep(3)"}]}}}
-    running = Exporter(config).start()
+    running = start_exporter(config, ready_path="/health/live")
     try:
         with pytest.raises(urllib.error.HTTPError) as starting:
             running.get("/health/ready")

@@ -1,8 +1,6 @@
 """The fixtures themselves: servers answer, and can be stopped and started again."""
 import redis
 
-from tests.servers import wait_for_port
-
 
 def test_redis_fixture_answers(redis_server):
     client = redis.Redis.from_url(redis_server.url)
@@ -10,12 +8,13 @@ def test_redis_fixture_answers(redis_server):
 
 
 def test_postgres_fixture_answers(postgres_server):
-    assert postgres_server.psql("SELECT 40 + 2") == "42"
+    assert postgres_server.scalar("SELECT 40 + 2") == 42
 
 
 def test_postgres_restarts_on_same_port(postgres_isolated):
+    port = postgres_isolated.port
     postgres_isolated.stop()
     assert not postgres_isolated.running
     postgres_isolated.start()
-    wait_for_port(postgres_isolated.port)
-    assert postgres_isolated.psql("SELECT 1") == "1"
+    assert postgres_isolated.port == port
+    assert postgres_isolated.scalar("SELECT 1") == 1

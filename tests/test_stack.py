@@ -1,7 +1,7 @@
 """The local stack (`vigil_exporter.tools.stack.Stack`, `vigil stack up`) with real processes.
 
-One stack with VictoriaMetrics serves most tests (the `scale-out` shape); the HA pair and the
-command line start their own. Intervals are 1s so that everything shows up within seconds.
+The session's live stack (with VictoriaMetrics: the `scale-out` shape) serves most tests; the HA
+pair and the command line start their own. Intervals are 1s so that everything shows up within seconds.
 """
 from __future__ import annotations
 
@@ -27,20 +27,10 @@ FAST = dict(free_ports=True, scrape_interval="1s", evaluation_interval="1s",
 pytestmark = pytest.mark.slow
 
 
-def demo_available() -> bool:
-    """The demo service exists once `vigil demo` is more than a placeholder."""
-    import argparse
-
-    from vigil_demo.cli import register
-    subparsers = argparse.ArgumentParser().add_subparsers()
-    register(subparsers)
-    return "demo" in subparsers.choices
-
-
 @pytest.fixture(scope="module")
-def stack():
-    with Stack(demo=demo_available(), victoriametrics=True, keep_workdir=False, **FAST) as s:
-        yield s
+def stack(live_stack):
+    """The session's live stack (conftest.py): the `scale-out` shape with the demo service."""
+    return live_stack
 
 
 def test_every_component_is_healthy(stack):

@@ -84,10 +84,9 @@ def exposition_families(exposition: Exposition) -> Iterable[Metric]:
     yield renders
     size = GaugeMetricFamily("vigil_exposition_size_bytes",
                              "Size of the previous /metrics body by format and encoding "
-                             "(OpenMetrics once a scraper asked for it).",
+                             "(OpenMetrics once a scraper asked for it; 0 before the first body).",
                              labels=["format", "encoding"])
     for fmt, rendered in exposition.rendered.items():
-        if rendered is not None:
-            size.add_metric([fmt, "identity"], len(rendered.body))
-            size.add_metric([fmt, "gzip"], len(rendered.gzipped))
+        size.add_metric([fmt, "identity"], len(rendered.body) if rendered else 0)
+        size.add_metric([fmt, "gzip"], len(rendered.gzipped) if rendered else 0)
     yield size

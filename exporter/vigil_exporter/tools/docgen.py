@@ -1,6 +1,6 @@
 """Generate docs/metrics.md and docs/configuration.md from the code.
 
-`python -m vigil_exporter.tools.docgen --postgres URL --redis URL [--check]`: the metrics reference is
+`python -m vigil_exporter.tools.docgen [--postgres URL --redis URL] [--check]`: the metrics reference is
 taken from what the collectors really yield against a live PostgreSQL and Redis (so every
 PostgreSQL-only family is present) and from the instrumentation library's metric objects. The
 configuration reference comes from the validation schema. `--check` fails when a committed file
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
+import tempfile
 from pathlib import Path
 
 from vigil_exporter import validation
@@ -161,17 +163,39 @@ def build(postgres_url: str, redis_url: str) -> dict[Path, str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vigil_exporter.tools.docgen")
-    parser.add_argument("--postgres", required=True, help="a live PostgreSQL SQLAlchemy URL")
-    parser.add_argument("--redis", required=True, help="a live Redis URL")
+    parser.add_argument("--postgres", help="a live PostgreSQL SQLAlchemy URL (default: start a "
+                        "throwaway server from the local binaries)")
+    parser.add_argument("--redis", help="a live Redis URL (default: start a throwaway server)")
     parser.add_argument("--check", action="store_true", help="fail if a committed file is stale")
     args = parser.parse_args(argv)
-    differing = generated.sync(build(args.postgres, args.redis), args.check)
+    with throwaway_servers(args.postgres, args.redis) as (postgres_url, redis_url):
+        differing = generated.sync(build(postgres_url, redis_url), args.check)
     for path in differing:
         if args.check:
             print(f"{path} is stale: run python -m vigil_exporter.tools.docgen", file=sys.stderr)
         else:
             print(f"wrote {path}")
     return 1 if args.check and differing else 0
+
+
+@contextlib.contextmanager
+def throwaway_servers(postgres_url: str | None, redis_url: str | None):
+    """The given URLs, or servers of the local stack's components in a temporary directory."""
+    from vigil_exporter.tools.stack.components import Postgres, Redis
+    from vigil_exporter.tools.stack.process import free_port
+
+    with tempfile.TemporaryDirectory(prefix="vigil-docgen-") as workdir, \
+            contextlib.ExitStack() as running:
+        if postgres_url is None:
+            postgres = Postgres("postgres", Path(workdir), free_port(), driver="psycopg")
+            running.callback(postgres.cleanup)
+            running.callback(postgres.stop)
+            postgres_url = postgres.start().url
+        if redis_url is None:
+            redis = Redis("redis", Path(workdir), free_port())
+            running.callback(redis.stop)
+            redis_url = redis.start().url
+        yield postgres_url, redis_url
 
 
 if __name__ == "__main__":

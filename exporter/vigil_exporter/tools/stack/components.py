@@ -3,31 +3,45 @@
 A component owns a directory (`workdir/<name>/`) and a log file (`workdir/logs/<name>.log`),
 listens on one port of 127.0.0.1 (`.port`, `.address`, `.url`), and keeps its data across a
 stop/start, so `stack.redis.stop(); ...; stack.redis.start()` is an outage and a recovery.
+
+Each class also runs on its own, as the tests do:
+
+    exporter = Exporter("exporter", workdir, port, config={"collectors": {...}}, seed=False)
+    exporter.start()                    # waits for /health/ready
+    sample_value(exporter.text("/metrics"), "vigil_db_up", database="main")
 """
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+import yaml
 
 import vigil_exporter
 from vigil_exporter.tools.stack.process import (
     Process,
     StackError,
     find_binary,
-    http_ok,
     tcp_ok,
     traversable_by,
     wait_until,
 )
+
+ConfigText = Callable[[], str]
 
 
 class Component:
@@ -36,7 +50,6 @@ class Component:
     name = ""
     binaries: tuple[str, ...] = ()
     stop_signal = signal.SIGTERM
-    ready_path: str | None = None  # HTTP path that answers 200 when ready
 
     def __init__(self, name: str, workdir: Path, port: int, host: str = "127.0.0.1",
                  start_timeout: float = 60.0, extra_args: list[str] | None = None,
@@ -66,7 +79,7 @@ class Component:
         return None
 
     def ready(self) -> bool:
-        return http_ok(self.url + self.ready_path, timeout=1.0)
+        raise NotImplementedError
 
     def after_first_start(self) -> None:
         """One-time setup that needs the running server (e.g. create a database)."""
@@ -145,6 +158,86 @@ class Component:
         return f"<{type(self).__name__} {self.name} {self.address} {state}>"
 
 
+class HttpComponent(Component):
+    """A server with an HTTP API: ready when `ready_path` answers 200; a small client for it.
+
+    `ssl_context` makes the URL https and is used for every request (a server with TLS);
+    `ready_path` overrides the class's (e.g. a path that needs no credentials)."""
+
+    ready_path = "/"
+
+    def __init__(self, *args, ssl_context: ssl.SSLContext | None = None,
+                 ready_path: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ssl_context = ssl_context
+        if ready_path is not None:
+            self.ready_path = ready_path
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ssl_context else 'http'}://{self.address}"
+
+    def ready(self) -> bool:
+        return self.status(self.ready_path) == 200
+
+    def request(self, path: str, data: bytes | None = None, method: str | None = None,
+                headers: dict | None = None, timeout: float = 5.0):
+        """The open response to one request; an HTTP error status raises urllib's HTTPError."""
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers=headers or {})
+        return urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context)
+
+    def get(self, path: str, headers: dict | None = None, timeout: float = 5.0):
+        return self.request(path, headers=headers, timeout=timeout)
+
+    def text(self, path: str = "/metrics", headers: dict | None = None,
+             timeout: float = 5.0) -> str:
+        with self.get(path, headers, timeout) as response:
+            return response.read().decode()
+
+    def get_json(self, path: str, params: dict | None = None, timeout: float = 10.0):
+        query = "?" + urllib.parse.urlencode(params) if params else ""
+        with self.get(path + query, timeout=timeout) as response:
+            return json.load(response)
+
+    def post_json(self, path: str, document, timeout: float = 10.0):
+        """POST a JSON document; the decoded answer (None when the body is empty)."""
+        with self.request(path, json.dumps(document).encode(), "POST",
+                          {"Content-Type": "application/json"}, timeout) as response:
+            body = response.read()
+        return json.loads(body) if body.strip() else None
+
+    def status(self, path: str, timeout: float = 1.0) -> int | None:
+        """The HTTP status `path` answers, or None when nothing answers."""
+        try:
+            with self.get(path, timeout=timeout) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (OSError, ValueError):
+            return None
+
+    def wait_for(self, path: str, status: int = 200, timeout: float | None = None) -> None:
+        """Block until `path` answers `status`; StackError with the log's tail if the process
+        exits or time runs out."""
+        timeout = self.start_timeout if timeout is None else timeout
+        if wait_until(lambda: self.status(path) == status, timeout, interval=0.05,
+                      alive=lambda: self.running):
+            return
+        state = "exited" if not self.running else f"did not answer {status} in {timeout:g}s"
+        raise StackError(f"{self.name}: {self.url}{path} {state}; last lines of "
+                         f"{self.log_path}:\n{self.log(tail=30)}")
+
+
+def _config_text(config_text: ConfigText | None, config: dict | None) -> ConfigText:
+    """A component's config file: derived text (`config_text()`), or a given `config` dict."""
+    if (config_text is None) == (config is None):
+        raise ValueError("give exactly one of config_text and config")
+    if config_text is not None:
+        return config_text
+    return lambda: yaml.safe_dump(config, sort_keys=False)
+
+
 class Redis(Component):
     binaries = ("redis-server",)
 
@@ -177,8 +270,9 @@ class Postgres(Component):
     user = "vigil"
     database = "vigil"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, driver: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.driver = driver  # in `url`: e.g. "psycopg" or "asyncpg"; None lets the user pick
         self.datadir = self.dir / "data"
         self._outside: Path | None = None
 
@@ -191,8 +285,13 @@ class Postgres(Component):
 
     @property
     def url(self) -> str:
-        """SQLAlchemy URL (the exporter and the demo service pick their async driver)."""
-        return f"postgresql://{self.user}@{self.address}/{self.database}"
+        """SQLAlchemy URL (without `driver`, the exporter and the demo service pick theirs)."""
+        return self.database_url(self.database)
+
+    def database_url(self, database: str) -> str:
+        """The SQLAlchemy URL of another database of this server."""
+        scheme = f"postgresql+{self.driver}" if self.driver else "postgresql"
+        return f"{scheme}://{self.user}@{self.address}/{database}"
 
     @property
     def dsn(self) -> str:
@@ -258,11 +357,16 @@ class Postgres(Component):
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.database}"')
 
-    def sql(self, statement: str, params=None) -> list[tuple]:
-        """Run one statement in the `vigil` database; the rows it returns (if any)."""
-        with self._connect(self.database) as conn:
+    def sql(self, statement: str, params=None, database: str | None = None) -> list[tuple]:
+        """Run a statement (several without `params`) in autocommit, in the `vigil` database
+        or `database`; the rows it returns (if any)."""
+        with self._connect(database or self.database) as conn:
             cursor = conn.execute(statement, params)
             return cursor.fetchall() if cursor.description else []
+
+    def scalar(self, statement: str, params=None, database: str | None = None):
+        """The first column of the first row of `sql()`."""
+        return self.sql(statement, params, database)[0][0]
 
 
 def _python_env(extra: dict | None = None) -> dict:
@@ -276,15 +380,16 @@ def _python_env(extra: dict | None = None) -> dict:
     return env
 
 
-class Exporter(Component):
-    """`python -m vigil_exporter serve` with the derived config file."""
+class Exporter(HttpComponent):
+    """`python -m vigil_exporter serve` with a config file: the stack's derived one
+    (`config_text`) or any `config`; `seed` adds --demo, `extra_args` any other flag."""
 
     ready_path = "/health/ready"
 
-    def __init__(self, *args, config_text: Callable[[], str], seed: bool = True,
-                 env: dict | None = None, **kwargs):
+    def __init__(self, *args, config_text: ConfigText | None = None, config: dict | None = None,
+                 seed: bool = True, env: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.config_text = config_text
+        self.config_text = _config_text(config_text, config)
         self.seed = seed
         self.env = env or {}
         self.config_path = self.dir / "vigil.yml"
@@ -302,13 +407,15 @@ class Exporter(Component):
         return _python_env(self.env)
 
 
-class Demo(Component):
-    """The instrumented demo service with its traffic generator (`python -m vigil_exporter demo`)."""
+class Demo(HttpComponent):
+    """The instrumented demo service with its traffic generator (`python -m vigil_exporter demo`);
+    without `database_url`, its default (an SQLite file in its directory), without `redis_url`
+    no Redis."""
 
     ready_path = "/metrics"
 
-    def __init__(self, *args, database_url: str, redis_url: str, traffic: float = 5.0,
-                 env: dict | None = None, **kwargs):
+    def __init__(self, *args, database_url: str | None = None, redis_url: str | None = None,
+                 traffic: float = 5.0, env: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.database_url = database_url
         self.redis_url = redis_url
@@ -316,22 +423,24 @@ class Demo(Component):
         self.env = env or {}
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "vigil_exporter", "demo", "--listen", self.address,
-                "--database-url", self.database_url, "--redis-url", self.redis_url,
+        argv = [sys.executable, "-m", "vigil_exporter", "demo", "--listen", self.address,
                 "--traffic", f"{self.traffic:g}"]
+        if self.database_url:
+            argv += ["--database-url", self.database_url]
+        return argv + (["--redis-url", self.redis_url] if self.redis_url else [])
 
     def environment(self) -> dict:
         return _python_env(self.env)
 
 
-class Prometheus(Component):
+class Prometheus(HttpComponent):
     binaries = ("prometheus",)
     ready_path = "/-/ready"
 
-    def __init__(self, *args, config_text: Callable[[], str], resend_delay: str | None = None,
-                 **kwargs):
+    def __init__(self, *args, config_text: ConfigText | None = None, config: dict | None = None,
+                 resend_delay: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.config_text = config_text
+        self.config_text = _config_text(config_text, config)
         self.config_path = self.dir / "prometheus.yml"
         self.resend_delay = resend_delay
 
@@ -358,14 +467,14 @@ class Prometheus(Component):
             pass
 
 
-class Alertmanager(Component):
+class Alertmanager(HttpComponent):
     binaries = ("prometheus-alertmanager",)
     ready_path = "/-/ready"
 
-    def __init__(self, *args, config_text: Callable[[], str], cluster_port: int | None = None,
-                 peers: list[str] | None = None, **kwargs):
+    def __init__(self, *args, config_text: ConfigText | None = None, config: dict | None = None,
+                 cluster_port: int | None = None, peers: list[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.config_text = config_text
+        self.config_text = _config_text(config_text, config)
         self.cluster_port = cluster_port
         self.peers = peers or []
         self.config_path = self.dir / "alertmanager.yml"
@@ -396,8 +505,16 @@ class Alertmanager(Component):
         with urllib.request.urlopen(request, timeout=10):
             pass
 
+    def alerts(self, **filters: str) -> list[dict]:
+        """GET /api/v2/alerts, e.g. `alerts(inhibited="false")`."""
+        return self.get_json("/api/v2/alerts", filters)
 
-class VictoriaMetrics(Component):
+    def post_alerts(self, alerts: list[dict]) -> None:
+        """POST alerts as Prometheus sends them."""
+        self.post_json("/api/v2/alerts", alerts)
+
+
+class VictoriaMetrics(HttpComponent):
     binaries = ("victoria-metrics",)
     ready_path = "/health"
 
@@ -421,6 +538,18 @@ class VictoriaMetrics(Component):
         """Make everything received so far searchable at once (/internal/force_flush)."""
         from vigil_exporter.tools.stack.process import http_get
         http_get(self.url + "/internal/force_flush", timeout=10)
+
+
+def sample_value(exposition: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample `name` whose labels include `labels` in a text
+    exposition (e.g. an exporter's `text("/metrics")`), or None."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
 
 
 def wait_all(components: list[Component], timeout: float | None = None) -> None:

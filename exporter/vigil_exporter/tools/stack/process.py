@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 # Binary -> the Debian package that ships it (for "install it with apt-get install ...").
 DEBIAN_PACKAGES = {
@@ -31,6 +32,8 @@ DEBIAN_PACKAGES = {
 }
 
 POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+
+T = TypeVar("T")
 
 
 class StackError(RuntimeError):
@@ -78,6 +81,10 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    return free_ports(1, host)[0]
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -99,13 +106,6 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        return http_get(url, timeout)[0] == 200
-    except (OSError, ValueError):
-        return False
-
-
 def tcp_ok(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -114,16 +114,27 @@ def tcp_ok(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.1,
-               alive: Callable[[], bool] = lambda: True) -> bool:
-    """Poll `check` until it is true (True), `alive` turns false or time runs out (False)."""
+def wait_until(check: Callable[[], T], timeout: float, interval: float = 0.1,
+               alive: Callable[[], bool] = lambda: True) -> T | None:
+    """Poll `check` until it returns something true (returned), `alive` turns false or time
+    runs out (None)."""
     deadline = time.monotonic() + timeout
     while True:
-        if check():
-            return True
+        result = check()
+        if result:
+            return result
         if not alive() or time.monotonic() >= deadline:
-            return False
+            return None
         time.sleep(interval)
+
+
+def wait_for(check: Callable[[], T], timeout: float = 15.0, interval: float = 0.1,
+             what: str = "") -> T:
+    """`wait_until` that raises TimeoutError (naming `what`) instead of returning None."""
+    result = wait_until(check, timeout, interval)
+    if not result:
+        raise TimeoutError(f"timed out after {timeout:g}s waiting for {what or check}")
+    return result
 
 
 # --- processes -------------------------------------------------------------------------------
