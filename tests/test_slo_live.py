@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.alerting_fixtures import WebhookSink, wait_until
-from tests.servers import free_port
+from tests.sinks import WebhookSink
 from tests.test_alert_pipeline import AM_TIMINGS, fast_alertmanager
 from vigil_exporter.cli import main
 from vigil_exporter.tools import bundle
 from vigil_exporter.tools.stack import Stack
+from vigil_exporter.tools.stack.process import free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -93,7 +93,7 @@ def fast_burn(tmp_path_factory):
             seen["quiet_before"] = stack.query(f'ALERTS{{alertname="SloFastBurn", slo="{SLO}"}}')
             set_injected_errors(stack, ERROR_RATIO)
             seen["injected"] = time.time()
-            seen["firing"] = wait_until(lambda: pager_notifications(sink, "firing"), 90,
+            seen["firing"] = wait_for(lambda: pager_notifications(sink, "firing"), 90,
                                         what="SloFastBurn at the pager")[0]
             seen["paged"] = time.time()
             seen["rule"] = next(r for g in bundle.load_groups(rules) for r in g["rules"]
@@ -102,7 +102,7 @@ def fast_burn(tmp_path_factory):
             seen["file_slo_row"] = dashboard_row(stack, FILE_SLO)
             set_injected_errors(stack, 0)
             seen["stopped"] = time.time()
-            seen["resolved"] = wait_until(lambda: pager_notifications(sink, "resolved"), 90,
+            seen["resolved"] = wait_for(lambda: pager_notifications(sink, "resolved"), 90,
                                           what="the resolved SloFastBurn at the pager")[0]
             seen["cleared"] = time.time()
     finally:
