@@ -15,6 +15,7 @@ from vigil_exporter.config import Config
 from vigil_exporter.exposition import accepts_gzip
 from vigil_exporter.health import UNHEALTHY, health_document, info_document
 from vigil_exporter.scheduler import Scheduler
+from vigil_exporter.usage.endpoint import setup_usage_endpoint
 from vigil_exporter.webconfig import WebConfig
 from vigil_exporter.webconfig import middleware as web_config_middleware
 from vigil_exporter.wiring import Wiring, build
@@ -34,6 +35,7 @@ def make_app(config: Config, web_config: WebConfig | None = None) -> web.Applica
     setup_alert_receiver(app, config["alerts"]["log_file"], wiring.alert_notifications,
                          max_body_bytes=config["alerts"]["max_body_bytes"],
                          on_update=wiring.exposition.mark_dirty)
+    setup_usage_endpoint(app, config["usage"])
     app.cleanup_ctx.append(_run_scheduler)
     app.router.add_get("/", landing)
     app.router.add_get("/metrics", metrics)

@@ -23,6 +23,7 @@ ENVIRONMENT = {
     "VIGIL_DATABASE_URL": ("collectors", "database", "databases", "main", "url"),
     "VIGIL_REDIS_URL": ("collectors", "redis", "instances", "main", "url"),
     "VIGIL_ALERT_LOG": ("alerts", "log_file"),
+    "VIGIL_USAGE_PROMETHEUS_URL": ("usage", "prometheus_url"),
 }
 
 
@@ -50,6 +51,11 @@ def root_schema() -> Object:
             "log_file": Str("vigil-alerts.jsonl",
                             "JSON-lines file the Alertmanager log receiver appends to."),
             "max_body_bytes": Int(1 << 20, "Largest webhook body accepted.", minimum=1024),
+        }),
+        "usage": Object({
+            "prometheus_url": Str(None, "Prometheus (running the bundle's rules) that "
+                                        "GET /api/v1/usage-metrics reads; unset: no such path."),
+            "timeout": Duration("10s", "How long one query of a usage report may take."),
         }),
         "collectors": Object(collectors),
     })

@@ -7,7 +7,11 @@ local limitUsage(resource, usage, limit, selector) = |||
       / (%(limit)s{%(selector)s} > 0),
     "resource", "%(resource)s", "tenant", ".*"
   )
-||| % { resource: resource, usage: usage % selector, limit: limit, selector: selector };
+||| % { resource: resource, usage: std.strReplace(usage, '%s', selector), limit: limit, selector: selector };
+
+// Usage of a day: the exporter's own "today" gauge, counted by the database, where the business
+// queries have one (exact from the first scrape on); the rollup of the counters otherwise.
+local dailyCount(gauge, rollup) = '(%s or %s)' % [gauge, rollup];
 
 // (limit - usage) / growth per day, where usage grows and is below a set limit.
 local daysLeft(resource, usage, limit, window, selector) = |||
@@ -41,9 +45,11 @@ local capacity = [
             expr: std.join('or\n', [
               limitUsage('agents', 'vigil_tenant_agents{%s}', 'vigil_tenant_agents_limit', sel),
               limitUsage('channels', 'vigil_tenant_channels{%s}', 'vigil_tenant_channels_limit', sel),
-              limitUsage('messages_per_day', 'sum without (direction) (tenant:vigil_tenant_messages:increase_today{%s})',
+              limitUsage('messages_per_day', dailyCount('sum without (direction) (vigil_tenant_messages_today{%s})',
+                                                        'sum without (direction) (tenant:vigil_tenant_messages:increase_today{%s})'),
                          'vigil_tenant_messages_per_day_limit', sel),
-              limitUsage('api_calls_per_day', 'tenant:vigil_tenant_api_calls:increase_today{%s}',
+              limitUsage('api_calls_per_day', dailyCount('vigil_tenant_api_calls_today{%s}',
+                                                         'tenant:vigil_tenant_api_calls:increase_today{%s}'),
                          'vigil_tenant_api_calls_per_day_limit', sel),
               limitUsage('storage', 'vigil_tenant_storage_bytes{%s}', 'vigil_tenant_storage_limit_bytes', sel),
               limitUsage('connections', 'vigil_tenant_connections{%s}', 'vigil_tenant_connections_limit', sel),
