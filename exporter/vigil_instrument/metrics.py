@@ -177,14 +177,18 @@ class Metrics:
             "tool_executions_total", "Tool executions by status (success|error).", ("tool", "status")))
         self.tool_duration = f(_histogram(
             "tool_execution_duration_seconds", "Tool execution duration.", ("tool",), TOOL_BUCKETS))
+        # LLM calls. Counters carry the (bounded) tenant and agent the call was made for.
         self.llm_requests = f(_counter(
-            "llm_requests_total", "LLM requests by status (success|error).", ("provider", "model", "status")))
+            "llm_requests_total", "LLM requests by status (success|error), tenant and agent.",
+            ("provider", "model", "status", "tenant", "agent")))
         self.llm_duration = f(_histogram(
             "llm_request_duration_seconds", "LLM request duration.", ("provider", "model"), LLM_BUCKETS))
         self.llm_tokens = f(_counter(
-            "llm_tokens_total", "LLM tokens used by type (prompt|completion).", ("provider", "model", "type")))
+            "llm_tokens_total", "LLM tokens used by type (prompt|completion), tenant and agent.",
+            ("provider", "model", "type", "tenant", "agent")))
         self.llm_cost = f(_counter(
-            "llm_cost_usd_total", "LLM cost in USD from the configured price table.", ("provider", "model")))
+            "llm_cost_usd_total", "LLM cost in USD from the configured price table, by tenant and agent.",
+            ("provider", "model", "tenant", "agent")))
         self.cache_hits = f(_counter("cache_hits_total", "Cache hits.", ("cache",)))
         self.cache_misses = f(_counter("cache_misses_total", "Cache misses.", ("cache",)))
 
