@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterable, Mapping
 
 OTHER = "other"
+NONE = "none"  # no value (no tenant, no agent): never takes a place under the cap
 DEFAULT_MAX_VALUES = 500
 # Labels that multiply other labels' series get tighter default caps.
 LABEL_MAX_VALUES = {"tenant": 100, "agent": 50}
@@ -32,7 +33,7 @@ class LabelLimiter:
         self._lock = threading.Lock()
 
     def __call__(self, value: str) -> str:
-        if value in self._seen:
+        if value in self._seen or value == NONE or value == OTHER:
             return value
         if self.allow is not None and value not in self.allow:
             return OTHER
@@ -71,6 +72,14 @@ class Cardinality:
         if limiter is None:
             limiter = self._limiters[label] = LabelLimiter(self._allow.get(label), self.max_values(label))
         return limiter
+
+    def set_default_caps(self, max_values: Mapping[str, int | None]) -> None:
+        """Caps declared elsewhere (per-request labels) for labels this policy does not cap
+        itself; before any value of them is recorded."""
+        for label, cap in max_values.items():
+            if label in self._limiters:
+                raise ValueError(f"label {label!r} is already in use: declare its cap before recording")
+            self._max_values.setdefault(label, cap)
 
     def max_values(self, label: str) -> int | None:
         """The cap of `label`: its own setting, else the tighter of its built-in default and

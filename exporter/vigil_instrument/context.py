@@ -15,7 +15,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-NONE = "none"  # label value when no tenant / agent is known
+from .cardinality import NONE  # the label value when no tenant / agent is known
+
+__all__ = ["NONE", "agent_var", "current_agent", "current_tenant", "tenant_scope", "tenant_var"]
+
 
 tenant_var: ContextVar[str | None] = ContextVar("vigil_tenant", default=None)
 agent_var: ContextVar[str | None] = ContextVar("vigil_agent", default=None)
