@@ -155,7 +155,10 @@ async def _serve(app, host: str, port: int, web_config, config: Config) -> None:
 
 def cmd_check_config(args) -> int:
     config = load(args.file, environ={})
+    from vigil_exporter.app import webhook_authorizer
+
     _web_config(config, None)  # what serve would load, checked the same way
+    webhook_authorizer(config["alerts"], config.source)
     faults: list[str] = []
     if args.connect and config.collector("business")["enabled"]:
         from vigil_exporter.collectors.business import check_queries, configured_queries
