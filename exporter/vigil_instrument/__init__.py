@@ -1,4 +1,4 @@
-"""Prometheus instrumentation for Python services: HTTP (aiohttp, ASGI), agents, tools, LLM
+"""Prometheus instrumentation for Python services: HTTP (aiohttp, ASGI, WSGI: Flask, Django), agents, tools, LLM
 calls, caches, auth, WebSockets, queues, SQLAlchemy pools and queries, Redis clients.
 
     import vigil_instrument as instrument
@@ -36,11 +36,15 @@ _LAZY = {
     "aiohttp_middleware": "http_aiohttp",
     "instrument_aiohttp": "http_aiohttp",
     "PrometheusMiddleware": "asgi",
+    "WSGIMiddleware": "wsgi",
+    "instrument_flask": "flask",
+    "instrument_django": "django",
     "instrument_engine": "sqlalchemy",
     "statement_type": "sqlalchemy",
     "instrument_redis": "redis",
     "aiohttp_metrics_handler": "exposition",
     "asgi_metrics_app": "exposition",
+    "wsgi_metrics_app": "exposition",
     "exposition_registry": "exposition",
     "mark_process_dead": "exposition",
 }

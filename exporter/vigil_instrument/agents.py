@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Callable
 from time import perf_counter
 
-from .context import agent_var
+from .context import agent_var, restore
 from .metrics import Metrics, resolve
 
 SUCCESS = "success"
@@ -98,20 +98,11 @@ class track_agent(_Tracked):
         started, token = state
         self._duration.observe(perf_counter() - started)
         self._running.dec()
-        _reset(agent_var, token)
+        restore(agent_var, token)
         status = SUCCESS if exc is None else ERROR
         self._m.agent_executions.labels(self._agent, status).inc()
         if exc is not None:
             self._m.agent_errors.labels(self._agent, type(exc).__name__).inc()
-
-
-def _reset(var, token) -> None:
-    """Restore a context variable; a token made in another context (a generator resumed
-    elsewhere) cannot be used there, so the value before is set instead."""
-    try:
-        var.reset(token)
-    except ValueError:
-        var.set(None if token.old_value is token.MISSING else token.old_value)
 
 
 class track_tool(_Tracked):

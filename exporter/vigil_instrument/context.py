@@ -17,7 +17,7 @@ from contextvars import ContextVar
 
 from .cardinality import NONE  # the label value when no tenant / agent is known
 
-__all__ = ["NONE", "agent_var", "current_agent", "current_tenant", "tenant_scope", "tenant_var"]
+__all__ = ["NONE", "agent_var", "current_agent", "current_tenant", "restore", "tenant_scope", "tenant_var"]
 
 
 tenant_var: ContextVar[str | None] = ContextVar("vigil_tenant", default=None)
@@ -30,6 +30,15 @@ def current_tenant() -> str | None:
 
 def current_agent() -> str | None:
     return agent_var.get()
+
+
+def restore(var: ContextVar, token) -> None:
+    """Reset a context variable; a token made in another context (a generator or a WSGI body
+    closed elsewhere) cannot be used there, so the value before is set instead."""
+    try:
+        var.reset(token)
+    except ValueError:
+        var.set(None if token.old_value is token.MISSING else token.old_value)
 
 
 @contextmanager

@@ -30,7 +30,13 @@ from prometheus_client.samples import Sample
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from vigil_exporter.collectors.base import Collector, Job, collector_schema, refreshed_every
+from vigil_exporter.collectors.base import (
+    MIN_INTERVAL,
+    Collector,
+    Job,
+    collector_schema,
+    refreshed_every,
+)
 from vigil_exporter.collectors.sqlutil import make_engine
 from vigil_exporter.collectors.tenants import SCHEMA as BOUNDED_TENANTS
 from vigil_exporter.collectors.tenants import BoundedTenants, check_limits
@@ -85,7 +91,8 @@ QUERY = Object({
     "labels": List(Str(pattern=r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*"), list,
                    "Columns that become labels of the same name (NULL: empty value)."),
     "type": Str("gauge", "Metric type.", choices=("gauge", "counter")),
-    "interval": Duration(None, "How often the query runs (default: the collector's interval)."),
+    "interval": Duration(None, "How often the query runs (default: the collector's interval).",
+                         minimum=MIN_INTERVAL),
     "timeout": Duration(None, "How long one run may take (default: the collector's timeout)."),
     "max_series": Int(None, "Rows kept at most (default: the collector's max_series).",
                       minimum=1),

@@ -43,7 +43,7 @@ from vigil_exporter.collectors.sqlutil import (
     sqlite_path,
     unsupported_query_keys,
 )
-from vigil_exporter.logs import FailureLog, describe_error, redact, redact_url
+from vigil_exporter.logs import FailureLog, describe_error, redact_url
 from vigil_exporter.validation import Duration, Int, Map, Object, Str
 
 log = logging.getLogger("vigil.collectors.database")
@@ -109,7 +109,9 @@ def _check_urls(section: dict, path: str, errors) -> None:
         try:
             unsupported = unsupported_query_keys(db["url"])
         except (ArgumentError, ValueError):
-            errors.add(where, f'expected an SQLAlchemy URL, got "{redact(db["url"])}"')
+            errors.add(where, "expected an SQLAlchemy URL such as postgresql://user:password@"
+                              "host:5432/name or sqlite:///path/file.db (the value is not "
+                              "shown: it may hold a password)")
             continue
         if unsupported:
             errors.add(where, f"asyncpg does not understand the query key(s) "
