@@ -438,11 +438,12 @@ class Prometheus(HttpComponent):
     ready_path = "/-/ready"
 
     def __init__(self, *args, config_text: ConfigText | None = None, config: dict | None = None,
-                 resend_delay: str | None = None, **kwargs):
+                 resend_delay: str | None = None, features: tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.config_text = _config_text(config_text, config)
         self.config_path = self.dir / "prometheus.yml"
         self.resend_delay = resend_delay
+        self.features = features  # --enable-feature values, e.g. "exemplar-storage"
 
     def prepare(self) -> None:
         self.config_path.write_text(self.config_text())
@@ -455,6 +456,8 @@ class Prometheus(HttpComponent):
         if self.resend_delay:
             # firing alerts are sent again this often (default 1m): short in tests
             argv.append(f"--rules.alert.resend-delay={self.resend_delay}")
+        if self.features:
+            argv.append(f"--enable-feature={','.join(self.features)}")
         return argv
 
     def reload(self) -> None:
