@@ -95,7 +95,8 @@ def postgres_pair(tmp_path_factory) -> Iterator[Pair]:
 @pytest.fixture(scope="session")
 def redis_pair(tmp_path_factory) -> Iterator[Pair]:
     workdir = tmp_path_factory.mktemp("redis-pair")
-    primary = Redis("primary", workdir, free_port(), extra_args=["--maxmemory", "0"])
+    primary = Redis("primary", workdir, free_port(), extra_args=[
+        "--maxmemory", "0", "--repl-diskless-sync-delay", "0"])  # the replica syncs at once
     with contextlib.closing(_Served(primary)):
         replica = Redis("replica", workdir, free_port(), extra_args=[
             "--maxmemory", "0", "--replicaof", primary.host, str(primary.port)])
