@@ -16,7 +16,7 @@ class Slowlog(RedisFeature):
             "counter", "Entries added to the slowlog since the server started (commands "
                        "slower than slowlog-log-slower-than)."),
         "vigil_redis_slowlog_last_duration_seconds": Spec(
-            "gauge", "Execution time of the newest slowlog entry."),
+            "gauge", "Execution time of the newest slowlog entry (0: the log is empty)."),
     }
 
     def __init__(self, config: dict):
@@ -33,9 +33,7 @@ class Slowlog(RedisFeature):
             self.entries = (run_id, int(newest[0]["id"]) + 1)
         elif self.entries[0] != run_id:  # a new server with an empty log
             self.entries = (run_id, 0)
-        samples = [Sample("vigil_redis_slowlog_length", length),
-                   Sample("vigil_redis_slowlog_entries", self.entries[1])]
-        if newest:
-            samples.append(Sample("vigil_redis_slowlog_last_duration_seconds",
-                                  newest[0]["duration"] / 1e6))
-        return samples
+        return [Sample("vigil_redis_slowlog_length", length),
+                Sample("vigil_redis_slowlog_entries", self.entries[1]),
+                Sample("vigil_redis_slowlog_last_duration_seconds",
+                       newest[0]["duration"] / 1e6 if newest else 0)]
