@@ -5,6 +5,7 @@ import asyncio
 import gc
 import html
 import json
+import sys
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -12,7 +13,7 @@ from aiohttp import web
 from vigil_exporter import __version__
 from vigil_exporter.alerting.receiver import setup_alert_receiver
 from vigil_exporter.config import Config
-from vigil_exporter.exposition import accepts_gzip
+from vigil_exporter.exposition import RENDER_SWITCH_INTERVAL, accepts_gzip
 from vigil_exporter.health import UNHEALTHY, health_document, info_document
 from vigil_exporter.scheduler import Scheduler
 from vigil_exporter.webconfig import WebConfig
@@ -46,11 +47,14 @@ def make_app(config: Config, web_config: WebConfig | None = None) -> web.Applica
 
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler = app[WIRING].scheduler
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(RENDER_SWITCH_INTERVAL)  # renders run in a thread (exposition.py)
     scheduler.start()
     freeze = asyncio.create_task(freeze_after_first_round(scheduler))
     yield
     freeze.cancel()
     await scheduler.stop()
+    sys.setswitchinterval(switch_interval)
 
 
 async def freeze_after_first_round(scheduler: Scheduler) -> None:
@@ -66,7 +70,7 @@ async def freeze_after_first_round(scheduler: Scheduler) -> None:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    rendered = request.app[WIRING].exposition.choose(request.headers.get("Accept", ""))
+    rendered = await request.app[WIRING].exposition.choose(request.headers.get("Accept", ""))
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
         return web.Response(body=rendered.gzipped, headers=rendered.gzip_headers)
     return web.Response(body=rendered.body, headers=rendered.headers)
@@ -86,7 +90,7 @@ async def live(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     wiring = request.app[WIRING]
     if wiring.scheduler.first_round_done.is_set():
-        wiring.exposition.flush()  # "ready" means the first round is in /metrics
+        await wiring.exposition.flush()  # "ready" means the first round is in /metrics
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "starting", "message": "first collection round running"},
                              status=503)

@@ -180,7 +180,7 @@ def cmd_metrics(args) -> int:
     if args.format == "json":
         print(json.dumps(families_as_json(wiring.registry), indent=2))
         return 0
-    sys.stdout.write(wiring.exposition.get(args.format).body.decode())
+    sys.stdout.write(wiring.exposition.get_now(args.format).body.decode())
     return 0 if all(job.success for job in wiring.scheduler.jobs) else 1
 
 

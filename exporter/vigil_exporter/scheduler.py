@@ -22,7 +22,8 @@ log = logging.getLogger("vigil.scheduler")
 class Scheduler:
     def __init__(self, collectors: list[Collector], on_update: Callable[[], None] = lambda: None):
         self.collectors = collectors
-        self.jobs: list[Job] = [job for c in collectors for job in c.jobs()]
+        self.jobs_by_collector = [(c, c.jobs()) for c in collectors]
+        self.jobs: list[Job] = [job for _, jobs in self.jobs_by_collector for job in jobs]
         self.on_update = on_update
         self.first_round_done = asyncio.Event()
         self.started_at = time.time()
@@ -90,11 +91,12 @@ class Scheduler:
 
 
 class SnapshotCollector:
-    """prometheus_client collector that yields every job's latest successful families."""
+    """prometheus_client collector that yields what every collector serves of its jobs' latest
+    successful families."""
 
     def __init__(self, scheduler: Scheduler):
         self.scheduler = scheduler
 
     def collect(self) -> Iterable[Metric]:
-        for job in self.scheduler.jobs:
-            yield from job.families
+        for collector, jobs in self.scheduler.jobs_by_collector:
+            yield from collector.serve(jobs)
