@@ -260,6 +260,27 @@ class Redis(Component):
             return False
 
 
+class RedisReplica(Redis):
+    """A replica of a running Redis `primary` (`--replicaof`), ready once its link to the
+    primary is up, i.e. after the first full synchronisation (start the primary with
+    `--repl-diskless-sync-delay 0` for that to take moments)."""
+
+    def __init__(self, *args, primary: Redis, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.primary = primary
+
+    def command(self) -> list[str]:
+        return super().command() + ["--replicaof", self.primary.host, str(self.primary.port)]
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                s.sendall(b"INFO replication\r\n")
+                return b"master_link_status:up" in s.recv(4096)
+        except OSError:
+            return False
+
+
 class Postgres(Component):
     """A throwaway cluster: trust authentication on 127.0.0.1, superuser and owner `vigil`,
     database `vigil` (what the compose service's POSTGRES_USER/POSTGRES_DB give). Run as the
