@@ -1,13 +1,16 @@
 """The one small interface every collector implements, and what the scheduler runs."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from prometheus_client.metrics_core import Metric
 
 from vigil_exporter.validation import Bool, Duration, Field, Object, format_duration
+
+# The shortest refresh interval: a collector or query polled more often only loads its backend.
+MIN_INTERVAL = 0.1
 
 # Health states of one check, worst last.
 OK, DISABLED, DEGRADED, FAILING = "ok", "disabled", "degraded", "failing"
@@ -40,7 +43,10 @@ class Job:
     last_success: float = 0.0
     skipped: int = 0
     error: str = ""
-    # Filled in by the run itself (business queries): rows beyond the series cap, last run.
+    # Filled in by the run itself (business queries), last run: series kept, the cap, and the
+    # rows beyond the cap.
+    series: int = 0
+    series_limit: int = 0
     series_dropped: int = 0
 
 
@@ -49,7 +55,8 @@ def collector_schema(interval: str, timeout: str, fields: dict[str, Field],
     """The config section of a collector: the common keys plus its own."""
     common = {
         "enabled": Bool(enabled, "Run this collector."),
-        "interval": Duration(interval, "How often the collector refreshes in the background."),
+        "interval": Duration(interval, "How often the collector refreshes in the background.",
+                             minimum=MIN_INTERVAL),
         "timeout": Duration(timeout, "How long one refresh may take before it counts as failed."),
     }
     return Object({**common, **fields}, check=check)
@@ -84,6 +91,12 @@ class Collector:
 
     def checks(self) -> list[Check]:
         return []
+
+    def serve(self, jobs: list[Job]) -> Iterable[Metric]:
+        """What /metrics shows of this collector's jobs' latest families (default: all of
+        them). Runs where the exposition is rendered, in a worker thread: read, never await."""
+        for job in jobs:
+            yield from job.families
 
     async def close(self) -> None:
         return None

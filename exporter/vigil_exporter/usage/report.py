@@ -23,10 +23,11 @@ DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # A tenant label value the report accepts: what the business queries and the instrumentation
 # library produce, without quotes or backslashes to escape.
 TENANT = re.compile(r"[^\"\\\n]{1,200}")
+SELECTOR = "__tenant_selector__"
 
 
 def _last(metric: str, matchers: str = "") -> str:
-    return "sum by (tenant) (last_over_time(%s{{s}%s}[1d]))" % (metric, matchers)
+    return f"sum by (tenant) (last_over_time({metric}{{{SELECTOR}{matchers}}}[1d]))"
 
 
 def _daily_count(gauge: str, rollup: str, matchers: str = "") -> str:
@@ -34,7 +35,7 @@ def _daily_count(gauge: str, rollup: str, matchers: str = "") -> str:
     return f"{_last(gauge, matchers)}\nor\n{_last(rollup, matchers)}"
 
 
-# Field -> PromQL for the value of a day, per tenant; `{s}` is the tenant selector.
+# Field -> PromQL for the value of a day, per tenant; SELECTOR stands for the tenant matcher.
 LEVELS = {  # the state at the end of the day
     "agents_count": _last("vigil_tenant_agents"),
     "active_agents_count": _last("vigil_tenant_agents_active"),
@@ -144,9 +145,9 @@ def build(prometheus: PrometheusAPI, request: Request, today: date | None = None
                          f"({retention:g} days): the oldest complete day is {oldest}")
     selector = f'tenant="{request.tenant}"' if request.tenant else 'tenant!=""'
     start, end = _day_end(request.start), _day_end(request.end)
-    daily = {field: _range(prometheus, expr.replace("{s}", selector), start, end)
+    daily = {field: _range(prometheus, expr.replace(SELECTOR, selector), start, end)
              for field, expr in {**LEVELS, **FLOWS}.items()}
-    limits = {field: _instant(prometheus, expr.replace("{s}", selector), min(end, _now()))
+    limits = {field: _instant(prometheus, expr.replace(SELECTOR, selector), min(end, _now()))
               for field, expr in LIMITS.items()}
     tenants = sorted({t for values in (*daily.values(), *limits.values()) for t in values})
     if request.tenant and request.tenant not in tenants:
