@@ -360,7 +360,8 @@ def test_local_prometheus_config_changes_only_addresses(tmp_path):
 
 @pytest.mark.parametrize("doc", [PROM / "README.md", RUNBOOKS], ids=lambda p: p.name)
 def test_documented_overrides_build(doc):
-    """The Jsonnet override examples of the docs evaluate and change what they say."""
+    """The Jsonnet override examples of the docs evaluate and change what they say (README.md's
+    command line runs as written: tests/test_customisation.py)."""
     import json
 
     import _jsonnet
