@@ -25,8 +25,12 @@
     serviceSelector: 'job="vigil-demo"',  // services instrumented with vigil_instrument
     prometheusSelector: 'job="prometheus"',
     alertmanagerSelector: 'job="alertmanager"',
-    // TargetDown watches every scrape target that matches this selector.
+    // TargetDown (a ticket) watches every scrape target that matches this selector ...
     targetSelector: 'job=~"vigil|vigil-demo|prometheus|alertmanager"',
+    // ... JobDown pages when every target of one of these jobs is down: the exporter and the
+    // instrumented services, whose own alerts go blind with them. Not Prometheus (it cannot
+    // page about itself) nor one half of an HA pair.
+    criticalJobSelector: 'job=~"vigil|vigil-demo"',
     // TargetAbsent fires for each of these selectors that matches no `up` series at all.
     absentTargetSelectors: [
       $._config.exporterSelector,
@@ -38,6 +42,8 @@
     // ---- Thresholds: plain numbers, shared with the dashboards -----------------------------
     // Ratios are 0..1, durations are seconds, rates are per second unless named otherwise.
     thresholds: {
+      // meta
+      targetDownRatio: 0.1,  // TargetDown: share of a job's targets down (kube-prometheus)
       // system
       cpuUsageRatio: 0.8,
       memoryUsageRatio: 0.85,
@@ -84,11 +90,26 @@
       diskFillLookback: '6h',  // history that predict_linear() extrapolates
       authBurst: '5m',  // failed logins and API-key revocations are counted over this
       rejectedConnections: '5m',
+      dbProbeSlow: '10m',  // DatabaseProbeSlow: the median probe over this window
+      // DatabaseDown and RedisDown read the last probe within this window, so that a gap in
+      // the exporter's series (a restart) neither resolves the page nor sends a second one.
+      probeMemory: '5m',
+    },
+
+    // ---- keep_firing_for: alerts on a value that hovers around its threshold keep firing this
+    // long after the condition last held, instead of resolving and paging again (flapping).
+    keepFiringFor: {
+      SystemCpuUsageHigh: '10m',
+      SystemMemoryUsageHigh: '10m',
+      DatabaseProbeSlow: '10m',
+      RedisCacheHitRatioLow: '15m',
+      CacheHitRatioLow: '15m',
     },
 
     // ---- `for`: how long a condition must hold before its alert fires -----------------------
     forDurations: {
-      TargetDown: '3m',
+      TargetDown: '10m',
+      JobDown: '5m',
       TargetAbsent: '10m',
       VigilCollectorFailing: '5m',
       VigilCollectorStale: '2m',
@@ -102,10 +123,13 @@
       DatabaseConnectionsNearLimit: '5m',
       DatabasePoolExhausted: '2m',
       DatabaseProbeSlow: '5m',
-      RedisDown: '1m',
+      // redis-mixin: 5m. A restart or a failover takes seconds; a Redis that stays away longer
+      // is an outage.
+      RedisDown: '5m',
       RedisMemoryNearLimit: '5m',
       RedisCacheHitRatioLow: '15m',
-      RedisRejectingConnections: '0s',
+      // One rejected connection is not an incident: rejections must go on (anchors: 10-15m).
+      RedisRejectingConnections: '10m',
       TenantNearLimit: '5m',
       TenantMessageVolumeAnomaly: '30m',
       TenantApiCallsAnomaly: '30m',

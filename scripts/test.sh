@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs (Debian packages and pip packages), then run it.
 # Usage: bash scripts/test.sh [pytest args...]     (as root, or with sudo available)
+#        VIGIL_TEST_WORKERS=N  parallel workers (default: one per core; 0: none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +27,6 @@ fi
 # The three distributions of the checkout (docs/architecture.md), editable.
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]' \
   -e ./packages/vigil-instrument -e ./packages/vigil-demo
-exec python3 -m pytest "$@"
+# Tests wait on servers more than they compute: one worker per core, a test file per worker
+# (module fixtures start their servers once). VIGIL_TEST_WORKERS=0 runs in this process.
+exec python3 -m pytest -n "${VIGIL_TEST_WORKERS:-auto}" --dist loadfile "$@"

@@ -53,6 +53,21 @@ def test_every_receiver_is_reached_by_some_case():
     assert {r["name"] for r in config["receivers"]} == reached
 
 
+def test_inhibition_never_mutes_a_page_and_stays_within_one_exporter():
+    """Alertmanager sends no resolve for an alert inhibited while firing (alertmanager#2754):
+    no rule may mute a critical alert, and every rule is scoped to the same job."""
+    for rule in yaml.safe_load(BUNDLE_CONFIG.read_text())["inhibit_rules"]:
+        targets = rule["target_matchers"]
+        assert 'severity!="critical"' in targets or 'severity="warning"' in targets, rule
+        assert "job" in rule["equal"], rule
+
+
+def test_the_pager_repeats_twice_a_day():
+    routes = yaml.safe_load(BUNDLE_CONFIG.read_text())["route"]["routes"]
+    [pager] = [r for r in routes if r.get("receiver") == "pager"]
+    assert pager["repeat_interval"] == "12h"
+
+
 def test_no_secret_in_the_repository():
     text = BUNDLE_CONFIG.read_text()
     config = yaml.safe_load(text)

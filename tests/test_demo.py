@@ -199,6 +199,11 @@ async def test_traffic_feeds_every_family_and_the_business_tables(backend, reque
     pools = {s.labels.get("pool") for n in samples if n.startswith("vigil_db_") for s in samples[n]}
     assert pools == {"demo"}
     assert [s.value for s in samples["vigil_db_pool_size"]] == [5.0]
+    # LLM cost is counted under the demo tenant that asked and the agent that called the model.
+    costs = [s for s in samples["llm_cost_usd_total"] if s.value > 0]
+    tenants = {s.labels["tenant"] for s in costs} - {"none"}
+    assert tenants and tenants <= {t[0] for t in dbschema.DEMO_TENANTS}, tenants
+    assert {s.labels["agent"] for s in costs} <= {"planner", "researcher", "writer", "responder"}
 
     after = row_counts(url)
     grown = {t for t in BUSINESS_TABLES if after[t] > before[t]}
@@ -244,7 +249,8 @@ async def test_series_exist_before_any_traffic(sqlite_url):
         return [s.value for s in samples.get(name, []) if s.labels == labels]
 
     assert value("agent_executions_total", agent="planner", status="error") == [0.0]
-    assert value("llm_requests_total", provider="openai", model="gpt-4o", status="error") == [0.0]
+    assert value("llm_requests_total", provider="openai", model="gpt-4o", status="error",
+                 tenant="none", agent="none") == [0.0]
     assert value("tool_executions_total", tool="web_search", status="error") == [0.0]
     assert value("auth_logins_total", provider="password", outcome="failure") == [0.0]
     assert value("cache_misses_total", cache="items") == [0.0]

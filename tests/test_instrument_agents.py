@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from vigil_instrument import (
+    Cardinality,
     Metrics,
     Price,
     PriceTable,
@@ -21,12 +23,14 @@ from vigil_instrument import (
     record_token_refresh,
     record_websocket_message,
     set_queue_depth,
+    tenant_scope,
     track_agent,
     track_llm,
     track_message,
     track_tool,
     track_websocket,
 )
+from vigil_instrument.context import current_agent, current_tenant
 
 
 class Registry:
@@ -35,7 +39,9 @@ class Registry:
         self.metrics = Metrics(self.registry)
 
     def __call__(self, name, **labels):
-        return self.registry.get_sample_value(name, labels) or 0.0
+        """The sum of the samples `name` whose labels include `labels`."""
+        return sum(sample.value for family in self.registry.collect() for sample in family.samples
+                   if sample.name == name and labels.items() <= sample.labels.items())
 
 
 @pytest.fixture
@@ -166,7 +172,8 @@ async def test_llm_context_manager_tokens_and_cost(r):
     assert r("llm_tokens_total", provider="openai", model="gpt-4o", type="completion") == 500
     assert r("llm_cost_usd_total", provider="openai", model="gpt-4o") == pytest.approx(0.0075)
     assert r("llm_tokens_total", provider="mystery", model="m1", type="prompt") == 10
-    assert r.registry.get_sample_value("llm_cost_usd_total", {"provider": "mystery", "model": "m1"}) is None
+    assert r.registry.get_sample_value("llm_cost_usd_total", {"provider": "mystery", "model": "m1",
+                                                              "tenant": "none", "agent": "none"}) is None
 
 
 async def test_llm_decorator_reads_usage_from_the_result(r):
@@ -247,3 +254,68 @@ async def test_websockets_and_queues(r):
     set_queue_depth("ingest", 12, metrics=m)
     set_queue_depth("ingest", 3, metrics=m)
     assert r("queue_depth", queue="ingest") == 3
+
+
+async def test_llm_counts_under_the_tenant_and_agent_of_the_context(r):
+    @track_llm("openai", "gpt-4o", prices=PRICES, metrics=r.metrics)
+    async def chat():
+        return {"usage": {"prompt_tokens": 100, "completion_tokens": 10}}
+
+    @track_agent("planner", metrics=r.metrics)
+    async def planner():
+        return await chat()
+
+    with tenant_scope("acme"):
+        await planner()                                    # tenant and agent from the context
+        await chat()                                       # no agent running
+    await planner()                                        # no tenant
+    with track_llm("openai", "gpt-4o", prices=PRICES, tenant="globex", agent="writer",
+                   metrics=r.metrics) as call:
+        call.usage(prompt_tokens=1, completion_tokens=1)   # given explicitly
+
+    def requests(tenant, agent):
+        return r("llm_requests_total", provider="openai", model="gpt-4o", status="success",
+                 tenant=tenant, agent=agent)
+    assert [requests("acme", "planner"), requests("acme", "none"), requests("none", "planner"),
+            requests("globex", "writer")] == [1, 1, 1, 1]
+    assert r("llm_tokens_total", type="prompt", tenant="acme", agent="planner") == 100
+    assert r("llm_tokens_total", type="completion", tenant="acme") == 20
+    assert r("llm_cost_usd_total", tenant="acme", agent="planner") == pytest.approx(0.00035)
+    assert r("llm_cost_usd_total", tenant="globex", agent="writer") == pytest.approx(0.0000125)
+    assert current_tenant() is None and current_agent() is None  # both restored
+
+
+def test_llm_tenant_and_agent_labels_stay_bounded_under_10000_tenants():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, cardinality=Cardinality(max_values={"tenant": 20}))
+    for n in range(10_000):
+        with track_llm("openai", "gpt-4o", prices=PRICES, tenant=f"tenant-{n}", agent=f"agent-{n % 80}",
+                       metrics=metrics) as call:
+            call.usage(prompt_tokens=1, completion_tokens=1)
+    samples = [s for family in registry.collect() for s in family.samples if s.name == "llm_cost_usd_total"]
+    tenants = {s.labels["tenant"] for s in samples}
+    agents = {s.labels["agent"] for s in samples}
+    assert len(tenants) == 21 and "other" in tenants        # 20 named, the rest "other"
+    assert len(agents) == 51 and "other" in agents          # agent's default cap is 50
+    total = sum(s.value for s in samples)
+    assert total == pytest.approx(10_000 * 12.5 / 1e6)     # nothing lost in the overflow
+    assert Cardinality().max_values("tenant") == 100
+    assert Cardinality(default_max_values=10).max_values("tenant") == 10
+
+
+def test_llm_reads_openai_and_anthropic_responses(r):
+    openai_reply = SimpleNamespace(model="gpt-4o-2024-08-06",
+                                   usage=SimpleNamespace(prompt_tokens=1000, completion_tokens=100))
+    anthropic_reply = {"model": "claude-3-5-sonnet-20241022", "usage": {"input_tokens": 2000, "output_tokens": 50}}
+    prices = PriceTable({("openai", "gpt-4o"): (2.5, 10), ("openai", "gpt-4o-mini"): (0.15, 0.6),
+                         ("anthropic", "claude-3-5-sonnet"): (3, 15)})
+    with track_llm("openai", "gpt-4o", prices=prices, metrics=r.metrics) as call:
+        call.record_response(openai_reply)
+    with track_llm("anthropic", "claude-3-5-sonnet", prices=prices, metrics=r.metrics) as call:
+        call.record_response(anthropic_reply)
+    assert r("llm_tokens_total", model="gpt-4o-2024-08-06", type="prompt") == 1000
+    assert r("llm_cost_usd_total", model="gpt-4o-2024-08-06") == pytest.approx(0.0035)
+    assert r("llm_tokens_total", model="claude-3-5-sonnet-20241022", type="completion") == 50
+    assert r("llm_cost_usd_total", model="claude-3-5-sonnet-20241022") == pytest.approx(0.00675)
+    assert prices.price("openai", "gpt-4o-mini-2024-07-18") == Price(0.15, 0.6)  # longest version prefix
+    assert prices.price("openai", "gpt-4o1") is None

@@ -159,6 +159,11 @@ def test_alert_conventions(rule):
     assert notes["dashboard_url"] == f"{CONFIG['grafanaUrl']}/d/{uid}{query}"
     if name in CONFIG["forDurations"] and CONFIG["forDurations"][name] != "0s":
         assert rule["for"] == CONFIG["forDurations"][name]
+    assert rule.get("keep_firing_for") == CONFIG["keepFiringFor"].get(name)
+
+
+def test_keep_firing_for_names_alerts_that_exist():
+    assert set(CONFIG["keepFiringFor"]) <= {rule["alert"] for rule in ALERTS}
 
 
 def test_alert_names_are_unique_and_configured():
@@ -221,8 +226,9 @@ def test_rules_avoid_what_one_prometheus_version_rejects():
     for group in GROUPS:
         assert set(group) <= {"name", "interval", "rules"}, group["name"]  # no query_offset, limit
         for rule in group["rules"]:
-            assert set(rule) <= {"record", "alert", "expr", "for", "labels", "annotations"}, \
-                f"{rule}: keep_firing_for and friends are not in Prometheus 2.42"
+            # keep_firing_for arrived in 2.42: promtool 2.42 parses and evaluates it
+            assert set(rule) <= {"record", "alert", "expr", "for", "keep_firing_for", "labels",
+                                 "annotations"}, f"{rule}: not in Prometheus 2.42"
             for pattern, why in banned.items():
                 assert not re.search(pattern, rule["expr"]), f"{rule.get('alert') or rule['record']}: {why}"
             for label in {**rule.get("labels", {}), **rule.get("annotations", {})}:

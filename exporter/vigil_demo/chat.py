@@ -6,7 +6,7 @@ import logging
 import random
 
 from vigil_exporter.logs import describe_error
-from vigil_instrument import request_id_var
+from vigil_instrument import request_id_var, tenant_scope
 
 from .agents import AgentRuntime, AllToolsFailed
 from .inbox import Inbox
@@ -27,7 +27,7 @@ class Chat:
         self.rng = random.Random(f"{seed}:chat")
         self._agent_ids: dict[int, list[int]] = {}
 
-    async def post(self, tenant_id: int, channel_id: int, text: str) -> int | None:
+    async def post(self, tenant_id: int, channel_id: int, text: str, tenant: str | None = None) -> int | None:
         """Store and queue a message; None when the channel is not the tenant's. Both the
         message and its answer count against the daily limit, so two are reserved."""
         if not await self.store.channel_exists(tenant_id, channel_id):
@@ -35,7 +35,8 @@ class Chat:
         self.quotas.take(tenant_id, "messages", 2)
         message_id = await self.store.add_message(tenant_id, channel_id, "in", len(text.encode()))
         await self.inbox.put({"tenant_id": tenant_id, "channel_id": channel_id, "text": text,
-                              "message_id": message_id, "request_id": request_id_var.get()})
+                              "message_id": message_id, "request_id": request_id_var.get(),
+                              "tenant": tenant})
         return message_id
 
     async def answer(self, item: dict) -> None:
@@ -44,7 +45,8 @@ class Chat:
         try:
             tenant_id = item["tenant_id"]
             try:
-                reply = await self.agents.run("responder", item["text"])
+                with tenant_scope(item.get("tenant")):
+                    reply = await self.agents.run("responder", item["text"])
             except (LLMError, AllToolsFailed) as exc:  # counted by the agent metrics
                 log.info("no answer: %s", describe_error(exc))
                 return

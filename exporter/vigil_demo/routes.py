@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 from sqlalchemy.exc import IntegrityError
 
 from vigil_exporter.logs import describe_error
-from vigil_instrument import aiohttp_metrics_handler, record_websocket_message, track_websocket
+from vigil_instrument import aiohttp_metrics_handler, record_websocket_message, tenant_scope, track_websocket
 
 from .auth import AuthFailure
 from .middlewares import SimulatedFault, int_field, int_param, read_json
@@ -155,7 +155,8 @@ async def run_agent(request: web.Request) -> web.Response:
     channel_id = int_field(body, "channel_id") if body.get("channel_id") is not None else None
     if channel_id is not None and not await s.store.channel_exists(caller.tenant_id, channel_id):
         raise _not_found()
-    result = await asyncio.wait_for(s.agents.run(agent, str(body["task"])), AGENT_TIMEOUT)
+    with tenant_scope(caller.tenant):  # its LLM calls count under the caller's tenant
+        result = await asyncio.wait_for(s.agents.run(agent, str(body["task"])), AGENT_TIMEOUT)
     if channel_id is not None:  # the answer is posted to the channel
         s.quotas.take(caller.tenant_id, "messages")
         await s.store.add_message(caller.tenant_id, channel_id, "out", len(result.text.encode()))
@@ -179,8 +180,8 @@ async def post_message(request: web.Request) -> web.Response:
     caller = principal(request)
     body = await read_json(request, "text")
     channel_id = int_param(request, "channel_id")
-    message_id = await services(request).chat.post(caller.tenant_id, channel_id,
-                                                   str(body["text"])[:10_000])
+    message_id = await services(request).chat.post(caller.tenant_id, channel_id, str(body["text"])[:10_000],
+                                                   tenant=caller.tenant)
     if message_id is None:
         raise _not_found()
     return web.json_response({"id": message_id, "status": "queued"}, status=202)

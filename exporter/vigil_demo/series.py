@@ -4,6 +4,7 @@ panels and ratios see their families from the first scrape, e.g. `status="error"
 from __future__ import annotations
 
 from vigil_instrument import Metrics
+from vigil_instrument.context import NONE
 
 from .agents import AGENTS, EDGES, MESSAGE_TYPES, TOOLS
 from .auth import AUTH_TYPES, FAILURE_REASONS, LOGIN_PROVIDER, REFRESH_PROVIDER
@@ -33,13 +34,13 @@ def prime(m: Metrics) -> None:
         m.tool_duration.labels(tool)
         for status in STATUSES:
             m.tool_executions.labels(tool, status)
-    for model in MODELS.values():
+    for model in MODELS.values():  # tenant and agent "none": calls made outside both
         m.llm_duration.labels(model.provider, model.name)
-        m.llm_cost.labels(model.provider, model.name)
+        m.llm_cost.labels(model.provider, model.name, NONE, NONE)
         for status in STATUSES:
-            m.llm_requests.labels(model.provider, model.name, status)
+            m.llm_requests.labels(model.provider, model.name, status, NONE, NONE)
         for kind in ("prompt", "completion"):
-            m.llm_tokens.labels(model.provider, model.name, kind)
+            m.llm_tokens.labels(model.provider, model.name, kind, NONE, NONE)
     for cache in CACHES:
         m.cache_hits.labels(cache)
         m.cache_misses.labels(cache)

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 from vigil_exporter import __version__
-from vigil_exporter.config import DEFAULT_LISTEN, Config, ConfigError, load
+from vigil_exporter.config import DEFAULT_LISTEN, Config, ConfigError, load, split_listen_address
 from vigil_exporter.extras import MissingExtra
 
 CORE_COMMANDS = ("serve", "check-config", "metrics", "status")
@@ -107,38 +107,56 @@ def _load(args) -> Config:
 
 
 def cmd_serve(args) -> int:
-    from vigil_exporter import logs, webconfig
+    from vigil_exporter import logs
     from vigil_exporter.app import make_app
     from vigil_exporter.embedded import prepare_database
 
     config = _load(args)
-    web_config = webconfig.load(args.web_config_file) if args.web_config_file else None
+    web_config = _web_config(config, args.web_config_file)
     logs.setup(config["log_level"])
     prepare_database(config, demo=args.demo)
     app = make_app(config, web_config)
-    host, _, port = config["listen_address"].rpartition(":")
-    asyncio.run(_serve(app, host.strip("[]") or "0.0.0.0", int(port),
-                       web_config.ssl_context if web_config else None,
-                       config["web"]["max_field_size"], config["web"]["shutdown_timeout"]))
+    host, port = split_listen_address(config["listen_address"])
+    asyncio.run(_serve(app, host, port, web_config, config))
     return 0
 
 
-async def _serve(app, host: str, port: int, ssl_context, max_field_size: int,
-                 shutdown_timeout: float) -> None:
+def _web_config(config: Config, flag: str | None):
+    """The web config the flag names, else `web.config_file` (relative to the config file)."""
+    from pathlib import Path
+
+    from vigil_exporter import webconfig
+
+    path = flag or config["web"]["config_file"]
+    if path and not flag and config.source != "defaults":
+        path = str(Path(config.source).parent / path)
+    return webconfig.load(path) if path else None
+
+
+async def _serve(app, host: str, port: int, web_config, config: Config) -> None:
     import logging
 
     from vigil_exporter.server import listening, until_stopped
 
-    async with listening(app, host, port, shutdown_timeout=shutdown_timeout,
-                         ssl_context=ssl_context, max_field_size=max_field_size):
-        scheme = "https" if ssl_context else "http"
-        logging.getLogger("vigil").info("listening on %s://%s:%d/metrics", scheme, host, port,
-                                        extra={"fields": {"version": __version__}})
-        await until_stopped()
+    ssl_context = web_config.ssl_context if web_config else None
+    try:
+        server = listening(app, host, port, shutdown_timeout=config["web"]["shutdown_timeout"],
+                           ssl_context=ssl_context, limits=config["web"])
+        async with server:
+            scheme = "https" if ssl_context else "http"
+            logging.getLogger("vigil").info("listening on %s://%s:%d/metrics", scheme, host, port,
+                                            extra={"fields": {"version": __version__}})
+            await until_stopped()
+    except OSError as exc:
+        if not getattr(server, "bound", False):
+            raise ConfigError(config.source, [
+                f"listen_address: cannot listen on {host}:{port}: {exc.strerror or exc}"]) from None
+        raise
 
 
 def cmd_check_config(args) -> int:
     config = load(args.file, environ={})
+    _web_config(config, None)  # what serve would load, checked the same way
     faults: list[str] = []
     if args.connect and config.collector("business")["enabled"]:
         from vigil_exporter.collectors.business import check_queries, configured_queries

@@ -5,6 +5,7 @@ Precedence: command-line flags > environment variables > the file > defaults.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,27 +25,45 @@ ENVIRONMENT = {
     "VIGIL_REDIS_URL": ("collectors", "redis", "instances", "main", "url"),
     "VIGIL_ALERT_LOG": ("alerts", "log_file"),
 }
+# Configuration key -> the command-line flag that overrides it.
+FLAGS = {"listen_address": "--listen", "log_level": "--log-level"}
 
 
 class ConfigError(Exception):
-    """A configuration that cannot be used; `faults` are "file: key: message" lines."""
+    """A configuration that cannot be used; `faults` are "key: message" lines of `source`.
 
-    def __init__(self, source: str, faults: list[str]):
+    A fault may also be a (source, message) pair when it comes from somewhere else than the
+    file (an environment variable, a flag). Secrets are redacted from every line."""
+
+    def __init__(self, source: str, faults: list[str | tuple[str, str]]):
+        from vigil_exporter.logs import redact
+
         self.source = source
-        self.faults = faults
-        super().__init__("\n".join(f"{source}: {f}" for f in faults))
+        self.faults = [f if isinstance(f, str) else f[1] for f in faults]
+        self.lines = [redact(f"{source}: {f}" if isinstance(f, str) else f"{f[0]}: {f[1]}")
+                      for f in faults]
+        super().__init__("\n".join(self.lines))
 
 
 def root_schema() -> Object:
     collectors = {name: cls.config_schema for name, cls in sorted(COLLECTORS.items())}
     return Object({
-        "listen_address": Str(DEFAULT_LISTEN, "HOST:PORT to serve on.", pattern=r".*:\d{1,5}"),
+        "listen_address": Str(DEFAULT_LISTEN, "HOST:PORT to serve on (port 0 to 65535; the host "
+                              "must resolve).", pattern=r".*:\d{1,5}"),
         "log_level": Str("info", "Log level.", choices=("debug", "info", "warning", "error")),
         "web": Object({
             "config_file": Str(None, "Exporter-toolkit web config (TLS, basic auth)."),
             "max_request_body_bytes": Int(1 << 20, "Largest request body accepted.", minimum=1024),
             "max_field_size": Int(8190, "Largest request header line accepted.", minimum=1024),
-            "shutdown_timeout": Duration("3s", "Grace period for open requests on SIGTERM."),
+            "shutdown_timeout": Duration("3s", "Grace period for open requests on SIGTERM; "
+                                               "then every connection is closed.", maximum=60),
+            "max_connections": Int(512, "Client connections open at once; a new one beyond "
+                                        "closes the least recently active. Lowered to fit the "
+                                        "open-file limit.", minimum=1),
+            "idle_timeout": Duration("60s", "A connection that sends nothing for this long is "
+                                            "closed (before, between or inside requests)."),
+            "write_timeout": Duration("10s", "A connection whose client reads nothing of its "
+                                             "answer for this long is closed."),
         }),
         "alerts": Object({
             "log_file": Str("vigil-alerts.jsonl",
@@ -52,7 +71,27 @@ def root_schema() -> Object:
             "max_body_bytes": Int(1 << 20, "Largest webhook body accepted.", minimum=1024),
         }),
         "collectors": Object(collectors),
-    })
+    }, check=_check_listen_address)
+
+
+def split_listen_address(address: str) -> tuple[str, int]:
+    """("0.0.0.0", 9477) of "0.0.0.0:9477"; "[::1]:9477" gives "::1"; no host: every address."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _check_listen_address(data: dict, path: str, errors: Errors) -> None:
+    """What `serve` binds must be a real port on a host that resolves, so that check-config
+    accepts exactly what serve can run."""
+    host, port = split_listen_address(data["listen_address"])
+    if port > 65535:
+        errors.add("listen_address", f"expected a port from 0 to 65535, got {port}")
+        return
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        errors.add("listen_address", f'cannot resolve the host "{host}": '
+                                     f"{getattr(exc, 'strerror', None) or exc}")
 
 
 @dataclass
@@ -73,25 +112,58 @@ class Config:
 
 def load(path: str | os.PathLike | None = None, environ=None,
          overrides: dict | None = None) -> Config:
-    """Read, merge and validate; raise ConfigError naming every fault."""
+    """Read, merge and validate; raise ConfigError naming every fault, and for a value that
+    came from an environment variable or a flag, that variable or flag."""
     environ = os.environ if environ is None else environ
     path = path or environ.get("VIGIL_CONFIG")
     source = str(path) if path else "defaults"
-    raw = _read_file(path) if path else {}
+    raw = read_yaml(path) if path else {}
+    origins: dict[tuple[str, ...], str] = {}  # key path -> the variable or flag that set it
     for var, keys in ENVIRONMENT.items():
         value = _from_environment(var, environ)
-        if value:
+        if value is not None:
             _set(raw, keys, value)
+            origins[keys] = var if var in environ else f"{var}_FILE"
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            _set(raw, tuple(dotted.split(".")), value)
+            keys = tuple(dotted.split("."))
+            _set(raw, keys, value)
+            origins[keys] = FLAGS.get(dotted, f"--{dotted}")
+    _register_urls(raw)
     _apply_embedded_default(raw)
     errors = Errors()
     data = root_schema().validate(raw, "", errors)
     faults = [str(f) for f in errors.faults] or cross_section_faults(data)
     if faults:
-        raise ConfigError(source, faults)
+        raise ConfigError(source, [_blame(fault, origins) for fault in faults])
     return Config(data, source)
+
+
+def _blame(fault: str, origins: dict[tuple[str, ...], str]) -> str | tuple[str, str]:
+    """A fault about a value from the environment or a flag is that variable's or flag's."""
+    for keys, origin in origins.items():
+        dotted = ".".join(keys)
+        if fault.startswith(dotted + ":") or fault.startswith(dotted + "."):
+            return origin, fault
+    return fault
+
+
+def _register_urls(raw: dict) -> None:
+    """Tell the log redaction every configured URL before anything can print one."""
+    from vigil_exporter.logs import register_url
+
+    collectors = raw.get("collectors") if isinstance(raw, dict) else None
+    for section, entries in (("database", "databases"), ("redis", "instances")):
+        named = _get(collectors, section, entries)
+        for entry in named.values() if isinstance(named, dict) else ():
+            if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+                register_url(entry["url"])
+
+
+def _get(node, *keys):
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
 
 
 def cross_section_faults(data: dict) -> list[str]:
@@ -105,49 +177,101 @@ def cross_section_faults(data: dict) -> list[str]:
 
 
 def _from_environment(var: str, environ) -> str | None:
-    """VAR, or the content of the file named by VAR_FILE (Docker secrets)."""
-    if environ.get(var):
-        return environ[var]
+    """VAR, or the content of the file named by VAR_FILE (Docker secrets); None when neither
+    is set. A variable or file that is set but empty is an error, not "unset": an empty
+    VIGIL_DATABASE_URL must not quietly mean the embedded SQLite file."""
+    if var in environ:
+        value = environ[var]
+        if not value.strip():
+            raise ConfigError(var, ["is set but empty (unset it to use the default)"])
+        return value.strip()
     secret_file = environ.get(f"{var}_FILE")
-    if not secret_file:
+    if secret_file is None:
         return None
+    if not secret_file.strip():
+        raise ConfigError(f"{var}_FILE", ["is set but empty (expected the path of a file)"])
     try:
-        return Path(secret_file).read_text(encoding="utf-8").strip()
+        value = Path(secret_file).read_bytes().decode("utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"{var}_FILE", [f"cannot read {secret_file}: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{var}_FILE", [f"{secret_file}: {_not_utf8(exc)}"]) from None
+    if not value:
+        raise ConfigError(f"{var}_FILE", [f"{secret_file} is empty"])
+    return value
 
 
-def _read_file(path) -> dict:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one
+    silently, so half of a config would be ignored)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: the base class names it
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {first.start_mark.line + 1})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path, *, mapping: bool = True):
+    """The document of a YAML file that must be UTF-8 text without duplicate keys; a mapping
+    unless `mapping` is False. Any fault is a ConfigError naming the file (and the line)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_bytes().decode("utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [_not_utf8(exc)]) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(str(path), [f"{where}not valid YAML: {problem}"]) from None
     if raw is None:
-        return {}
-    if not isinstance(raw, dict):
+        return {} if mapping else None
+    if mapping and not isinstance(raw, dict):
         raise ConfigError(str(path), [f"expected a mapping at the top level, got {type(raw).__name__}"])
     return raw
 
 
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    return (f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8")
+
+
 def _set(raw: dict, keys: tuple[str, ...], value) -> None:
+    """Set a key path; a section of the wrong type is left for validation to report."""
     node = raw
     for key in keys[:-1]:
         child = node.get(key)
-        if not isinstance(child, dict):
+        if child is None:
             child = node[key] = {}
+        if not isinstance(child, dict):
+            return
         node = child
     node[keys[-1]] = value
 
 
 def _apply_embedded_default(raw: dict) -> None:
     """No database configured at all: use the embedded SQLite file."""
-    db = raw.setdefault("collectors", {}).setdefault("database", {})
+    collectors = raw.setdefault("collectors", {})
+    if collectors is None:
+        collectors = raw["collectors"] = {}
+    if not isinstance(collectors, dict):
+        return
+    db = collectors.setdefault("database", {})
+    if db is None:
+        db = collectors["database"] = {}
     if isinstance(db, dict) and not db.get("databases"):
         db["databases"] = {"main": {"url": DEFAULT_SQLITE}}

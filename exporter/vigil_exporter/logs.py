@@ -7,28 +7,66 @@ import logging
 import re
 import sys
 import time
-from urllib.parse import urlsplit, urlunsplit
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
+# A password in URL-like text: "scheme://user:pw@", "scheme:/user:pw@" or a bare "user:pw@host".
+# The password may hold any character but white space and quotes (generated passwords hold "/");
+# it runs to the last "@" of the word, so what is left shown is a host.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>(?:\b[a-zA-Z][a-zA-Z0-9+.-]*:/*)?[\w.~%+-]*)"
+    r":(?P<pw>[^\s'\"<>]*)@(?=[^\s@'\"<>]*(?:[\s'\"<>]|$))")
 _QUERY_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd|secret|token)=([^&\s]+)")
+HIDDEN = "***"
+# Configured secrets (URLs and the passwords in them) that no output may show, whatever shape
+# the text around them has: they are replaced wherever they appear.
+_SECRETS: dict[str, str] = {}
+
+
+def register_url(url: str) -> None:
+    """Remember a configured URL: from now on every redacted text shows it only as
+    `redact_url(url)`, and its password nowhere."""
+    if not isinstance(url, str) or not url.strip():
+        return
+    safe = redact_url(url)
+    if safe != url:
+        _SECRETS[url] = safe
+    password = url_password(url)
+    if password and len(password) >= 3:  # shorter ones would hide ordinary words
+        _SECRETS[password] = HIDDEN
+
+
+def url_password(url: str) -> str | None:
+    """The password of a URL, parsed as the exporter's drivers parse it; for text that is not a
+    URL, whatever sits between the first ":" after the user and the last "@"."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).password
+    except Exception:  # noqa: BLE001 - any text that does not parse as a URL
+        match = _URL_PASSWORD.search(url)
+        return match["pw"] if match else None
 
 
 def redact(text: str) -> str:
-    """Hide passwords in URLs and `password=` parameters inside any text."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
-    return _QUERY_PASSWORD.sub(lambda m: f"{m.group(1)}=***", text)
+    """Hide configured secrets, passwords in URL-like words and `password=` parameters."""
+    text = str(text)
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, _SECRETS[secret])
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}:{HIDDEN}@", text)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m.group(1)}={HIDDEN}", text)
 
 
 def redact_url(url: str) -> str:
-    """A URL safe to show: the password replaced by ***."""
+    """A URL safe to show, made from the parsed URL: its password replaced by ***. Text that
+    does not parse as a URL is not shown at all (it may be a password with a typo around it)."""
     try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return redact(url)
-        host = parts.netloc.rpartition("@")[2]
-        return redact(urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}")))
-    except ValueError:
-        return redact(url)
+        from sqlalchemy.engine import make_url
+        parsed = make_url(url)
+        if parsed.host and "@" in parsed.host:  # an unencoded "@" in the password
+            parsed = parsed.set(host="***")
+        return parsed.render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - any text that does not parse as a URL
+        scheme = re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*(?=:/)", str(url))
+        return f"<a {scheme[0] + ' ' if scheme else ''}URL that does not parse, not shown>"
 
 
 class JsonFormatter(logging.Formatter):
@@ -81,22 +119,29 @@ def _bad_request_filter(record: logging.LogRecord) -> bool:
 
 
 class FailureLog:
-    """Log an expected failure once per cause, and once when it recovers.
+    """Log an expected failure once per outage, and once when it recovers.
 
-    `failed(key, cause)` logs only when the cause of `key` changes; `recovered(key)` logs only
-    when `key` was failing. A dead Redis polled every 15 s therefore writes two lines, not
-    one per poll.
+    `failed(key, cause)` logs only when `key` starts failing: a cause whose text changes while
+    the outage lasts (PostgreSQL alternating between two refusal messages) is kept for
+    `cause(key)` but not logged again. `recovered(key)` logs only when `key` was failing. A dead
+    Redis polled every 15 s therefore writes two lines, not one per poll.
     """
 
     def __init__(self, logger: logging.Logger):
         self.logger = logger
         self._causes: dict[str, str] = {}
 
-    def failed(self, key: str, cause: str, **fields) -> None:
+    def failed(self, key: str, cause: str, **fields) -> bool:
+        """Record the failure; True when this call logged it (the outage began)."""
         cause = redact(cause)
-        if self._causes.get(key) != cause:
-            self._causes[key] = cause
+        first = key not in self._causes
+        self._causes[key] = cause
+        if first:
             self.logger.warning("%s failing: %s", key, cause, extra={"fields": fields})
+        return first
+
+    def failing(self, key: str) -> bool:
+        return key in self._causes
 
     def recovered(self, key: str, **fields) -> None:
         if self._causes.pop(key, None) is not None:

@@ -53,13 +53,16 @@ class Scheduler:
         try:
             while True:
                 if current is not None and not current.done():
-                    job.skipped += 1
-                    log.warning("%s still running after %.0fs: skipped this run",
-                                job.name, job.interval)
+                    job.skipped += 1  # logged once until a run starts on time again
+                    self._failures.failed(f"{job.name} schedule", "a run takes longer than "
+                                          f"the {job.interval:g}s interval: skipping runs")
                 else:
+                    if self._failures.failing(f"{job.name} schedule"):
+                        self._failures.recovered(f"{job.name} schedule",
+                                                 skipped_total=job.skipped)
                     current = asyncio.create_task(self._run(job))
-                due += job.interval
-                await asyncio.sleep(max(0.0, due - loop.time()))
+                due = max(due + job.interval, loop.time())  # after a stall: no burst
+                await asyncio.sleep(due - loop.time())
         finally:
             if current is not None:
                 current.cancel()

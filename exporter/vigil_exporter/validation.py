@@ -114,14 +114,17 @@ class Bool(Field):
 
 
 class Int(Field):
-    def __init__(self, default: Any = _MISSING, help: str = "", minimum: int | None = None):
+    def __init__(self, default: Any = _MISSING, help: str = "", minimum: int | None = None,
+                 maximum: int | None = None):
         super().__init__(default, help)
-        self.minimum = minimum
-        self.expected = "a whole number" + (f" >= {minimum}" if minimum is not None else "")
+        self.minimum, self.maximum = minimum, maximum
+        self.expected = "a whole number" + (f" >= {minimum}" if minimum is not None else "") + (
+            f" <= {maximum}" if maximum is not None else "")
 
     def validate(self, value, path, errors):
         if isinstance(value, bool) or not isinstance(value, int) or (
-                self.minimum is not None and value < self.minimum):
+                self.minimum is not None and value < self.minimum) or (
+                self.maximum is not None and value > self.maximum):
             return self.fail(value, path, errors)
         return value
 
@@ -173,19 +176,28 @@ def format_duration(seconds: float) -> str:
 
 
 class Duration(Field):
-    """A duration such as "15s"; validated into seconds (float). Bare numbers mean seconds."""
+    """A duration such as "15s"; validated into seconds (float). Bare numbers mean seconds.
 
-    expected = 'a duration like "15s"'
+    Always finite and within [minimum, maximum] (by default 1ms to 365d), so that no value
+    that passes validation can flood the log (a 0.1 ms interval) or overflow a timer (.inf)."""
+
+    def __init__(self, default: Any = _MISSING, help: str = "", minimum: float = 0.001,
+                 maximum: float = 365 * 86400):
+        super().__init__(default, help)
+        self.minimum, self.maximum = minimum, maximum
+        self.expected = 'a duration like "15s"'
 
     def validate(self, value, path, errors):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            return float(value)
-        try:
-            seconds = parse_duration(value)
-        except ValueError:
-            return self.fail(value, path, errors)
-        if seconds <= 0:
-            return self.fail(value, path, errors)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            try:
+                seconds = parse_duration(value)
+            except ValueError:
+                return self.fail(value, path, errors)
+        if not self.minimum <= seconds <= self.maximum:  # also false for NaN
+            return errors.add(path, f"expected a duration from {format_duration(self.minimum)} "
+                                    f"to {format_duration(self.maximum)}, got {_show(value)}")
         return seconds
 
 

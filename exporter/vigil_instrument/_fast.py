@@ -79,8 +79,9 @@ class HttpSeries:
     the heap, which keeps its cost flat as routes are added.
     """
 
-    def __init__(self, specs):
+    def __init__(self, specs, extra_on_histograms: bool = False):
         self._counter, *self._histograms = specs
+        self._extra_on_histograms = extra_on_histograms
         self._bounds = [tuple(spec.buckets) + (INF,) for spec in self._histograms]
         self._offsets = []  # index of each histogram's sum; its buckets follow
         size = 0
@@ -89,15 +90,17 @@ class HttpSeries:
             size += 1 + len(bounds)
         self._size = size
         self._lock = threading.Lock()
-        self._groups: dict[tuple[str, str], array] = {}
-        self._counts: dict[tuple[str, str, str], array] = {}
+        self._groups: dict[tuple[str, ...], array] = {}   # (method, route[, per-request labels])
+        self._counts: dict[tuple[str, ...], array] = {}   # (method, route, status[, per-request labels])
 
-    def recorder(self, method: str, route: str, status: str) -> Callable[[float, int, int], None]:
+    def recorder(self, method: str, route: str, status: str,
+                 extra: tuple[str, ...] = ()) -> Callable[[float, int, int], None]:
+        group_key = (method, route, *extra) if self._extra_on_histograms else (method, route)
         with self._lock:
-            group = self._groups.get((method, route))
+            group = self._groups.get(group_key)
             if group is None:
-                group = self._groups[(method, route)] = array("d", bytes(8 * self._size))
-            count = self._counts.setdefault((method, route, status), array("d", [0.0]))
+                group = self._groups[group_key] = array("d", bytes(8 * self._size))
+            count = self._counts.setdefault((method, route, status, *extra), array("d", [0.0]))
         lock = self._lock
         (d_bounds, q_bounds, r_bounds), (d, q, r) = self._bounds, self._offsets
 

@@ -27,17 +27,20 @@ class HttpRecorder:
 
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
+        self.labels = metrics.request_labels  # BoundLabels or None
         # inc(+1) / inc(-1) of the in-flight gauge, per method label
         self.in_flight = {method: incrementer(metrics.http_in_flight.labels(method))
                           for method in (*STANDARD_METHODS, OTHER_METHOD)}
         self.entries: dict[Hashable, Callable[[float, int, int], None]] = {}
         self._route_refs: list = []
 
-    def resolve(self, key: Hashable, method: str, route: str, status: int, route_object=None):
+    def resolve(self, key: Hashable, method: str, route: str, status: int, route_object=None,
+                extra: tuple[str, ...] = ()):
         """`record(seconds, bytes received, bytes sent or -1)` for `key`. Middlewares look
         `entries` up themselves and call this only on a miss. Keys may hold `id(route_object)`;
-        the object is kept alive here so that its id stays unique."""
-        entry = self.metrics.http_recorder(method, route, status)
+        the object is kept alive here so that its id stays unique. `extra`: the per-request
+        label values."""
+        entry = self.metrics.http_recorder(method, route, status, extra)
         if len(self.entries) < CHILD_CACHE_SIZE:
             self.entries[key] = entry
             if route_object is not None:

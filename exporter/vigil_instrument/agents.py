@@ -1,6 +1,6 @@
-"""Agents, agent-to-agent messages, tools, LLM calls and caches.
+"""Agents, agent-to-agent messages, tools and caches.
 
-`track_agent`, `track_tool`, `track_message` and `track_llm` are each both a decorator (for
+`track_agent`, `track_tool` and `track_message` are each both a decorator (for
 sync and async functions) and a context manager (`with` and `async with`):
 
     @track_agent("planner", metrics=metrics)
@@ -9,21 +9,18 @@ sync and async functions) and a context manager (`with` and `async with`):
     with track_tool("web_search", metrics=metrics):
         results = search(query)
 
-    async with track_llm("openai", "gpt-4o", prices=PRICES, metrics=metrics) as call:
-        reply = await client.chat(...)
-        call.usage(prompt_tokens=reply.usage.prompt_tokens,
-                   completion_tokens=reply.usage.completion_tokens)
-
-An exception marks the execution status="error" and propagates unchanged.
+An exception marks the execution status="error" and propagates unchanged. `track_llm` is in
+llm.py. While `track_agent` runs, the agent is the context's (`context.agent_var`): LLM calls
+made inside are counted under it.
 """
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from time import perf_counter
 
+from .context import agent_var, restore
 from .metrics import Metrics, resolve
 
 SUCCESS = "success"
@@ -95,11 +92,13 @@ class track_agent(_Tracked):
 
     def _begin(self):
         self._running.inc()
-        return perf_counter()
+        return perf_counter(), agent_var.set(self._agent)
 
-    def _end(self, started, exc, result=None) -> None:
+    def _end(self, state, exc, result=None) -> None:
+        started, token = state
         self._duration.observe(perf_counter() - started)
         self._running.dec()
+        restore(agent_var, token)
         status = SUCCESS if exc is None else ERROR
         self._m.agent_executions.labels(self._agent, status).inc()
         if exc is not None:
@@ -142,92 +141,3 @@ def record_agent_message(source_agent: str, target_agent: str, message_type: str
 def record_cache(cache: str, hit: bool, *, metrics: Metrics | None = None) -> None:
     m = resolve(metrics)
     (m.cache_hits if hit else m.cache_misses).labels(cache).inc()
-
-
-@dataclass(frozen=True)
-class Price:
-    """USD per million tokens."""
-    prompt: float
-    completion: float
-
-
-class PriceTable:
-    """Prices by (provider, model), with (provider, "*") as a provider-wide fallback.
-
-    PriceTable({("openai", "gpt-4o"): Price(2.50, 10.00), ("local", "*"): Price(0, 0)})
-    """
-
-    def __init__(self, prices: Mapping[tuple[str, str], Price | tuple[float, float]] | None = None):
-        self._prices: dict[tuple[str, str], Price] = {}
-        for key, price in (prices or {}).items():
-            self.set(*key, price)
-
-    def set(self, provider: str, model: str, price: Price | tuple[float, float]) -> None:
-        self._prices[(provider, model)] = price if isinstance(price, Price) else Price(*price)
-
-    def price(self, provider: str, model: str) -> Price | None:
-        return self._prices.get((provider, model)) or self._prices.get((provider, "*"))
-
-    def cost(self, provider: str, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """USD for the tokens, or None when the model has no price."""
-        price = self.price(provider, model)
-        if price is None:
-            return None
-        return (prompt_tokens * price.prompt + completion_tokens * price.completion) / 1_000_000
-
-
-def openai_usage(result) -> tuple[int, int] | None:
-    """(prompt, completion) tokens from an OpenAI-style result: `.usage` object or dict."""
-    usage = result.get("usage") if isinstance(result, Mapping) else getattr(result, "usage", None)
-    if usage is None:
-        return None
-    if isinstance(usage, Mapping):
-        return usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-    return getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0)
-
-
-class track_llm(_Tracked):
-    """llm_requests_total{provider,model,status}, llm_request_duration_seconds{provider,model},
-    llm_tokens_total{provider,model,type}, llm_cost_usd_total{provider,model}.
-
-    Tokens come from `call.usage(...)` inside a `with` block, or, for a decorated function,
-    from its return value through `usage_from` (default: OpenAI-style `.usage`). The cost is
-    counted only for models that have a price in `prices`.
-    """
-
-    def __init__(self, provider: str, model: str, *, prices: PriceTable | None = None,
-                 usage_from: Callable[[object], tuple[int, int] | None] = openai_usage,
-                 metrics: Metrics | None = None):
-        self._m = resolve(metrics)
-        self._provider = provider
-        self._model = model
-        self._prices = prices
-        self._usage_from = usage_from
-        self._tokens: tuple[int, int] | None = None
-
-    def usage(self, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
-        self._tokens = (prompt_tokens, completion_tokens)
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        self._end(self._state, exc, None, self._tokens)
-        return False
-
-    def _end(self, started, exc, result=None, tokens=None) -> None:
-        m, provider, model = self._m, self._provider, self._model
-        m.llm_duration.labels(provider, model).observe(perf_counter() - started)
-        m.llm_requests.labels(provider, model, SUCCESS if exc is None else ERROR).inc()
-        if tokens is None and result is not None:
-            tokens = self._usage_from(result)
-        if tokens is not None:
-            self.record_tokens(*tokens)
-
-    def record_tokens(self, prompt_tokens: int, completion_tokens: int) -> None:
-        m, provider, model = self._m, self._provider, self._model
-        if prompt_tokens:
-            m.llm_tokens.labels(provider, model, "prompt").inc(prompt_tokens)
-        if completion_tokens:
-            m.llm_tokens.labels(provider, model, "completion").inc(completion_tokens)
-        if self._prices is not None:
-            cost = self._prices.cost(provider, model, prompt_tokens, completion_tokens)
-            if cost:
-                m.llm_cost.labels(provider, model).inc(cost)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from time import perf_counter
 
 from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
+from .context import tenant_var
 from .logging import accept_request_id, new_request_id, request_id_var
 from .metrics import Metrics, resolve
 
@@ -25,6 +26,8 @@ class PrometheusMiddleware:
                  exclude_paths: Iterable[str] = DEFAULT_EXCLUDE, request_id: bool = True):
         self.app = app
         self.recorder = HttpRecorder(resolve(metrics))
+        self._labels = self.recorder.labels
+        self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
         self._in_flight, self._entries = self.recorder.in_flight, self.recorder.entries
         self._excluded_exact, self._excluded_prefixes = exclusions(exclude_paths)
         self.request_id = request_id
@@ -72,6 +75,9 @@ class PrometheusMiddleware:
                     message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        labels = self._labels
+        if self._tenant_early:
+            tenant_token = tenant_var.set(labels.early(scope, _source))
         in_flight = self._in_flight[method]
         in_flight(1)
         start = perf_counter()
@@ -83,17 +89,35 @@ class PrometheusMiddleware:
             if status == 0:  # the app raised before answering: the server answers 500
                 status, sent = 500, -1
             route = scope.get("route")
+            extra = () if labels is None else labels.read(scope, _source)
             if route is None or status == 405:
-                key = (method, None, None, status)
-            else:
-                key = (method, id(route), scope.get("root_path", ""), status)  # routes may be unhashable
+                key = (method, None, None, status, extra)
+            else:  # routes may be unhashable
+                key = (method, id(route), scope.get("root_path", ""), status, extra)
             record = self._entries.get(key)
             if record is None:
                 record = self.recorder.resolve(
-                    key, method, _route_label(route, scope, base_root, status), status, route)
+                    key, method, _route_label(route, scope, base_root, status), status, route, extra)
             record(elapsed, received, sent)
             if id_header is not None:
                 request_id_var.reset(token)
+            if self._tenant_early:
+                tenant_var.reset(tenant_token)
+
+
+def _source(scope, kind: str, key: str):
+    """A per-request label's raw value (see request_labels.py); path parameters and state are
+    there once the application has run."""
+    if kind == "header":
+        name = key.lower().encode("latin-1")
+        for header, value in scope["headers"]:
+            if header == name:
+                return value.decode("latin-1")
+        return None
+    if kind == "path_param":
+        return scope.get("path_params", {}).get(key)
+    state = scope.get("state")
+    return None if state is None else state.get(key)
 
 
 def _route_label(route, scope, base_root: str, status: int) -> str:

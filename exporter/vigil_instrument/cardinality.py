@@ -10,7 +10,10 @@ import threading
 from collections.abc import Iterable, Mapping
 
 OTHER = "other"
+NONE = "none"  # no value (no tenant, no agent): never takes a place under the cap
 DEFAULT_MAX_VALUES = 500
+# Labels that multiply other labels' series get tighter default caps.
+LABEL_MAX_VALUES = {"tenant": 100, "agent": 50}
 ID_PREFIX_CHARS = 8
 
 
@@ -30,7 +33,7 @@ class LabelLimiter:
         self._lock = threading.Lock()
 
     def __call__(self, value: str) -> str:
-        if value in self._seen:
+        if value in self._seen or value == NONE or value == OTHER:
             return value
         if self.allow is not None and value not in self.allow:
             return OTHER
@@ -45,7 +48,8 @@ class Cardinality:
     """The label policy of one `Metrics` object.
 
     allow:       {label: allowed values}; anything else is recorded as "other".
-    max_values:  {label: cap} on distinct values, overriding `default_max_values`.
+    max_values:  {label: cap} on distinct values, overriding `default_max_values` (and the
+                 tighter defaults of LABEL_MAX_VALUES: tenant 100, agent 50).
     identities:  record hashed user / API-key ids (`auth_requests_by_principal_total`).
     id_salt:     secret prefix for the id hash, so that small or guessable ids cannot be
                  recovered by hashing candidates.
@@ -66,9 +70,24 @@ class Cardinality:
         """One limiter per label name, shared by every family that has the label."""
         limiter = self._limiters.get(label)
         if limiter is None:
-            limiter = self._limiters[label] = LabelLimiter(
-                self._allow.get(label), self._max_values.get(label, self.default_max_values))
+            limiter = self._limiters[label] = LabelLimiter(self._allow.get(label), self.max_values(label))
         return limiter
+
+    def set_default_caps(self, max_values: Mapping[str, int | None]) -> None:
+        """Caps declared elsewhere (per-request labels) for labels this policy does not cap
+        itself; before any value of them is recorded."""
+        for label, cap in max_values.items():
+            if label in self._limiters:
+                raise ValueError(f"label {label!r} is already in use: declare its cap before recording")
+            self._max_values.setdefault(label, cap)
+
+    def max_values(self, label: str) -> int | None:
+        """The cap of `label`: its own setting, else the tighter of its built-in default and
+        `default_max_values`."""
+        if label in self._max_values:
+            return self._max_values[label]
+        caps = [cap for cap in (LABEL_MAX_VALUES.get(label), self.default_max_values) if cap is not None]
+        return min(caps) if caps else None
 
     def identity(self, value: object) -> str:
         return hash_id(value, self.id_salt)

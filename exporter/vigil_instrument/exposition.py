@@ -21,15 +21,17 @@ from prometheus_client.multiprocess import mark_process_dead as _mark_process_de
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def exposition_registry(registry: CollectorRegistry | None = None) -> CollectorRegistry:
-    """What a scrape should read: `registry` (default REGISTRY), or in multiprocess mode a
-    registry aggregating every worker's files."""
+def exposition_registry(source=None) -> CollectorRegistry:
+    """What a scrape should read: `source` (a `Metrics` object or a registry; default the
+    default REGISTRY), or in multiprocess mode a registry aggregating every worker's files."""
     path = os.environ.get(MULTIPROC_ENV)
     if path:
         aggregate = CollectorRegistry()
         MultiProcessCollector(aggregate, path=path)
         return aggregate
-    return REGISTRY if registry is None else registry
+    if source is None:
+        return REGISTRY
+    return getattr(source, "registry", source)
 
 
 def mark_process_dead(pid: int) -> None:
@@ -50,8 +52,9 @@ def render(registry: CollectorRegistry, accept: str = "", accept_encoding: str =
     return body, headers
 
 
-def aiohttp_metrics_handler(registry: CollectorRegistry | None = None):
-    """An aiohttp handler: `app.router.add_get("/metrics", aiohttp_metrics_handler())`."""
+def aiohttp_metrics_handler(registry=None):
+    """An aiohttp handler serving `registry` (a `Metrics` object or a registry):
+    `app.router.add_get("/metrics", aiohttp_metrics_handler(metrics))`."""
     from aiohttp import web
 
     source = exposition_registry(registry)
@@ -67,7 +70,7 @@ class MetricsApp:
     """An ASGI app serving the exposition; a class, not a function, so that Starlette's Route
     treats it as an ASGI app rather than a request handler."""
 
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry=None):
         self.source = exposition_registry(registry)
 
     async def __call__(self, scope, receive, send):
@@ -80,6 +83,19 @@ class MetricsApp:
         await send({"type": "http.response.body", "body": body})
 
 
-def asgi_metrics_app(registry: CollectorRegistry | None = None) -> MetricsApp:
-    """`app.add_route("/metrics", asgi_metrics_app())` (FastAPI / Starlette)."""
+def asgi_metrics_app(registry=None) -> MetricsApp:
+    """`app.add_route("/metrics", asgi_metrics_app(metrics))` (FastAPI / Starlette); `registry`
+    is a `Metrics` object or a registry."""
     return MetricsApp(registry)
+
+
+def wsgi_metrics_app(registry=None):
+    """A WSGI app serving the exposition of `registry` (a `Metrics` object or a registry); Flask:
+    `instrument_flask(..., metrics_path=)`, Django: `vigil_instrument.django.metrics_view`."""
+    source = exposition_registry(registry)
+
+    def metrics_app(environ, start_response):
+        body, headers = render(source, environ.get("HTTP_ACCEPT", ""), environ.get("HTTP_ACCEPT_ENCODING", ""))
+        start_response("200 OK", [*headers.items(), ("Content-Length", str(len(body)))])
+        return [body]
+    return metrics_app

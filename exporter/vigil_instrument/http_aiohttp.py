@@ -19,6 +19,7 @@ from time import perf_counter
 from aiohttp import web
 
 from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
+from .context import tenant_var
 from .logging import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from .metrics import Metrics, resolve
 
@@ -28,6 +29,8 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
     """The middleware; put it first in `middlewares` so that it sees every other one's work."""
     recorder = HttpRecorder(resolve(metrics))
     entries = recorder.entries
+    labels = recorder.labels
+    tenant_early = labels is not None and labels.tenant_index is not None
     in_flight_by_method = recorder.in_flight
     excluded_exact, excluded_prefixes = exclusions(exclude_paths)
 
@@ -40,6 +43,8 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
         if request_id:
             rid = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
             token = request_id_var.set(rid)
+        if tenant_early:
+            tenant_token = tenant_var.set(labels.early(request, _source))
         in_flight = in_flight_by_method[method]
         in_flight(1)
         start = perf_counter()
@@ -64,17 +69,29 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
             elapsed = perf_counter() - start
             in_flight(-1)
             resource = request.match_info.route.resource
-            key = (method, resource, status)
+            extra = () if labels is None else labels.read(request, _source)
+            key = (method, resource, status, extra)
             record = entries.get(key)
             if record is None:
                 label = UNMATCHED if resource is None else resource.canonical
-                record = recorder.resolve(key, method, label, status)
+                record = recorder.resolve(key, method, label, status, extra=extra)
             record(elapsed, request.content.total_bytes, -1 if response is None else response.body_length)
             if request_id:
                 request_id_var.reset(token)
+            if tenant_early:
+                tenant_var.reset(tenant_token)
         return response
 
     return prometheus_middleware
+
+
+def _source(request: web.Request, kind: str, key: str):
+    """A per-request label's raw value (see request_labels.py)."""
+    if kind == "header":
+        return request.headers.get(key)
+    if kind == "path_param":
+        return request.match_info.get(key)
+    return request.get(key)
 
 
 async def _send(response: web.StreamResponse, request: web.Request) -> None:

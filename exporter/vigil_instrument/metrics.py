@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from ._fast import HttpSeries, request_recorder
 from .cardinality import Cardinality
+from .request_labels import RequestLabels
 
 # Children cached per raw label tuple; past this many the cache stops growing (bounded memory
 # even if a caller feeds unbounded values: they all resolve to "other" anyway).
@@ -62,6 +63,19 @@ HTTP_REQUEST_FAMILIES = (
     FamilySpec("http_response_size_bytes", "histogram", "HTTP response bytes sent (streamed bodies included).",
                ("method", "route"), SIZE_BUCKETS),
 )
+
+
+def http_request_families(extra: tuple[str, ...] = (), histograms: bool = False) -> tuple[FamilySpec, ...]:
+    """The per-request families with per-request labels added (see request_labels.py): on the
+    counter, and on the histograms when asked for."""
+    if not extra:
+        return HTTP_REQUEST_FAMILIES
+    counter, *rest = HTTP_REQUEST_FAMILIES
+    families = [FamilySpec(counter.name, counter.type, counter.documentation, counter.labels + extra)]
+    for spec in rest:
+        labels = spec.labels + extra if histograms else spec.labels
+        families.append(FamilySpec(spec.name, spec.type, spec.documentation, labels, spec.buckets))
+    return tuple(families)
 
 
 def multiprocess_mode() -> bool:
@@ -136,7 +150,8 @@ def _build(spec: FamilySpec):
 class Metrics:
     """All service metric families (names per the Vigil contract), registered in `registry`."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, cardinality: Cardinality | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, cardinality: Cardinality | None = None,
+                 request_labels: RequestLabels | None = None):
         self.registry = REGISTRY if registry is None else registry
         self.cardinality = cardinality or Cardinality()
         self._collectors: list = []
@@ -145,14 +160,22 @@ class Metrics:
 
         # HTTP. Per-request families live in compact storage (see _fast.HttpSeries), except in
         # multiprocess mode, where values must go through prometheus_client's files.
+        self.request_labels = None
+        extra, on_histograms = (), False
+        if request_labels is not None:
+            self.cardinality.set_default_caps(request_labels.max_values)
+            self.request_labels = request_labels.bind(self.cardinality)
+            extra, on_histograms = request_labels.names, request_labels.histograms
+        http_families = http_request_families(extra, on_histograms)
+        self._http_extra_on_histograms = on_histograms
         self._http_series = None
         self._http_families = None
         if multiprocess_mode():
-            self._http_families = [f(spec) for spec in HTTP_REQUEST_FAMILIES]
+            self._http_families = [f(spec) for spec in http_families]
         else:
-            self._http_series = HttpSeries(HTTP_REQUEST_FAMILIES)
+            self._http_series = HttpSeries(http_families, on_histograms)
             self._collectors.extend(self._http_series.collectors())
-            self._specs.extend(HTTP_REQUEST_FAMILIES)
+            self._specs.extend(http_families)
         self.http_in_flight = f(_gauge(
             "http_requests_in_flight", "HTTP requests being served now.", ("method",)))
 
@@ -177,14 +200,18 @@ class Metrics:
             "tool_executions_total", "Tool executions by status (success|error).", ("tool", "status")))
         self.tool_duration = f(_histogram(
             "tool_execution_duration_seconds", "Tool execution duration.", ("tool",), TOOL_BUCKETS))
+        # LLM calls. Counters carry the (bounded) tenant and agent the call was made for.
         self.llm_requests = f(_counter(
-            "llm_requests_total", "LLM requests by status (success|error).", ("provider", "model", "status")))
+            "llm_requests_total", "LLM requests by status (success|error), tenant and agent.",
+            ("provider", "model", "status", "tenant", "agent")))
         self.llm_duration = f(_histogram(
             "llm_request_duration_seconds", "LLM request duration.", ("provider", "model"), LLM_BUCKETS))
         self.llm_tokens = f(_counter(
-            "llm_tokens_total", "LLM tokens used by type (prompt|completion).", ("provider", "model", "type")))
+            "llm_tokens_total", "LLM tokens used by type (prompt|completion), tenant and agent.",
+            ("provider", "model", "type", "tenant", "agent")))
         self.llm_cost = f(_counter(
-            "llm_cost_usd_total", "LLM cost in USD from the configured price table.", ("provider", "model")))
+            "llm_cost_usd_total", "LLM cost in USD from the configured price table, by tenant and agent.",
+            ("provider", "model", "tenant", "agent")))
         self.cache_hits = f(_counter("cache_hits_total", "Cache hits.", ("cache",)))
         self.cache_misses = f(_counter("cache_misses_total", "Cache misses.", ("cache",)))
 
@@ -246,15 +273,18 @@ class Metrics:
 
         self._register()
 
-    def http_recorder(self, method: str, route: str, status: int) -> Callable[[float, int, int], None]:
-        """`record(seconds, bytes received, bytes sent or -1)` for one request label set."""
+    def http_recorder(self, method: str, route: str, status: int,
+                      extra: tuple[str, ...] = ()) -> Callable[[float, int, int], None]:
+        """`record(seconds, bytes received, bytes sent or -1)` for one request label set;
+        `extra`: the per-request label values, already bounded."""
         method, route, status = (self.cardinality.limiter(name)(str(value)) for name, value in
                                  (("method", method), ("route", route), ("status", status)))
         if self._http_series is not None:
-            return self._http_series.recorder(method, route, status)
+            return self._http_series.recorder(method, route, status, extra)
         requests, *histograms = (family.metric for family in self._http_families)
-        return request_recorder(requests.labels(method, route, status),
-                                *(histogram.labels(method, route) for histogram in histograms))
+        on_histograms = extra if self._http_extra_on_histograms else ()
+        return request_recorder(requests.labels(method, route, status, *extra),
+                                *(histogram.labels(method, route, *on_histograms) for histogram in histograms))
 
     def families(self) -> list[FamilySpec]:
         """Every family this object registered, e.g. to generate documentation."""

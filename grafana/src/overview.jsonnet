@@ -18,7 +18,7 @@ v.dashboard(
     g.stat('Targets up', 'Scrape targets Prometheus reached on its last scrape, of all targets.', 'short',
            [g.target('sum(up{%s})' % sel(), 'up'), g.target('count(up{%s})' % sel(), 'targets')],
            graph=false, links=[v.runbook('TargetDown')]),
-    g.stat('Targets down', 'Scrape targets Prometheus could not reach on its last scrape. TargetDown fires when one stays down.', 'short',
+    g.stat('Targets down', 'Scrape targets Prometheus could not reach on its last scrape. TargetDown (a ticket) fires when more than 10 % of the targets of a job stay down for 10 minutes, JobDown (a page) when a whole job does.', 'short',
            [g.target('count(up{%s} == 0) or vector(0)' % sel())],
            thresholds=[g.threshold(1)], graph=false, links=[v.runbook('TargetDown')]),
     g.stat('Firing alerts', 'Alerts firing now, without the Watchdog heartbeat (which always fires).', 'short',

@@ -45,7 +45,7 @@ v.dashboard(
       g.target('vigil_redis_connected_clients{%s}' % sel(), 'connected {{redis}}'),
       g.target('vigil_redis_blocked_clients{%s}' % sel(), 'blocked {{redis}}'),
     ], w=8, min=0),
-    g.timeseries('Rejected connections', 'Connections refused per second because maxclients was reached. RedisRejectingConnections fires on any.', 'ops',
+    g.timeseries('Rejected connections', 'Connections refused per second because maxclients was reached. RedisRejectingConnections opens a ticket when rejections go on for 10 minutes.', 'ops',
                  [g.target(rate('vigil_redis_rejected_connections_total'), '{{redis}}')],
                  w=8, min=0, thresholds=[g.threshold(0)], links=[v.runbook('RedisRejectingConnections')]),
     g.timeseries('Evicted and expired keys', 'Keys evicted to stay under maxmemory and keys that expired, per second.', 'ops', [

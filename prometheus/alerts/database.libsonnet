@@ -11,7 +11,10 @@ local lib = import '../lib/alert.libsonnet';
       rules: [
         alert('DatabaseDown', {
           severity: 'critical',
-          expr: 'vigil_db_up{%(exporterSelector)s} == 0' % p,
+          // The last probe within probeMemory: an exporter restart during the outage (no
+          // series for a few scrapes) keeps the page open instead of resolving and re-paging;
+          // the first successful probe resolves it.
+          expr: 'last_over_time(vigil_db_up{%(exporterSelector)s}[%(probeMemory)s]) == 0' % p,
           summary: 'A database does not answer.',
           description: 'Database {{ $labels.database }} probed by {{ $labels.instance }} does not answer its probe query (up = {{ $value }}).',
         }),
@@ -30,12 +33,14 @@ local lib = import '../lib/alert.libsonnet';
         }),
         alert('DatabaseProbeSlow', {
           severity: 'warning',
+          // The median over a window: one fast probe among slow ones does not reset `for`,
+          // one slow probe among fast ones does not start it.
           expr: |||
-            vigil_db_probe_duration_seconds{%(exporterSelector)s} > %(dbProbeSeconds)s
+            quantile_over_time(0.5, vigil_db_probe_duration_seconds{%(exporterSelector)s}[%(dbProbeSlow)s]) > %(dbProbeSeconds)s
             and on (job, instance, database) vigil_db_up{%(exporterSelector)s} == 1
           ||| % p,
           summary: 'A database answers slowly.',
-          description: 'The probe query of database {{ $labels.database }} from {{ $labels.instance }} takes {{ $value | humanizeDuration }}, above %(dbProbeSeconds)ss.' % p,
+          description: 'The median probe query of database {{ $labels.database }} from {{ $labels.instance }} over the last %(dbProbeSlow)s took {{ $value | humanizeDuration }}, above %(dbProbeSeconds)ss.' % p,
         }),
       ],
     }],

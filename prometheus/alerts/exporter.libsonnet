@@ -17,8 +17,9 @@ local lib = import '../lib/alert.libsonnet';
         }),
         alert('VigilCollectorStale', {
           severity: 'warning',
+          // Before its first success the timestamp is 0: VigilCollectorFailing speaks then.
           expr: |||
-            time() - vigil_collector_last_success_timestamp_seconds{%(exporterSelector)s}
+            time() - (vigil_collector_last_success_timestamp_seconds{%(exporterSelector)s} > 0)
               > %(staleIntervals)s * vigil_collector_interval_seconds{%(exporterSelector)s}
           ||| % p,
           summary: 'A Vigil collector has not succeeded for several intervals.',
@@ -32,8 +33,9 @@ local lib = import '../lib/alert.libsonnet';
         }),
         alert('VigilBusinessQueryStale', {
           severity: 'warning',
+          // Before its first success the timestamp is 0: VigilBusinessQueryFailing speaks then.
           expr: |||
-            time() - vigil_business_query_last_success_timestamp_seconds{%(exporterSelector)s}
+            time() - (vigil_business_query_last_success_timestamp_seconds{%(exporterSelector)s} > 0)
               > %(staleIntervals)s * vigil_business_query_interval_seconds{%(exporterSelector)s}
           ||| % p,
           summary: 'A Vigil business query has not succeeded for several intervals.',

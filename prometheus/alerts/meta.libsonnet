@@ -4,6 +4,7 @@ local lib = import '../lib/alert.libsonnet';
 {
   prometheusAlerts+:: {
     local c = $._config,
+    local p = lib.params(c),
     local alert(name, spec) = lib.alert(c, name, spec { area: 'meta' }),
     groups+: [{
       name: 'vigil-meta',
@@ -17,10 +18,25 @@ local lib = import '../lib/alert.libsonnet';
           description: 'This alert fires all the time (value {{ $value }}) to prove that rules are evaluated and notifications delivered; raise the alarm when it stops arriving.',
         }),
         alert('TargetDown', {
+          // A ticket, as in kube-prometheus: a share of a job's targets down, whatever the job.
+          // One target of a job that users depend on is a page only when it is the whole job
+          // (JobDown); the symptoms it causes page through the SLOs.
+          severity: 'warning',
+          expr: |||
+            count by (job) (up{%(targetSelector)s} == 0)
+              / count by (job) (up{%(targetSelector)s})
+              > %(targetDownRatio)s
+          ||| % p,
+          summary: 'Targets of a scrape job are down.',
+          description: '{{ $value | humanizePercentage }} of the targets of job {{ $labels.job }} cannot be scraped, more than %(targetDownRatioPct)s.' % p,
+        }),
+        alert('JobDown', {
+          // The whole job gone: the exporter (every database, Redis, system and business alert
+          // goes blind) or an instrumented service (its SLO alerts go blind).
           severity: 'critical',
-          expr: 'up{%(targetSelector)s} == 0' % c,
-          summary: 'A scrape target is down.',
-          description: 'Prometheus cannot scrape {{ $labels.instance }} of job {{ $labels.job }} (up = {{ $value }}).',
+          expr: 'sum by (job) (up{%(criticalJobSelector)s}) == 0' % p,
+          summary: 'Every target of a scrape job is down.',
+          description: 'Prometheus cannot scrape any target of job {{ $labels.job }} (targets up = {{ $value }}); its alerts are blind.',
         }),
         alert('TargetAbsent', {
           // absent() keeps the job label of an equality matcher, so each selector is its own

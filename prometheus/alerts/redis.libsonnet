@@ -11,7 +11,9 @@ local lib = import '../lib/alert.libsonnet';
       rules: [
         alert('RedisDown', {
           severity: 'critical',
-          expr: 'vigil_redis_up{%(exporterSelector)s} == 0' % p,
+          // As DatabaseDown: the last answer within probeMemory, so that an exporter restart
+          // keeps the page open rather than resolving it and paging again.
+          expr: 'last_over_time(vigil_redis_up{%(exporterSelector)s}[%(probeMemory)s]) == 0' % p,
           summary: 'A Redis server does not answer.',
           description: 'Redis {{ $labels.redis }} watched by {{ $labels.instance }} does not answer (up = {{ $value }}).',
         }),
@@ -31,7 +33,8 @@ local lib = import '../lib/alert.libsonnet';
           description: 'Only {{ $value | humanizePercentage }} of key lookups in Redis {{ $labels.redis }} watched by {{ $labels.instance }} find their key, below %(cacheHitRatioPct)s.' % p,
         }),
         alert('RedisRejectingConnections', {
-          severity: 'critical',
+          // A ticket once rejections go on for `for`: a single one is no incident.
+          severity: 'warning',
           expr: 'increase(vigil_redis_rejected_connections_total{%(exporterSelector)s}[%(rejectedConnections)s]) > 0' % p,
           summary: 'Redis rejects client connections.',
           description: 'Redis {{ $labels.redis }} watched by {{ $labels.instance }} rejected {{ $value | humanize }} connections in the last %(rejectedConnections)s (maxclients reached).' % p,

@@ -3,8 +3,9 @@
 // spec: { severity: 'critical'|'warning'|'info', area: ..., expr: ..., summary: ...,
 //         description: ..., labels: {...} (optional),
 //         dashboardQuery: 'var-x=y' (optional, appended to the dashboard URL) }
-// The `for` window comes from config.forDurations[name]; runbook_url and dashboard_url are
-// generated from config, so every alert links to its own runbook section and its dashboard.
+// The `for` window comes from config.forDurations[name], `keep_firing_for` from
+// config.keepFiringFor[name] (alerts that would otherwise flap); runbook_url and dashboard_url
+// are generated from config, so every alert links to its own runbook section and its dashboard.
 {
   // A number as PromQL and people write it: 0.8, not 0.80000000000000004.
   num(x):: '%.15g' % x,
@@ -30,6 +31,7 @@
     expr: spec.expr,
     [if std.objectHas(c.forDurations, name) && c.forDurations[name] != '0s' then 'for']:
       c.forDurations[name],
+    [if std.objectHas(c.keepFiringFor, name) then 'keep_firing_for']: c.keepFiringFor[name],
     labels: { severity: spec.severity, area: spec.area } + std.get(spec, 'labels', {}),
     annotations: {
       summary: spec.summary,

@@ -9,6 +9,9 @@ from prometheus_client.metrics_core import Metric
 
 from vigil_exporter.validation import Bool, Duration, Field, Object, format_duration
 
+# The shortest refresh interval: a collector or query polled more often only loads its backend.
+MIN_INTERVAL = 0.1
+
 # Health states of one check, worst last.
 OK, DISABLED, DEGRADED, FAILING = "ok", "disabled", "degraded", "failing"
 
@@ -49,7 +52,8 @@ def collector_schema(interval: str, timeout: str, fields: dict[str, Field],
     """The config section of a collector: the common keys plus its own."""
     common = {
         "enabled": Bool(enabled, "Run this collector."),
-        "interval": Duration(interval, "How often the collector refreshes in the background."),
+        "interval": Duration(interval, "How often the collector refreshes in the background.",
+                             minimum=MIN_INTERVAL),
         "timeout": Duration(timeout, "How long one refresh may take before it counts as failed."),
     }
     return Object({**common, **fields}, check=check)

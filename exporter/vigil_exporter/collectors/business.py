@@ -27,7 +27,13 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from vigil_exporter.collectors.base import Collector, Job, collector_schema, refreshed_every
+from vigil_exporter.collectors.base import (
+    MIN_INTERVAL,
+    Collector,
+    Job,
+    collector_schema,
+    refreshed_every,
+)
 from vigil_exporter.collectors.sqlutil import make_engine
 from vigil_exporter.logs import describe_error
 from vigil_exporter.validation import (
@@ -75,7 +81,8 @@ QUERY = Object({
     "labels": List(Str(pattern=r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*"), list,
                    "Columns that become labels of the same name (NULL: empty value)."),
     "type": Str("gauge", "Metric type.", choices=("gauge", "counter")),
-    "interval": Duration(None, "How often the query runs (default: the collector's interval)."),
+    "interval": Duration(None, "How often the query runs (default: the collector's interval).",
+                         minimum=MIN_INTERVAL),
     "timeout": Duration(None, "How long one run may take (default: the collector's timeout)."),
     "max_series": Int(None, "Rows kept at most (default: the collector's max_series).",
                       minimum=1),

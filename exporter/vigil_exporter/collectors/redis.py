@@ -74,9 +74,26 @@ def _check(section: dict, path: str, errors: Errors) -> None:
         if not instance["url"].startswith(SCHEMES):
             errors.add(f"{prefix}.{name}.url", "expected a URL starting with "
                                                + ", ".join(SCHEMES))
+        elif (fault := url_fault(instance["url"])) is not None:
+            errors.add(f"{prefix}.{name}.url", fault)
         if instance["socket_timeout"] >= section["timeout"]:
             errors.add(f"{prefix}.{name}.socket_timeout", "must be shorter than the "
                        f"collector's timeout ({section['timeout']:g}s)")
+
+
+def url_fault(url: str) -> str | None:
+    """What redis-py would refuse in `url` when the exporter starts, in words that never repeat
+    the URL (its message quotes a piece of it, which may be a piece of the password)."""
+    import redis.asyncio as aioredis
+
+    try:
+        aioredis.ConnectionPool.from_url(url)
+    except ValueError as exc:
+        what = "the port is not a whole number from 0 to 65535" if "Port" in str(exc) \
+            else "redis-py cannot parse it"
+        return (f"not a usable Redis URL: {what} (a password holding /, @ or : must be "
+                "percent-encoded, e.g. %2F)")
+    return None
 
 
 @dataclass

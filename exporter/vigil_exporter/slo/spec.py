@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vigil_exporter.config import ConfigError, _read_file
+from vigil_exporter.config import ConfigError, read_yaml
 from vigil_exporter.validation import Errors, Float, Int, Object, Str, _hint, _show, parse_duration
 
 CONFIG_SOURCE = "prometheus/config.libsonnet (_config.slos)"
@@ -76,7 +76,7 @@ def read_file(path: str | Path, declared: dict) -> dict:
     """The `slos` mapping of an SLO file: name -> fields (merged into `declared`, the SLOs of
     the configuration, by the bundle), or None to remove a declared SLO. Raises ConfigError for
     a file that cannot be read or is not of that shape; check() validates the fields."""
-    raw = _read_file(path)
+    raw = read_yaml(path)
     faults = [f"{key}: unknown key" + _hint(str(key), ["slos"]) for key in raw if key != "slos"]
     slos = raw.get("slos")
     if not isinstance(slos, dict):

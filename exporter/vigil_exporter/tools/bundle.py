@@ -57,7 +57,7 @@ OUTPUTS = {
 
 # Key order in the generated YAML, as people write rules; anything else follows, sorted.
 GROUP_KEYS = ("name", "interval", "limit", "rules")
-RULE_KEYS = ("record", "alert", "expr", "for", "labels", "annotations")
+RULE_KEYS = ("record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations")
 ANNOTATION_KEYS = ("summary", "description", "runbook_url", "dashboard_url")
 
 

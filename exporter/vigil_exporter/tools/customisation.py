@@ -35,7 +35,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from vigil_exporter.config import ConfigError, _read_file
+from vigil_exporter.config import ConfigError, read_yaml
 from vigil_exporter.slo.spec import SEVERITIES, Matchers
 from vigil_exporter.validation import (
     Bool,
@@ -114,7 +114,7 @@ def read(path: str | Path) -> dict:
     """The file's mapping: YAML (or JSON), or Jsonnet evaluated with the checkout on its path."""
     path = Path(path)
     if path.suffix not in (".jsonnet", ".libsonnet"):
-        return _read_file(path)
+        return read_yaml(path)
     import json
 
     import _jsonnet

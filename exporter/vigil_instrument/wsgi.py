@@ -1,0 +1,150 @@
+"""WSGI middleware: the same HTTP families as aiohttp and ASGI, for Flask, Django or any WSGI app.
+
+The duration runs until the server closes the response iterable (PEP 3333), so it includes
+sending a streamed body, and the response size is the body bytes the app yielded. The request
+size is `CONTENT_LENGTH` (0 for a chunked upload). The route label is the template the
+framework matched, which its adapter leaves in the environ under `ROUTE_KEY` (`instrument_flask`,
+`vigil_instrument.django.RouteMiddleware`); a request without one is `route="unmatched"`. The
+middleware works in gunicorn's sync, threaded and gevent workers, and with
+PROMETHEUS_MULTIPROC_DIR across worker processes like the other middlewares.
+
+    app = WSGIMiddleware(app, metrics)      # a bare WSGI app: every request is "unmatched"
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from time import perf_counter
+
+from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
+from .context import restore, tenant_var
+from .logging import REQUEST_ID_HEADER, accept_request_id, request_id_var
+from .metrics import Metrics, resolve
+
+ROUTE_KEY = "vigil_instrument.route"              # the matched route template
+PATH_PARAMS_KEY = "vigil_instrument.path_params"  # the matched route's parameters
+_LABELS_KEY = "vigil_instrument.labels"           # the request labels, when a tenant is declared
+_REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
+
+
+class WSGIMiddleware:
+    def __init__(self, app, metrics: Metrics | None = None, *,
+                 exclude_paths: Iterable[str] = DEFAULT_EXCLUDE, request_id: bool = True):
+        self.app = app
+        self.recorder = HttpRecorder(resolve(metrics))
+        self._entries, self._in_flight = self.recorder.entries, self.recorder.in_flight
+        self._labels = self.recorder.labels
+        self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
+        self._excluded_exact, self._excluded_prefixes = exclusions(exclude_paths)
+        self.request_id = request_id
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path in self._excluded_exact or (self._excluded_prefixes and path.startswith(self._excluded_prefixes)):
+            return self.app(environ, start_response)
+        request = _Request(self, environ, METHOD_LABEL.get(environ.get("REQUEST_METHOD"), OTHER_METHOD))
+
+        def start(status: str, headers: list, exc_info=None):
+            request.status = int(status[:3])
+            if request.request_id is not None:
+                headers = [*headers, (REQUEST_ID_HEADER, request.request_id)]
+            return start_response(status, headers, exc_info)
+
+        try:
+            body = self.app(environ, start)
+        except BaseException:
+            request.status, request.sent = 500, -1  # the server answers 500
+            request.finish()
+            raise
+        return _Body(body, request)
+
+    def record(self, request: _Request) -> None:
+        environ, method, status = request.environ, request.method, request.status
+        route = environ.get(ROUTE_KEY)
+        extra = () if self._labels is None else self._labels.read(environ, _source)
+        key = (method, route, status, extra)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self.recorder.resolve(key, method, route or UNMATCHED, status, extra=extra)
+        try:
+            received = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            received = 0
+        entry(perf_counter() - request.started, received, request.sent)
+
+
+class _Request:
+    """One request in flight: set up on entry, recorded once when its body is closed."""
+
+    __slots__ = ("middleware", "environ", "method", "status", "sent", "started", "request_id",
+                 "_id_token", "_tenant_token", "_done")
+
+    def __init__(self, middleware: WSGIMiddleware, environ: dict, method: str):
+        self.middleware, self.environ, self.method = middleware, environ, method
+        self.status, self.sent, self._done = 500, 0, False
+        self.request_id = self._id_token = self._tenant_token = None
+        if middleware.request_id:
+            self.request_id = accept_request_id(environ.get(_REQUEST_ID_ENVIRON))
+            self._id_token = request_id_var.set(self.request_id)
+        if middleware._tenant_early:
+            environ[_LABELS_KEY] = middleware._labels
+            self._tenant_token = tenant_var.set(middleware._labels.early(environ, _source))
+        middleware._in_flight[method](1)
+        self.started = perf_counter()
+
+    def finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        middleware = self.middleware
+        try:
+            middleware.record(self)
+        finally:
+            middleware._in_flight[self.method](-1)  # after recording: 0 in flight = all counted
+            if self._tenant_token is not None:
+                restore(tenant_var, self._tenant_token)
+            if self._id_token is not None:
+                restore(request_id_var, self._id_token)
+
+
+class _Body:
+    """The app's response iterable, counting the bytes it yields; recorded when closed."""
+
+    __slots__ = ("_body", "_request")
+
+    def __init__(self, body, request: _Request):
+        self._body, self._request = body, request
+
+    def __iter__(self):
+        request = self._request
+        for chunk in self._body:
+            request.sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._request.finish()
+
+
+def route_matched(environ: dict, template: str, params: dict | None) -> None:
+    """What a framework adapter calls once its router has matched, before the view runs: the
+    route label, and the path parameters (a tenant taken from one is then the context's for
+    the view's LLM calls; the middleware restores the context when the request ends)."""
+    environ[ROUTE_KEY] = template
+    environ[PATH_PARAMS_KEY] = params
+    labels = environ.get(_LABELS_KEY)
+    if labels is not None and params:
+        tenant_var.set(labels.early(environ, _source))
+
+
+def _source(environ: dict, kind: str, key: str):
+    """A per-request label's raw value (see request_labels.py)."""
+    if kind == "header":
+        return environ.get("HTTP_" + key.upper().replace("-", "_"))
+    if kind == "path_param":
+        params = environ.get(PATH_PARAMS_KEY)
+        return None if params is None else params.get(key)
+    return environ.get(key)

@@ -1,0 +1,303 @@
+"""WSGI middleware on real Flask and Django applications served by a real WSGI server (werkzeug),
+and on gunicorn with several worker processes."""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.serving import make_server
+
+from vigil_instrument import (
+    Metrics,
+    RequestLabels,
+    from_header,
+    from_path_param,
+    from_state,
+    instrument_django,
+    instrument_flask,
+    track_llm,
+)
+from vigil_instrument.django import metrics_view
+
+ROOT = Path(__file__).resolve().parent.parent
+LABELS = RequestLabels(tenant=[from_header("X-Tenant-ID"), from_path_param("tenant")],
+                       auth_type=from_state("auth_type"), max_values={"tenant": 5})
+
+
+def serve(app):
+    """A threaded werkzeug server on a free port; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def samples(registry, name):
+    return [s for family in registry.collect() for s in family.samples if s.name == name]
+
+
+def value(registry, name, **labels):
+    return sum(s.value for s in samples(registry, name) if labels.items() <= s.labels.items())
+
+
+def settled(registry):
+    """A WSGI server closes a response (where it is recorded) after the client has it: wait
+    until no request is in flight."""
+    deadline = time.monotonic() + 5
+    while value(registry, "http_requests_in_flight") and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return registry
+
+
+def llm_call(metrics):
+    with track_llm("openai", "gpt-4o", metrics=metrics) as call:
+        call.usage(prompt_tokens=5, completion_tokens=1)
+
+
+# --- Flask -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def flask_site():
+    from flask import Blueprint, Flask, Response, abort, request
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, request_labels=LABELS)
+    app = Flask("wsgi_test")
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id):
+        request.environ["auth_type"] = "api_key"
+        llm_call(metrics)
+        if item_id == 404:
+            abort(404)
+        return {"item": item_id}
+
+    @app.get("/stream")
+    def stream():
+        def chunks():
+            for _ in range(4):
+                time.sleep(0.02)
+                yield b"x" * 1000
+        return Response(chunks(), mimetype="text/plain")
+
+    @app.post("/upload")
+    def upload():
+        return {"bytes": len(request.get_data())}
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("handler failed")
+
+    api = Blueprint("api", "api", url_prefix="/api")
+
+    @api.get("/tenants/<tenant>/usage")
+    def usage(tenant):
+        llm_call(metrics)
+        return {"tenant": tenant}
+
+    app.register_blueprint(api)
+    instrument_flask(app, metrics)
+    for url in serve(app):
+        with httpx.Client(base_url=url) as client:
+            yield client, registry
+
+
+def test_flask_route_templates_sizes_and_unmatched(flask_site):
+    client, registry = flask_site
+    assert client.get("/items/1").status_code == 200
+    assert client.get("/items/404").status_code == 404                 # raised by a matched route
+    assert client.post("/upload", content=b"y" * 3000).json() == {"bytes": 3000}
+    started = time.perf_counter()
+    assert len(client.get("/stream").content) == 4000
+    stream_seconds = time.perf_counter() - started
+    assert client.get("/boom").status_code == 500
+    assert client.post("/items/1").status_code == 405                   # no rule for POST
+    for n in range(30):
+        assert client.get(f"/scan/{random.getrandbits(40):x}/{n}").status_code == 404
+    settled(registry)
+
+    assert value(registry, "http_requests_total", route="/items/<int:item_id>", status="200") == 1
+    assert value(registry, "http_requests_total", route="/items/<int:item_id>", status="404") == 1
+    assert value(registry, "http_requests_total", route="/boom", status="500") == 1
+    assert value(registry, "http_requests_total", route="unmatched", status="404") == 30
+    assert value(registry, "http_requests_total", route="unmatched", status="405", method="POST") == 1
+    assert value(registry, "http_request_size_bytes_sum", route="/upload") == 3000
+    assert value(registry, "http_response_size_bytes_sum", route="/stream") == 4000
+    # The duration covers sending the streamed body (4 chunks 20 ms apart).
+    assert 0.06 <= value(registry, "http_request_duration_seconds_sum", route="/stream") <= stream_seconds
+    routes = {s.labels["route"] for s in samples(registry, "http_requests_total")}
+    assert routes <= {"/items/<int:item_id>", "/upload", "/stream", "/boom", "/api/tenants/<tenant>/usage",
+                      "unmatched"}
+    assert value(registry, "http_requests_in_flight") == 0
+
+
+def test_flask_request_labels_request_id_and_metrics(flask_site):
+    client, registry = flask_site
+    answer = client.get("/api/tenants/acme/usage", headers={"X-Request-ID": "req-42"})
+    assert answer.headers["X-Request-ID"] == "req-42"
+    assert client.get("/items/2", headers={"X-Tenant-ID": "globex"}).status_code == 200
+    assert client.get("/items/3").headers["X-Request-ID"]                # one is made up
+    for n in range(20):
+        client.get(f"/api/tenants/t{n}/usage")
+    settled(registry)
+
+    assert value(registry, "http_requests_total", route="/api/tenants/<tenant>/usage", tenant="acme") == 1
+    assert value(registry, "http_requests_total", route="/items/<int:item_id>", tenant="globex",
+                 auth_type="api_key") == 1
+    tenants = {s.labels["tenant"] for s in samples(registry, "http_requests_total")}
+    assert len(tenants - {"none", "other"}) == 5 and "other" in tenants   # cap 5 + other
+    # Both the header and the path parameter are known before a Flask view runs.
+    assert value(registry, "llm_requests_total", tenant="acme") == 1
+    assert value(registry, "llm_requests_total", tenant="globex") == 1
+
+    exposition = client.get("/metrics")
+    assert exposition.status_code == 200
+    settled(registry)
+    names = {family.name for family in text_string_to_metric_families(exposition.text)}
+    assert {"http_requests", "http_request_duration_seconds", "llm_requests"} <= names
+    assert value(registry, "http_requests_total", route="/metrics") == 0   # excluded
+    negotiated = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert negotiated.headers["Content-Type"].startswith("application/openmetrics-text")
+
+
+# --- Django ----------------------------------------------------------------------------------
+
+def django_views():
+    from django.http import Http404, JsonResponse, StreamingHttpResponse
+
+    def item(request, item_id):
+        request.META["auth_type"] = "jwt"
+        if item_id == 404:
+            raise Http404("no such item")
+        return JsonResponse({"item": item_id})
+
+    def stream(request):
+        return StreamingHttpResponse(b"z" * 500 for _ in range(3))
+
+    def boom(request):
+        raise RuntimeError("view failed")
+
+    def usage(request, tenant):
+        return JsonResponse({"tenant": tenant})
+    return item, stream, boom, usage
+
+
+urlpatterns: list = []  # this module is the Django test site's ROOT_URLCONF
+
+
+@pytest.fixture(scope="module")
+def django_site():
+    import django
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+    from django.urls import include, path
+
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False, SECRET_KEY="test-only", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
+            MIDDLEWARE=["vigil_instrument.django.RouteMiddleware", "django.middleware.common.CommonMiddleware"],
+            INSTALLED_APPS=[], USE_TZ=True, LOGGING_CONFIG=None)
+        django.setup()
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, request_labels=LABELS)
+    item, stream, boom, usage = django_views()
+    api = [path("tenants/<slug:tenant>/usage/", usage)]
+    urlpatterns[:] = [path("items/<int:item_id>/", item), path("stream/", stream), path("boom/", boom),
+                      path("api/", include(api)), path("metrics", metrics_view(metrics))]
+    application = instrument_django(get_wsgi_application(), metrics)
+    for url in serve(application):
+        with httpx.Client(base_url=url) as client:
+            yield client, registry
+
+
+def test_django_route_templates_labels_and_unmatched(django_site):
+    client, registry = django_site
+    assert client.get("/items/7/").json() == {"item": 7}
+    assert client.get("/items/404/").status_code == 404
+    assert len(client.get("/stream/").content) == 1500
+    assert client.get("/boom/").status_code == 500
+    assert client.get("/items/7").status_code == 301                    # APPEND_SLASH, before routing
+    assert client.get("/api/tenants/acme/usage/", headers={"X-Request-ID": "dj-1"}).headers["X-Request-ID"] == "dj-1"
+    for n in range(20):
+        assert client.get(f"/scan/{random.getrandbits(40):x}/{n}/").status_code == 404
+    settled(registry)
+
+    assert value(registry, "http_requests_total", route="/items/<int:item_id>/", status="200",
+                 auth_type="jwt") == 1
+    assert value(registry, "http_requests_total", route="/items/<int:item_id>/", status="404") == 1
+    assert value(registry, "http_requests_total", route="/boom/", status="500") == 1
+    assert value(registry, "http_requests_total", route="/api/tenants/<slug:tenant>/usage/", tenant="acme") == 1
+    assert value(registry, "http_requests_total", route="unmatched", status="301") == 1
+    assert value(registry, "http_requests_total", route="unmatched", status="404") == 20
+    assert value(registry, "http_response_size_bytes_sum", route="/stream/") == 1500
+    exposition = client.get("/metrics")
+    assert exposition.status_code == 200 and "http_requests_total" in exposition.text
+
+
+# --- gunicorn, several worker processes ------------------------------------------------------
+
+GUNICORN_APP = r'''
+import os
+from flask import Flask
+from vigil_instrument import Metrics, instrument_flask
+
+app = Flask("multiworker")
+
+@app.get("/items/<int:item_id>")
+def item(item_id):
+    return {"item": item_id, "pid": os.getpid()}
+
+instrument_flask(app, Metrics())
+'''
+
+
+def test_gunicorn_workers_share_one_exposition(tmp_path):
+    """Two sync workers write to PROMETHEUS_MULTIPROC_DIR; whichever answers /metrics
+    serves every worker's counts."""
+    from vigil_exporter.tools.stack.process import free_port
+
+    (tmp_path / "multiworker.py").write_text(GUNICORN_APP)
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    port = free_port()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc), "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+                               "--chdir", str(tmp_path), "multiworker:app"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(url + "/ready-probe", timeout=1)  # unmatched: not in the counts below
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, server.stderr.read1().decode()
+                time.sleep(0.05)
+        with httpx.Client(base_url=url) as client:
+            pids, sent = set(), 0
+            while len(pids) < 2 or sent < 20:          # until both workers have served some
+                pids.add(client.get(f"/items/{sent}").json()["pid"])
+                sent += 1
+                assert sent < 500, "one worker served everything"
+            body = client.get("/metrics").text
+        families = {f.name: f for f in text_string_to_metric_families(body)}
+        counts = [s.value for s in families["http_requests"].samples
+                  if s.name == "http_requests_total" and s.labels["route"] == "/items/<int:item_id>"]
+        assert counts == [float(sent)]
+    finally:
+        server.terminate()
+        server.wait(10)
