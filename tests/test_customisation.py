@@ -325,3 +325,30 @@ def test_the_readme_jsonnet_command_line_runs_as_written(tmp_path):
     assert (tmp_path / "out" / "version.txt").read_text().strip() == bundle.evaluate_config()[
         "bundleVersion"]
     assert yaml.safe_load((tmp_path / "out" / "site_alerts.yml").read_text()) == {"groups": []}
+
+
+@pytest.mark.parametrize("module, argv, extra", [
+    ("matplotlib", ["dashboards", "render", "--prometheus", "{url}", "--out", "png"], "render"),
+    ("_jsonnet", ["bundle", "build", "--check"], "bundle"),
+    ("_jsonnet", ["dashboards", "build", "--check"], "bundle"),
+])
+def test_a_missing_extra_is_one_line_before_any_work(module, argv, extra, tmp_path):
+    import socket
+
+    with socket.socket() as prometheus:   # a Prometheus that would see any query
+        prometheus.bind(("127.0.0.1", 0))
+        prometheus.listen()
+        prometheus.setblocking(False)
+        url = f"http://127.0.0.1:{prometheus.getsockname()[1]}"
+        argv = [arg.format(url=url) for arg in argv]
+        code = (f"import sys; sys.modules[{module!r}] = None\n"
+                f"from vigil_exporter.cli import main; sys.exit(main({argv!r}))")
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                              text=True, env={**os.environ, "VIGIL_CHECKOUT": str(ROOT)},
+                              timeout=60)
+        with pytest.raises(BlockingIOError):
+            prometheus.accept()
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"needs the `{extra}` extra" in done.stderr and f"[{extra}]" in done.stderr
+    assert not (tmp_path / "png").exists()

@@ -80,7 +80,8 @@ def evaluate_config(overrides: dict | None = None) -> dict:
 @functools.lru_cache(maxsize=8)
 def _evaluate(overrides_json: str, fields: str = "all") -> str:
     """The mixin as JSON text; cached (the C++ Jsonnet's std.format is slow), callers get
-    their own parsed copy."""
+    their own parsed copy. `fields`: "all", "config" (`_config` alone) or "site" (`_config`
+    and the site's alerts, for checking them before the whole build)."""
     import _jsonnet  # the `jsonnet` package
 
     snippet = """
@@ -241,7 +242,8 @@ def run(args) -> int:
                    path)
         print(f"{'stale' if args.check else 'wrote'}: {rel}")
     if args.check and changed:
-        print("run `vigil bundle build` and commit the result", file=sys.stderr)
+        print("the site folder is stale: build it again" if args.site else
+              "run `vigil bundle build` and commit the result", file=sys.stderr)
         return 1
     return 0
 
