@@ -115,6 +115,7 @@
       VigilCollectorStale: '2m',
       VigilBusinessQueryFailing: '10m',
       VigilBusinessQueryStale: '5m',
+      VigilBusinessQuerySeriesCapped: '15m',
       SystemCpuUsageHigh: '5m',
       SystemMemoryUsageHigh: '5m',
       SystemDiskUsageHigh: '5m',

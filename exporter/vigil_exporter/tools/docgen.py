@@ -68,9 +68,13 @@ def exporter_families(servers: Servers) -> list:
     databases = {"main": {"url": postgres_url}}
     if servers.postgres_replica:
         databases["replica"] = {"url": servers.postgres_replica}
+    instances = {"main": {"url": redis_url, "keys": [{"key": "queue:docs", "type": "list"}],
+                          "key_patterns": {"patterns": ["vigil:*"]}}}
+    if servers.redis_replica:
+        instances["replica"] = {"url": servers.redis_replica}
     config = load(None, environ={}, overrides={
         "collectors.database.databases": databases,
-        "collectors.redis.instances": {"main": {"url": redis_url, "keys": [{"key": "queue:docs", "type": "list"}]}},
+        "collectors.redis.instances": instances,
     })
     wiring = build(config)
     asyncio.run(wiring.collect_once())
@@ -199,7 +203,12 @@ def throwaway_servers(postgres_url: str | None, redis_url: str | None):
     """The given URLs, or servers of the local stack's components in a temporary directory:
     a PostgreSQL primary with pg_stat_statements, its replica (with a replication slot), and a
     Redis primary with its replica."""
-    from vigil_exporter.tools.stack.components import Postgres, PostgresReplica, Redis
+    from vigil_exporter.tools.stack.components import (
+        Postgres,
+        PostgresReplica,
+        Redis,
+        RedisReplica,
+    )
     from vigil_exporter.tools.stack.process import free_port
 
     with tempfile.TemporaryDirectory(prefix="vigil-docgen-") as workdir, \
@@ -219,9 +228,10 @@ def throwaway_servers(postgres_url: str | None, redis_url: str | None):
                                             driver="psycopg", primary=primary, extra_args=preload))
             servers.postgres, servers.postgres_replica = primary.url, replica.url
         if redis_url is None:
-            redis = start(Redis("redis", Path(workdir), free_port()))
-            replica = start(Redis("redis-replica", Path(workdir), free_port(),
-                                  extra_args=["--replicaof", redis.host, str(redis.port)]))
+            redis = start(Redis("redis", Path(workdir), free_port(),
+                                extra_args=["--repl-diskless-sync-delay", "0"]))
+            replica = start(RedisReplica("redis-replica", Path(workdir), free_port(),
+                                         primary=redis))
             servers.redis, servers.redis_replica = redis.url, replica.url
         yield servers
 

@@ -266,6 +266,27 @@ class Redis(Component):
             return False
 
 
+class RedisReplica(Redis):
+    """A replica of a running Redis `primary` (`--replicaof`), ready once its link to the
+    primary is up, i.e. after the first full synchronisation (start the primary with
+    `--repl-diskless-sync-delay 0` for that to take moments)."""
+
+    def __init__(self, *args, primary: Redis, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.primary = primary
+
+    def command(self) -> list[str]:
+        return super().command() + ["--replicaof", self.primary.host, str(self.primary.port)]
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                s.sendall(b"INFO replication\r\n")
+                return b"master_link_status:up" in s.recv(4096)
+        except OSError:
+            return False
+
+
 class Postgres(Component):
     """A throwaway cluster: trust authentication on 127.0.0.1, superuser and owner `vigil`,
     database `vigil` (what the compose service's POSTGRES_USER/POSTGRES_DB give). Run as the
@@ -482,11 +503,12 @@ class Prometheus(HttpComponent):
     ready_path = "/-/ready"
 
     def __init__(self, *args, config_text: ConfigText | None = None, config: dict | None = None,
-                 resend_delay: str | None = None, **kwargs):
+                 resend_delay: str | None = None, features: tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.config_text = _config_text(config_text, config)
         self.config_path = self.dir / "prometheus.yml"
         self.resend_delay = resend_delay
+        self.features = features  # --enable-feature values, e.g. "exemplar-storage"
 
     def prepare(self) -> None:
         self.config_path.write_text(self.config_text())
@@ -500,6 +522,8 @@ class Prometheus(HttpComponent):
         if self.resend_delay:
             # firing alerts are sent again this often (default 1m): short in tests
             argv.append(f"--rules.alert.resend-delay={self.resend_delay}")
+        if self.features:
+            argv.append(f"--enable-feature={','.join(self.features)}")
         return argv
 
     def reload(self) -> None:
