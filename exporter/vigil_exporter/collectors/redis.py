@@ -129,10 +129,12 @@ class Instance:
                                    failures)
         # Imported here, so an exporter without Redis never loads redis-py (about 6 MiB).
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
-        # One retry: a pooled connection broken by a restart is replaced at once.
+        # One retry: a pooled connection the server closed (a restart, CLIENT KILL, Redis's
+        # idle `timeout`) is replaced at once. The asyncio client needs the asyncio Retry:
+        # given the synchronous one it never retries.
         self.client = aioredis.Redis.from_url(
             config["url"], socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 1), decode_responses=True, client_name="vigil")
