@@ -222,6 +222,24 @@
     // Evaluation interval of the expensive rule groups (one-week baselines, cost of the day).
     slowRuleInterval: '1m',
 
+    // ---- The site's own alerts, and the bundle's alerts it turns off ----------------------
+    // Both are usually set in a customisation file (`vigil bundle build --override FILE`,
+    // docs/customising.md), which is validated before it gets here.
+    // disabledAlerts: names of the bundle's alerts left out of alerts.yml.
+    disabledAlerts: [],
+    // siteAlerts: your alerts by name (CamelCase), generated into site_alerts.yml, a rule file
+    // of their own:
+    //   expr        PromQL whose result is the failing series; or instead
+    //   metric, operator, threshold   e.g. 'job:http_requests:rate5m', '>', 100
+    //   for         how long it must hold (default: fires at once)
+    //   severity    critical | warning | info;  area  (default application: the routing and
+    //               the dashboard link of that area)
+    //   summary, description (default: the summary and the value), runbookUrl, labels
+    //   channels    receivers of alertmanager.yml that get it instead of the routing by
+    //               severity and area (the alert log gets every alert)
+    //   enabled     false keeps it in the file but out of the rules
+    siteAlerts: {},
+
     // ---- Links ----------------------------------------------------------------------------
     // `%s` is the alert name in lower case, which is also the anchor of its `## AlertName`
     // section in docs/runbooks.md.

@@ -518,3 +518,37 @@ def test_dockerfile_small_non_root_with_a_python_healthcheck():
 def test_every_mount_of_the_local_stack_exists():
     for relative in configs.BUNDLE_FILES:
         assert (ROOT / relative).is_file(), relative
+
+
+def test_local_stack_retention_is_the_compose_default(full):
+    from vigil_exporter.tools.stack.components import RETENTION
+
+    assert flag(services(full)["prometheus"], "--storage.tsdb.retention.time") == \
+        RETENTION["prometheus"]
+    assert flag(services(full)["victoriametrics"], "-retentionPeriod") == \
+        RETENTION["victoriametrics"]
+
+
+def test_a_site_folder_replaces_the_generated_files(tmp_path):
+    """VIGIL_SITE (docs/customising.md) mounts a site folder's rules, Alertmanager config and
+    dashboards where compose mounts the committed ones; the rest of the bundle stays."""
+    site = tmp_path / "site"
+    for folder in ("prometheus/generated", "alertmanager/templates", "grafana/dashboards"):
+        (site / folder).mkdir(parents=True)
+    env_file = tmp_path / "site.env"
+    env_file.write_text(f"VIGIL_SITE={site}\n")
+    done = compose("--profile", "ha", "config", env_file=env_file)
+    assert done.returncode == 0, done.stderr
+    resolved = services(yaml.safe_load(done.stdout))
+    for name in ("prometheus", "prometheus-2"):
+        assert host_path_for(resolved[name], "/etc/prometheus/generated/site_alerts.yml") == \
+            site / "prometheus/generated/site_alerts.yml"
+        assert host_path_for(resolved[name], "/etc/prometheus/prometheus.yml") == \
+            ROOT / "prometheus/prometheus.yml"
+    assert host_path_for(resolved["alertmanager-config"], "/etc/vigil/alertmanager/x.yml") == \
+        site / "alertmanager/x.yml"
+    for name in ("alertmanager", "alertmanager-2"):
+        assert host_path_for(resolved[name], "/etc/alertmanager/templates/slack.tmpl") == \
+            site / "alertmanager/templates/slack.tmpl"
+    assert host_path_for(resolved["grafana"], "/var/lib/grafana/dashboards/vigil/system.json") == \
+        site / "grafana/dashboards/system.json"
