@@ -324,8 +324,7 @@ def run_render_config(args) -> int:
         with open(args.config, encoding="utf-8") as handle:
             rendered, unrendered = render_config(handle.read(), os.environ)
         if args.output:
-            with open(args.output, "w", encoding="utf-8") as handle:
-                handle.write(rendered)
+            write_secret(args.output, rendered)
         else:
             sys.stdout.write(rendered)
     except OSError as exc:
@@ -334,6 +333,22 @@ def run_render_config(args) -> int:
         print(f"vigil alerts: receiver {name} keeps its placeholder URL: set {url_variable(name)} "
               f"or {url_variable(name)}_FILE", file=sys.stderr)
     return 0
+
+
+def write_secret(path: str, text: str) -> None:
+    """Write a file holding secrets: mode 0600 from its first byte (never briefly readable by
+    others), replacing the old file whole."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 # ---- output ---------------------------------------------------------------------------------
