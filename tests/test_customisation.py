@@ -30,6 +30,10 @@ SITE_TEST = ROOT / "tests" / "promtool" / "example_site_test.yml"
 DOCS = [ROOT / "docs" / "customising.md", ROOT / "prometheus" / "README.md",
         ROOT / "docs" / "alerting.md"]
 
+# The module's site build (the documented commands) runs in the first test that needs it: on a
+# busy machine that takes longer than the default timeout.
+pytestmark = pytest.mark.timeout(300)
+
 SITE_ALERT = {"expr": 'up{job="api"} == 0', "severity": "warning", "summary": "API down.",
               "runbookUrl": "https://wiki.example.com/api"}
 
@@ -356,3 +360,11 @@ def test_a_missing_extra_is_one_line_before_any_work(module, argv, extra, tmp_pa
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"needs the `{extra}` extra" in done.stderr and f"[{extra}]" in done.stderr
     assert not (tmp_path / "png").exists()
+
+
+def test_the_defaults_are_a_valid_customisation():
+    """Every setting of _config, given its own default, passes: the derived schema fits every
+    knob the bundle has (a new one included)."""
+    defaults = bundle.evaluate_config()
+    bundle.validate({k: v for k, v in defaults.items() if k not in customisation.READ_ONLY},
+                    "config.libsonnet")
