@@ -41,6 +41,12 @@ local lib = import '../lib/alert.libsonnet';
           summary: 'A Vigil business query has not succeeded for several intervals.',
           description: 'Business query {{ $labels.query }} of {{ $labels.instance }} last succeeded {{ $value | humanizeDuration }} ago, more than %(staleIntervals)s of its intervals.' % p,
         }),
+        alert('VigilBusinessQuerySeriesDropped', {
+          severity: 'warning',
+          expr: 'vigil_business_query_series_dropped{%(exporterSelector)s} > 0' % p,
+          summary: 'A Vigil business query returns more rows than its series cap.',
+          description: 'Business query {{ $labels.query }} of {{ $labels.instance }} dropped {{ $value }} rows beyond its series cap: its metrics are incomplete.',
+        }),
       ],
     }],
   },
