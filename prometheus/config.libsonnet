@@ -136,7 +136,7 @@
       VigilCollectorStale: '2m',
       VigilBusinessQueryFailing: '10m',
       VigilBusinessQueryStale: '5m',
-      VigilBusinessQuerySeriesDropped: '15m',
+      VigilBusinessQuerySeriesCapped: '15m',
       // the monitoring stack (kube-prometheus' windows)
       PrometheusBadConfig: '10m',
       PrometheusRuleFailures: '15m',

@@ -5,6 +5,11 @@ directory of its own, exactly as `vigil stack up` runs it.
 - `redis_server`, `postgres_server`: one real Redis and PostgreSQL for the whole session. Tests
   that stop a server to test an outage use the function-scoped `*_isolated` ones instead, so that
   other tests keep a live server.
+- `postgres_pair`: a PostgreSQL primary with pg_stat_statements preloaded and its streaming
+  replica made with pg_basebackup (`.primary`, `.replica`), for the whole session. A test that
+  pauses replay resumes it before it ends.
+- `redis_pair`: a Redis primary and its replica (`replicaof`, synchronised), for the whole
+  session.
 - `start_exporter(config, ...)`: `vigil serve` with a config of the test's own.
 - `live_stack`: the whole stack with the demo service's traffic, shared by the live tests.
 
@@ -12,12 +17,21 @@ Stand-ins for what cannot run here (webhook and SMTP sinks) are in tests/sinks.p
 """
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
-from vigil_exporter.tools.stack.components import Component, Exporter, Postgres, Redis
+from vigil_exporter.tools.stack.components import (
+    Component,
+    Exporter,
+    Postgres,
+    PostgresReplica,
+    Redis,
+    RedisReplica,
+)
 from vigil_exporter.tools.stack.process import free_port
 
 
@@ -58,6 +72,49 @@ def redis_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory):
     yield from _serve(_postgres(tmp_path_factory))
+
+
+@dataclass
+class Pair:
+    primary: Component
+    replica: Component
+
+
+@pytest.fixture(scope="session")
+def postgres_pair(tmp_path_factory) -> Iterator[Pair]:
+    workdir = tmp_path_factory.mktemp("postgres-pair")
+    settings = ["-c", "shared_preload_libraries=pg_stat_statements", "-c", "shared_buffers=16MB"]
+    primary = Postgres("primary", workdir, free_port(), driver="psycopg", extra_args=settings)
+    replica = PostgresReplica("replica", workdir, free_port(), driver="psycopg",
+                              primary=primary, extra_args=settings)
+    with contextlib.ExitStack() as running:
+        running.enter_context(contextlib.closing(_Served(primary)))
+        primary.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        running.enter_context(contextlib.closing(_Served(replica)))
+        yield Pair(primary, replica)
+
+
+@pytest.fixture(scope="session")
+def redis_pair(tmp_path_factory) -> Iterator[Pair]:
+    workdir = tmp_path_factory.mktemp("redis-pair")
+    primary = Redis("primary", workdir, free_port(), extra_args=[
+        "--maxmemory", "0", "--repl-diskless-sync-delay", "0"])  # the replica syncs at once
+    with contextlib.closing(_Served(primary)):
+        replica = RedisReplica("replica", workdir, free_port(), primary=primary,
+                               extra_args=["--maxmemory", "0"])
+        with contextlib.closing(_Served(replica)):
+            yield Pair(primary, replica)
+
+
+class _Served:
+    """A started component, stopped and cleaned up by close()."""
+
+    def __init__(self, component: Component):
+        self.component = component.start()
+
+    def close(self) -> None:
+        self.component.stop()
+        self.component.cleanup()
 
 
 @pytest.fixture

@@ -280,7 +280,7 @@ def test_a_configured_query_replaces_the_default_of_the_same_name(sqlite_url):
     assert queries["vigil_business_users"].sql == "SELECT 1 AS value"
     assert queries["vigil_business_users"].interval == 120
     assert queries["vigil_tenant_agents"].interval == 30
-    assert queries["vigil_tenant_agents"].max_series == 500
+    assert queries["vigil_tenant_agents"].max_series == 20_000  # 10,000 tenants x 2 directions
 
 
 async def test_check_queries_reports_faults_by_key_path(url):

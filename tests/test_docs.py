@@ -9,8 +9,10 @@ from vigil_exporter.tools import docgen
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_metrics_and_configuration_references_are_fresh(postgres_server, redis_server):
-    for path, text in docgen.build(postgres_server.url, redis_server.url).items():
+def test_metrics_and_configuration_references_are_fresh(postgres_pair, redis_pair):
+    servers = docgen.Servers(postgres_pair.primary.url, redis_pair.primary.url,
+                             postgres_pair.replica.url, redis_pair.replica.url)
+    for path, text in docgen.build(servers).items():
         assert path.read_text() == text, (
             f"{path.relative_to(ROOT)} is stale: run python -m vigil_exporter.tools.docgen "
             "--postgres URL --redis URL (see docs/metrics.md)")

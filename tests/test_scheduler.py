@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
@@ -94,19 +95,19 @@ def test_job_dataclass_defaults():
     assert job.success is None and job.skipped == 0
 
 
-def test_exposition_renders_once_per_refresh():
+async def test_exposition_renders_once_per_refresh():
     from prometheus_client import CollectorRegistry
     registry = CollectorRegistry()
     exposition = Exposition(registry)
     assert exposition.renders == 0  # the first render waits for the first scrape or refresh
-    exposition.get("text")
+    await exposition.get("text")
     before = exposition.renders
-    assert exposition.choose("text/plain").body == exposition.choose("").body
+    assert (await exposition.choose("text/plain")).body == (await exposition.choose("")).body
     assert exposition.renders == before  # serving never renders
     # OpenMetrics is rendered when first asked for, then with every refresh, never per scrape
-    assert exposition.choose("application/openmetrics-text").body.endswith(b"# EOF\n")
+    assert (await exposition.choose("application/openmetrics-text")).body.endswith(b"# EOF\n")
     assert exposition.renders == before + 1
-    exposition.choose("application/openmetrics-text;version=1.0.0")
+    await exposition.choose("application/openmetrics-text;version=1.0.0")
     assert exposition.renders == before + 1
     exposition.render()
     assert set(exposition.rendered) == {"text", "openmetrics"}
@@ -119,18 +120,21 @@ async def test_runs_finishing_together_share_one_render(monkeypatch):
     monkeypatch.setattr(module, "RENDER_DELAY", 0.2)
     registry = CollectorRegistry()
     exposition = Exposition(registry)
-    exposition.get("text")  # a first scrape: the first render
+    await exposition.get("text")  # a first scrape: the first render
     value = GaugeMetricFamily("vigil_test_value", "A test value.", value=1)
     registry.register(type("C", (), {"collect": lambda self: [value]})())
     before = exposition.renders
     for _ in range(20):  # twenty runs of one round, finishing moments apart
         exposition.mark_dirty()
         await asyncio.sleep(0.001)
-    assert exposition.renders == before and b"vigil_test_value" not in exposition.get("text").body
+    assert exposition.renders == before
+    assert b"vigil_test_value" not in (await exposition.get("text")).body
     await asyncio.sleep(0.3)
-    assert exposition.renders == before + 1 and b"vigil_test_value 1.0" in exposition.get("text").body
+    await exposition.flush()  # the render started by the timer runs in a thread: wait for it
+    assert exposition.renders == before + 1
+    assert b"vigil_test_value 1.0" in (await exposition.get("text")).body
     exposition.mark_dirty()
-    exposition.flush()  # what /health/ready does: render now what is due
+    await exposition.flush()  # what /health/ready does: render now what is due
     assert exposition.renders == before + 2
     await asyncio.sleep(0.3)
     assert exposition.renders == before + 2  # the cancelled timer did not render again
@@ -149,12 +153,18 @@ def test_render_formats_only_new_families_and_matches_a_full_render(monkeypatch)
             self.run(1)
 
         def run(self, n: int):
-            gauge = GaugeMetricFamily(f"vigil_test_{self.name}_tenants", "Tenants.",
-                                      labels=["plan"])
-            gauge.add_metric(["free"], n)
-            gauge.add_metric(["pro"], 2 * n)
-            self.families = [gauge, CounterMetricFamily(f"vigil_test_{self.name}_runs", "Runs.",
-                                                        value=n)]
+            # help and label values that need escaping, labels out of order, a unit, big and
+            # special values: what the fast writer must write as prometheus_client does
+            gauge = GaugeMetricFamily(f"vigil_test_{self.name}_tenants",
+                                      'Tenants "by plan"\nper \\ region.', labels=["plan", "az"])
+            gauge.add_metric(["free", 'a"b\\c\nd'], n)
+            gauge.add_metric(["pro", "eu"], 2 * n)
+            gauge.add_metric(["big", "x"], 123456789.5 * n)
+            gauge.add_metric(["inf", "x"], float("inf"))
+            size = GaugeMetricFamily(f"vigil_test_{self.name}_size_bytes", "Size.", unit="bytes",
+                                     value=-0.25 * n)
+            self.families = [gauge, size, CounterMetricFamily(
+                f"vigil_test_{self.name}_runs", "Runs.", value=n)]
 
         def collect(self):
             return self.families
@@ -168,9 +178,9 @@ def test_render_formats_only_new_families_and_matches_a_full_render(monkeypatch)
     exposition.render()  # the first render formats every family once
     original, formatted = module._format, []
 
-    def counting(name, family):
+    def counting(names, family):
         formatted.append(family.name)
-        return original(name, family)
+        return original(names, family)
     monkeypatch.setattr(module, "_format", counting)
 
     def own(body: bytes) -> bytes:  # without the exposition's own metrics
@@ -182,11 +192,14 @@ def test_render_formats_only_new_families_and_matches_a_full_render(monkeypatch)
         formatted.clear()
         exposition.render()
         jobs_formatted = sorted(f for f in formatted if not f.startswith("vigil_exposition_"))
-        assert jobs_formatted == sorted(["vigil_test_changing_tenants", "vigil_test_changing_runs"] * 2)
-        text, om = exposition.get("text").body, exposition.get("openmetrics").body
+        assert jobs_formatted == sorted(["vigil_test_changing_tenants", "vigil_test_changing_size_bytes",
+                                         "vigil_test_changing_runs"])  # once for both formats
+        text, om = exposition.rendered["text"].body, exposition.rendered["openmetrics"].body
         assert own(text) == generate_latest(reference)
         assert own(om) == generate_openmetrics(reference) and om.endswith(b"# EOF\n")
-        assert b'vigil_test_changing_tenants{plan="pro"} %d.0' % (2 * n) in text
+        assert b'vigil_test_changing_tenants{az="eu",plan="pro"} %d.0' % (2 * n) in text
+        assert gzip.decompress(exposition.rendered["text"].gzipped) == text
+        assert gzip.decompress(exposition.rendered["openmetrics"].gzipped) == om
 
 
 async def test_what_exists_after_the_first_round_is_frozen_out_of_the_gc():

@@ -155,7 +155,10 @@ async def _serve(app, host: str, port: int, web_config, config: Config) -> None:
 
 def cmd_check_config(args) -> int:
     config = load(args.file, environ={})
+    from vigil_exporter.app import webhook_authorizer
+
     _web_config(config, None)  # what serve would load, checked the same way
+    webhook_authorizer(config["alerts"], config.source)
     faults: list[str] = []
     if args.connect and config.collector("business")["enabled"]:
         from vigil_exporter.collectors.business import check_queries, configured_queries
@@ -180,7 +183,7 @@ def cmd_metrics(args) -> int:
     if args.format == "json":
         print(json.dumps(families_as_json(wiring.registry), indent=2))
         return 0
-    sys.stdout.write(wiring.exposition.get(args.format).body.decode())
+    sys.stdout.write(wiring.exposition.get_now(args.format).body.decode())
     return 0 if all(job.success for job in wiring.scheduler.jobs) else 1
 
 

@@ -7,31 +7,55 @@ scrapers use, the classic text format always and OpenMetrics from the first scra
 it, each also gzip-compressed. A scrape only picks the right pre-rendered bytes, so its cost
 does not depend on how slow the database is or how many Prometheus replicas scrape.
 
-A render formats only the families that changed. A job's families are new objects after each of
-its runs and the same objects until the next, so the text of a family object is kept and reused
-while that object is served. Families made at each collection (the self metrics, the process
-metrics) are formatted every time; they are small.
+A render never runs on the event loop: it runs in a worker thread, one at a time, while scrapes
+keep getting the previous bytes. Rendering 10,000 tenants (about 180,000 samples) takes several
+hundred milliseconds of CPU; on the loop, every request arriving meanwhile waited for all of it.
+In a thread it only competes for the GIL, which the interpreter hands over every switch interval
+(`RENDER_SWITCH_INTERVAL` while the exporter serves), and zlib releases the GIL while it
+compresses. Reading the snapshot from the thread is safe because a job replaces its list of
+families in one assignment and never changes a family it has returned.
+
+A render formats and compresses only the families that changed. A job's families are new
+objects after each of its runs and the same objects until the next, so the text of a family
+object and its compressed copy are kept and reused while that object is served. Families made at
+each collection (the self metrics, the process metrics) are formatted every time; they are
+small. The gzip body is a chain of deflate segments, one per family, each ended by a sync flush
+(as pigz builds its blocks), so a round in which only the system collector ran compresses only
+that collector's families. The text of a family is kept as a view into the last body, so the
+bytes of the exposition exist once.
+
+Gauges and counters (nearly every sample: the per-tenant families) are formatted by
+`_simple_samples`, which writes what prometheus_client's writers write, in a third of their time,
+and once for both formats; any other family goes through prometheus_client itself.
 """
 from __future__ import annotations
 
 import asyncio
-import gzip
 import re
+import struct
 import time
+import zlib
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as text_format
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
+from prometheus_client.utils import floatToGoString
 
 # The classic text format every Prometheus since 2.0 reads; names here are all legacy-safe.
 TEXT = text_format.CONTENT_TYPE_PLAIN_0_0_4
 OPENMETRICS = openmetrics_format.CONTENT_TYPE_LATEST
 GZIP_LEVEL = 6
 RENDER_DELAY = 1.0  # seconds; values are at most this much older than their collector run
+# The GIL switch interval while serving: how long the event loop waits at most for a render
+# thread to hand the GIL back after each system call (CPython's default is 5 ms, and a request
+# makes several calls). docs/performance.md measures the difference.
+RENDER_SWITCH_INTERVAL = 0.001
 FORMATS = {"text": (text_format.generate_latest, TEXT),
            "openmetrics": (openmetrics_format.generate_latest, OPENMETRICS)}
 TRAILER = {"text": b"", "openmetrics": b"# EOF\n"}  # once per body, after every family
+# gzip member header (RFC 1952): deflate, no name, mtime 0, unknown OS; what gzip.compress writes
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 
 class Rendered:
@@ -50,8 +74,11 @@ class Exposition:
         self.registry = registry
         self.render_seconds = 0.0
         self.renders = 0
-        self.rendered: dict[str, Rendered] = dict.fromkeys(formats)
+        # Keys change only on the loop while no render runs (under _lock): a render iterates them.
+        self.rendered: dict[str, Rendered | None] = dict.fromkeys(formats)
         self._pending: asyncio.TimerHandle | None = None
+        self._lock: asyncio.Lock | None = None  # made on the loop, on first use
+        self._background: set[asyncio.Task] = set()
         # id(family) -> (family, {format: bytes}); the family is kept so its id stays its own
         self._formatted: dict[int, tuple[Metric, dict[str, bytes]]] = {}
 
@@ -60,51 +87,82 @@ class Exposition:
         if self._pending is not None:
             return
         try:
-            self._pending = asyncio.get_running_loop().call_later(RENDER_DELAY, self.flush)
+            self._pending = asyncio.get_running_loop().call_later(RENDER_DELAY, self._due)
         except RuntimeError:  # no running loop (CLI one-shot use)
             self.render()
 
-    def flush(self) -> None:
-        """Render now if a render is due (readiness: the first round is in the body)."""
+    def _due(self) -> None:
+        self._pending = None
+        task = asyncio.ensure_future(self.refresh())
+        self._background.add(task)  # a reference, so the task is not collected mid-render
+        task.add_done_callback(self._background.discard)
+
+    async def refresh(self) -> None:
+        """Render in a worker thread, after any render in progress."""
+        async with self._render_lock():
+            await asyncio.to_thread(self.render)
+
+    async def flush(self) -> None:
+        """Render now if a render is due, and wait for one in progress (readiness: the first
+        round is in the body)."""
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-            self.render()
+            await self.refresh()
+        else:
+            async with self._render_lock():
+                pass
+
+    def _render_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     def render(self) -> None:
+        """Render every format in use now, in the calling thread (a worker thread when
+        serving; the caller makes sure that only one render runs at a time)."""
         start = time.perf_counter()
         formatted = {}
-        parts: dict[str, list[bytes]] = {name: [] for name in self.rendered}
+        names = tuple(self.rendered)
+        parts: dict[str, list] = {name: [] for name in names}
         for family in self.registry.collect():
             kept = self._formatted.get(id(family))
-            texts = kept[1] if kept is not None and kept[0] is family else {}
+            pieces = kept[1] if kept is not None and kept[0] is family else {}
+            missing = [name for name in names if name not in pieces]
+            if missing:
+                pieces.update(_format(missing, family))
             for name, chunks in parts.items():
-                if name not in texts:
-                    texts[name] = _format(name, family)
-                chunks.append(texts[name])
-            formatted[id(family)] = (family, texts)
+                chunks.append(pieces[name])
+            formatted[id(family)] = (family, pieces)
         self._formatted = formatted
         for name, chunks in parts.items():
-            body = b"".join(chunks) + TRAILER[name]
-            self.rendered[name] = Rendered(body, gzip.compress(body, GZIP_LEVEL, mtime=0),
-                                           FORMATS[name][1])
+            self.rendered[name] = _assemble(name, chunks)
         self.render_seconds = time.perf_counter() - start
         self.renders += 1
 
-    def get(self, name: str) -> Rendered:
-        """One format's bytes; a format nobody asked for before is rendered now, then on each
-        refresh."""
+    async def get(self, name: str) -> Rendered:
+        """One format's bytes; a format nobody asked for before is rendered now (off the
+        loop), then on each refresh."""
+        if self.rendered.get(name) is None:
+            async with self._render_lock():
+                if self.rendered.get(name) is None:
+                    self.rendered[name] = None
+                    await asyncio.to_thread(self.render)
+        return self.rendered[name]
+
+    def get_now(self, name: str) -> Rendered:
+        """`get` without an event loop (`vigil metrics`)."""
         if self.rendered.get(name) is None:
             self.rendered[name] = None
             self.render()
         return self.rendered[name]
 
-    def choose(self, accept: str) -> Rendered:
+    async def choose(self, accept: str) -> Rendered:
         """Content negotiation the way prometheus_client does it: OpenMetrics when asked for."""
         for part in accept.split(","):
             if part.split(";")[0].strip() == "application/openmetrics-text":
-                return self.get("openmetrics")
-        return self.get("text")
+                return await self.get("openmetrics")
+        return await self.get("text")
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -127,8 +185,44 @@ def accepts_gzip(accept_encoding: str) -> bool:
 _QVALUE = re.compile(r"0(?:\.\d{0,3})?|1(?:\.0{0,3})?")
 
 
-def _format(name: str, family: Metric) -> bytes:
-    """One family in one format, without the body's trailer."""
+class _Piece:
+    """One family in one format: its text (a view into the last body once rendered) and its
+    deflate segment."""
+
+    __slots__ = ("text", "deflated")
+
+    def __init__(self, text: bytes):
+        self.text = text
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self.deflated = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _assemble(name: str, pieces: list[_Piece]) -> Rendered:
+    """The body and its gzip member from the pieces; each piece's text becomes a view into
+    the new body, so that its bytes are held once."""
+    body = b"".join([piece.text for piece in pieces]) + TRAILER[name]
+    view, offset = memoryview(body), 0
+    for piece in pieces:
+        size = len(piece.text)
+        piece.text = view[offset:offset + size]
+        offset += size
+    trailer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    deflated = [piece.deflated for piece in pieces]
+    deflated.append(trailer.compress(TRAILER[name]) + trailer.flush(zlib.Z_FINISH))
+    gzipped = b"".join([GZIP_HEADER, *deflated, struct.pack(
+        "<II", zlib.crc32(body), len(body) & 0xFFFFFFFF)])
+    return Rendered(body, gzipped, FORMATS[name][1])
+
+
+def _format(names: list[str], family: Metric) -> dict[str, _Piece]:
+    """One family in the given formats, without the body's trailer."""
+    samples = _simple_samples(family)
+    if samples is None:
+        return {name: _Piece(_general(name, family)) for name in names}
+    return {name: _Piece((_HEADERS[name](family) + samples).encode()) for name in names}
+
+
+def _general(name: str, family: Metric) -> bytes:
     body = FORMATS[name][0](_Frozen([family]))
     return body[:len(body) - len(TRAILER[name])]
 
@@ -139,3 +233,59 @@ class _Frozen:
 
     def collect(self):
         return self.families
+
+
+_LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_SAMPLE_SUFFIX = {"gauge": "", "counter": "_total"}
+
+
+def _text_header(family: Metric) -> str:
+    name = family.name + _SAMPLE_SUFFIX[family.type]
+    help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {help_text}\n# TYPE {name} {family.type}\n"
+
+
+def _openmetrics_header(family: Metric) -> str:
+    help_text = _escape(family.documentation)
+    unit = f"# UNIT {family.name} {family.unit}\n" if family.unit else ""
+    return f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}\n{unit}"
+
+
+_HEADERS = {"text": _text_header, "openmetrics": _openmetrics_header}
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+    return value
+
+
+def _simple_samples(family: Metric) -> str | None:
+    """The sample lines of a gauge or counter whose samples are plain (legacy names, no
+    timestamp, exemplar or native histogram), the same in both formats; None for any other
+    family."""
+    if family.type not in _SAMPLE_SUFFIX:
+        return None
+    name = family.name + _SAMPLE_SUFFIX[family.type]
+    if not _LEGACY_NAME.fullmatch(name):
+        return None
+    lines: list[str] = []
+    orders: dict[tuple, list[str]] = {}  # label names as stored -> sorted, once checked
+    for sample in family.samples:
+        if (sample.name != name or sample.timestamp is not None or sample.exemplar is not None
+                or sample.native_histogram is not None):
+            return None
+        labels = sample.labels
+        if not labels:
+            lines.append(f"{name} {floatToGoString(sample.value)}\n")
+            continue
+        keys = tuple(labels)
+        order = orders.get(keys)
+        if order is None:
+            if not all(_LEGACY_LABEL.fullmatch(key) for key in keys):
+                return None
+            order = orders[keys] = sorted(keys)
+        pairs = ",".join([f'{key}="{_escape(labels[key])}"' for key in order])
+        lines.append(f"{name}{{{pairs}}} {floatToGoString(sample.value)}\n")
+    return "".join(lines)

@@ -21,6 +21,10 @@ def checks(scheduler: Scheduler, disabled: list[str]) -> list[Check]:
     for job in scheduler.jobs:
         if job.success is None:
             result.append(Check(f"{job.kind}:{job.name}", DEGRADED, "first run not finished"))
+        elif job.success and job.series_dropped:
+            result.append(Check(f"{job.kind}:{job.name}", DEGRADED, (
+                f"{job.series_dropped} rows beyond max_series ({job.series_limit}) dropped: "
+                "raise max_series or bound the tenants (docs/tenants.md)"), job.duration))
         elif job.success:
             result.append(Check(f"{job.kind}:{job.name}", OK, "", job.duration))
         else:

@@ -22,7 +22,8 @@ log = logging.getLogger("vigil.scheduler")
 class Scheduler:
     def __init__(self, collectors: list[Collector], on_update: Callable[[], None] = lambda: None):
         self.collectors = collectors
-        self.jobs: list[Job] = [job for c in collectors for job in c.jobs()]
+        self.jobs_by_collector = [(c, c.jobs()) for c in collectors]
+        self.jobs: list[Job] = [job for _, jobs in self.jobs_by_collector for job in jobs]
         self.on_update = on_update
         self.first_round_done = asyncio.Event()
         self.started_at = time.time()
@@ -50,16 +51,19 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         due = loop.time()
         current: asyncio.Task | None = None
+        overran = False  # the current run made the scheduler skip one
         try:
             while True:
                 if current is not None and not current.done():
-                    job.skipped += 1  # logged once until a run starts on time again
+                    job.skipped += 1  # logged once, until a run ends within its interval
+                    overran = True
                     self._failures.failed(f"{job.name} schedule", "a run takes longer than "
                                           f"the {job.interval:g}s interval: skipping runs")
                 else:
-                    if self._failures.failing(f"{job.name} schedule"):
+                    if not overran:
                         self._failures.recovered(f"{job.name} schedule",
                                                  skipped_total=job.skipped)
+                    overran = False
                     current = asyncio.create_task(self._run(job))
                 due = max(due + job.interval, loop.time())  # after a stall: no burst
                 await asyncio.sleep(due - loop.time())
@@ -90,11 +94,12 @@ class Scheduler:
 
 
 class SnapshotCollector:
-    """prometheus_client collector that yields every job's latest successful families."""
+    """prometheus_client collector that yields what every collector serves of its jobs' latest
+    successful families."""
 
     def __init__(self, scheduler: Scheduler):
         self.scheduler = scheduler
 
     def collect(self) -> Iterable[Metric]:
-        for job in self.scheduler.jobs:
-            yield from job.families
+        for collector, jobs in self.scheduler.jobs_by_collector:
+            yield from collector.serve(jobs)

@@ -65,10 +65,14 @@ def job_families(kind: str, jobs: list[Job]) -> Iterable[Metric]:
         skipped.add_metric([job.name], job.skipped)
     yield from (duration, success, last, interval, skipped)
     if kind == "query":
+        series = gauge("series", "Series the last run of the business query exported.")
+        limit = gauge("series_limit", "Series cap of the business query (max_series).")
         dropped = gauge("series_dropped", "Rows beyond the series cap in the last run.")
         for job in jobs:
+            series.add_metric([job.name], job.series)
+            limit.add_metric([job.name], job.series_limit)
             dropped.add_metric([job.name], job.series_dropped)
-        yield dropped
+        yield from (series, limit, dropped)
 
 
 def exposition_families(exposition: Exposition) -> Iterable[Metric]:

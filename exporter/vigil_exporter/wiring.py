@@ -36,7 +36,7 @@ class Wiring:
         """One round of every job, then release the connections (`vigil metrics`, docs)."""
         await self.scheduler.run_once()
         await self.scheduler.stop()
-        self.exposition.flush()  # the runs asked for a render: do it before the loop ends
+        await self.exposition.flush()  # the runs asked for a render: do it before the loop ends
 
 
 def build(config: Config, formats: tuple[str, ...] = ("text",)) -> Wiring:

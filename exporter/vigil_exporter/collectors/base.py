@@ -1,7 +1,7 @@
 """The one small interface every collector implements, and what the scheduler runs."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -43,7 +43,10 @@ class Job:
     last_success: float = 0.0
     skipped: int = 0
     error: str = ""
-    # Filled in by the run itself (business queries): rows beyond the series cap, last run.
+    # Filled in by the run itself (business queries), last run: series kept, the cap, and the
+    # rows beyond the cap.
+    series: int = 0
+    series_limit: int = 0
     series_dropped: int = 0
 
 
@@ -88,6 +91,12 @@ class Collector:
 
     def checks(self) -> list[Check]:
         return []
+
+    def serve(self, jobs: list[Job]) -> Iterable[Metric]:
+        """What /metrics shows of this collector's jobs' latest families (default: all of
+        them). Runs where the exposition is rendered, in a worker thread: read, never await."""
+        for job in jobs:
+            yield from job.families
 
     async def close(self) -> None:
         return None

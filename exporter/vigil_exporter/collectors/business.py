@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 import yaml
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -34,7 +37,9 @@ from vigil_exporter.collectors.base import (
     collector_schema,
     refreshed_every,
 )
-from vigil_exporter.collectors.sqlutil import make_engine
+from vigil_exporter.collectors.sqlutil import count_statements, make_engine
+from vigil_exporter.collectors.tenants import SCHEMA as BOUNDED_TENANTS
+from vigil_exporter.collectors.tenants import BoundedTenants, check_limits
 from vigil_exporter.logs import describe_error
 from vigil_exporter.validation import (
     Bool,
@@ -47,8 +52,13 @@ from vigil_exporter.validation import (
     format_duration,
 )
 
+log = logging.getLogger("vigil.business")
+
 DEFAULT_QUERIES = Path(__file__).resolve().parent.parent / "business_queries.yml"
 APPLICATION = "vigil-business"  # PostgreSQL application_name; a run sets "vigil-business:<query>"
+# Rows one query may return by default: 10,000 tenants in a family with two series per tenant
+# (docs/tenants.md has the arithmetic, and what to do beyond it).
+DEFAULT_MAX_SERIES = 20_000
 KEEP_CONNECTIONS = 2  # connections kept open between runs; more are opened when queries overlap
 CANCEL_GRACE = 2.0  # seconds a cancelled statement may take to stop in the database
 DEFAULT_CONNECT_TIMEOUT = 3.0
@@ -60,8 +70,24 @@ PG_SETTINGS = text(
     "set_config('application_name', :application, true)")
 
 
+# Name prefixes of the families the exporter serves itself (tests/test_hardening_inputs.py reads
+# docs/metrics.md to keep this complete). A query named like one of them would be served next
+# to it, and Prometheus would store whichever sample it read last.
+BUILT_IN_PREFIXES = ("process_", "python_", "vigil_db_", "vigil_redis_", "vigil_system_",
+                     "vigil_collector_", "vigil_business_query_", "vigil_exposition_",
+                     "vigil_alert_notifications", "vigil_build_info", "vigil_start_time_seconds")
+
+
 def _check_query(query: dict, path: str, errors: Errors) -> None:
     name, labels = query["name"], query["labels"]
+    built_in = next((p for p in BUILT_IN_PREFIXES if name.startswith(p)), None)
+    if built_in:
+        errors.add(f"{path}.name", f'"{name}" is named like a family the exporter serves itself '
+                                   f'(names starting with "{built_in}"); choose another name')
+    statements = count_statements(query["sql"])
+    if statements != 1:
+        errors.add(f"{path}.sql", f"expected one SQL statement, got {statements} (a query may "
+                                  "not end its read-only transaction or start another)")
     if query["type"] == "gauge" and name.endswith("_total"):
         errors.add(f"{path}.name", f'a gauge must not end in _total, got "{name}" '
                                    "(set type: counter, or rename it)")
@@ -90,7 +116,8 @@ QUERY = Object({
 
 
 def _check_section(section: dict, path: str, errors: Errors) -> None:
-    """Two queries must not produce the same family (a counter's name without _total)."""
+    """Two queries must not produce the same family (a counter's name without _total), and
+    bounded_tenants names queries that exist."""
     first: dict[str, int] = {}
     for i, query in enumerate(section["queries"]):
         family = query["name"].removesuffix("_total")
@@ -98,6 +125,17 @@ def _check_section(section: dict, path: str, errors: Errors) -> None:
             errors.add(f"{path}.queries[{i}].name", f'"{query["name"]}" is already the family '
                                                     f"of queries[{first[family]}]")
         first.setdefault(family, i)
+    names = {q["name"] for q in section["queries"]}
+    if section["default_queries"]:
+        defaults = {q["name"].removesuffix("_total"): q["name"] for q in default_queries()}
+        for i, query in enumerate(section["queries"]):
+            default = defaults.get(query["name"].removesuffix("_total"))
+            if default is not None and default != query["name"]:
+                errors.add(f"{path}.queries[{i}].name", f'"{query["name"]}" is the family of the '
+                           f'default query "{default}" (name it "{default}" to replace it, or '
+                           "set default_queries: false)")
+        names.update(q["name"] for q in default_queries())
+    check_limits(section["bounded_tenants"], names, f"{path}.bounded_tenants", errors)
 
 
 @dataclass(frozen=True)
@@ -180,7 +218,7 @@ async def run_query(engine: AsyncEngine, query: Query) -> tuple[list[str], list[
                 "timeout": str(max(1, int(query.timeout * 1000))),
                 "application": f"{APPLICATION}:{query.name}"})
         result = await _execute_interruptibly(conn, query.sql, bind_values(dialect))
-        return list(result.keys()), [tuple(row) for row in result.all()]
+        return list(result.keys()), result.all()
 
 
 async def _execute_interruptibly(conn: AsyncConnection, sql: str, params: dict):
@@ -229,11 +267,36 @@ def column_positions(query: Query, columns: list[str]) -> tuple[int, list[int]]:
             [position(label, f"labels[{i}]") for i, label in enumerate(query.labels)])
 
 
-def to_family(query: Query, columns: list[str], rows: list[tuple]) -> tuple[Metric, int]:
+class LabelSets:
+    """One labels dict per distinct label set, shared by the collector's families: a tenant's
+    `{"tenant": ...}` is one dict (and one string) for all its per-tenant series instead of one
+    per series, a third of the memory of a sample. A set that no run used for a whole round (the
+    first query's runs mark rounds) is forgotten."""
+
+    def __init__(self):
+        self.current: dict[tuple, dict[str, str]] = {}
+        self.previous: dict[tuple, dict[str, str]] = {}
+
+    def new_round(self) -> None:
+        self.previous, self.current = self.current, {}
+
+    def get(self, names: tuple[str, ...], values: tuple[str, ...]) -> dict[str, str]:
+        key = (names, values)
+        labels = self.current.get(key)
+        if labels is None:
+            labels = self.previous.get(key) or dict(zip(names, values))
+            self.current[key] = labels
+        return labels
+
+
+def to_family(query: Query, columns: list[str], rows: list[tuple],
+              label_sets: LabelSets | None = None) -> tuple[Metric, int]:
     """The metric family of a result, and how many rows the series cap dropped."""
     value_at, label_at = column_positions(query, columns)
     cls = CounterMetricFamily if query.type == "counter" else GaugeMetricFamily
     family = cls(query.name, query.help_text, labels=query.labels)
+    sample_name = family.name + ("_total" if query.type == "counter" else "")
+    label_sets = label_sets or LabelSets()
     seen: set[tuple[str, ...]] = set()
     dropped = 0
     for row in rows:
@@ -246,7 +309,8 @@ def to_family(query: Query, columns: list[str], rows: list[tuple]) -> tuple[Metr
             dropped += 1
             continue
         seen.add(labels)
-        family.add_metric(list(labels), _number(row[value_at], query.value))
+        family.samples.append(Sample(sample_name, label_sets.get(query.labels, labels),
+                                     _number(row[value_at], query.value)))
     return family, dropped
 
 
@@ -255,6 +319,17 @@ def _number(value, column: str) -> float:
         return float(value)  # int, float, Decimal, bool, numeric text
     except (TypeError, ValueError):
         raise ValueError(f'column "{column}" is not a number: {value!r}') from None
+
+
+def report_cap(query: Query, kept: int, dropped: int, dropped_before: int) -> None:
+    """One log line when a query starts losing rows to its cap, and one when it stops."""
+    if dropped and not dropped_before:
+        log.warning("%s returned %d rows, more than its max_series of %d: %d rows dropped "
+                    "(%s.max_series, or collectors.business.bounded_tenants)", query.name,
+                    kept + dropped, query.max_series, dropped, query.path)
+    elif dropped_before and not dropped:
+        log.info("%s fits its max_series of %d again (%d rows)", query.name, query.max_series,
+                 kept)
 
 
 # ------------------------------------------------------------------ the collector
@@ -268,9 +343,11 @@ class BusinessCollector(Collector):
                                 "that the queries run against."),
         "default_queries": Bool(True, "Also run the default queries against the default "
                                       "business schema (vigil_exporter/business_queries.yml)."),
-        "max_series": Int(500, "Default cap on the rows (series) one query may return; "
-                               "the rest are dropped and counted.", minimum=1),
+        "max_series": Int(DEFAULT_MAX_SERIES, "Default cap on the rows (series) one query may "
+                          "return; the rest are dropped, counted, and reported in /health and "
+                          "the log.", minimum=1),
         "queries": List(QUERY, list, "Queries; each one becomes a metric family."),
+        "bounded_tenants": BOUNDED_TENANTS,
     }, check=_check_section)
 
     def __init__(self, config: dict, database: dict):
@@ -280,17 +357,32 @@ class BusinessCollector(Collector):
         self.database = database
         self.queries = configured_queries(config)
         self.engine: AsyncEngine | None = None
+        self.label_sets = LabelSets()
         self._jobs = [self._job(query) for query in self.queries]
+        bounded = config["bounded_tenants"]
+        self.bounded = BoundedTenants(bounded, [
+            q.name for q in self.queries if bounded["label"] in q.labels]) if bounded[
+                "enabled"] else None
 
     def jobs(self) -> list[Job]:
         return self._jobs
+
+    def serve(self, jobs: list[Job]) -> Iterable[Metric]:
+        return self.bounded.serve(jobs) if self.bounded else super().serve(jobs)
 
     def _job(self, query: Query) -> Job:
         job = Job(query.name, "query", query.interval, query.timeout, run=None)
 
         async def run() -> list[Metric]:
             columns, rows = await run_query(self.get_engine(), query)
-            family, job.series_dropped = to_family(query, columns, rows)
+            if query is self.queries[0]:
+                self.label_sets.new_round()
+            # Thousands of rows take tens of milliseconds to become samples: not on the loop.
+            family, dropped = await asyncio.to_thread(to_family, query, columns, rows,
+                                                      self.label_sets)
+            report_cap(query, len(family.samples), dropped, job.series_dropped)
+            job.series, job.series_limit, job.series_dropped = (
+                len(family.samples), query.max_series, dropped)
             return [family]
         job.run = run
         return job

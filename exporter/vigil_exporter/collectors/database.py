@@ -21,21 +21,23 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from sqlalchemy import text
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from vigil_exporter.collectors import postgres
 from vigil_exporter.collectors.base import (
     DEGRADED,
     FAILING,
     OK,
     Check,
     Collector,
+    Job,
     collector_schema,
-    refreshed_every,
 )
+from vigil_exporter.collectors.families import Families, Spec
+from vigil_exporter.collectors.features import FeatureSet, build
 from vigil_exporter.collectors.sqlutil import (
     ASYNCPG_QUERY_KEYS,
     dialect_name,
@@ -59,7 +61,7 @@ UNKNOWN_STATE = "unknown"  # NULL state: another role's session without pg_read_
 UNNAMED_APPLICATION = "unnamed"
 OTHER_APPLICATION = "other"
 
-# name: (type, help, labels besides `database`)
+# name: (type, help, labels besides `database`); the PostgreSQL features declare their own.
 METRICS = {
     "vigil_db_up": ("gauge", "1 if the database answered the probe query, 0 if not.", ()),
     "vigil_db_connect_duration_seconds": (
@@ -92,6 +94,7 @@ METRICS = {
     "vigil_db_deadlocks_total": (
         "counter", "Deadlocks detected in this PostgreSQL database (pg_stat_database).", ()),
 }
+SPECS = {**{name: Spec(*spec) for name, spec in METRICS.items()}, **postgres.METRICS}
 
 PG_CONNECTIONS = text(
     "SELECT state, application_name, count(*) FROM pg_stat_activity "
@@ -128,6 +131,7 @@ DATABASE = Object({
     "pool_size": Int(2, "Connections the exporter may keep open to this database.", minimum=1),
     "max_applications": Int(20, "PostgreSQL: application_name series at most; the rest are "
                                 "reported as application=\"other\".", minimum=1),
+    "postgres": postgres.SCHEMA,
 })
 
 
@@ -164,12 +168,18 @@ class Target:
     config: dict
     budget: float
     engine: AsyncEngine | None = None
+    failures: FailureLog | None = None
     task: asyncio.Task | None = None
     last: Reading | None = None
     dialect: str = field(init=False)
+    features: FeatureSet = field(init=False)
 
     def __post_init__(self):
         self.dialect = dialect_name(self.config["url"])
+        enabled = (build(postgres.FEATURES, self.config["postgres"])
+                   if self.dialect == "postgresql" else [])
+        self.features = FeatureSet(f"database:{self.name}", enabled,
+                                   self.failures or FailureLog(log))
 
     @property
     def safe_url(self) -> str:
@@ -216,6 +226,22 @@ class Target:
         if self.dialect == "sqlite":
             reading.size_bytes = _file_size(sqlite_path(self.config["url"]))
         return reading
+
+    async def read_features(self) -> list:
+        """The samples of the PostgreSQL features, within the budget; none while the database
+        is down (its probe says why)."""
+        if self.last is not None and not self.last.up:
+            self.features.mark_unreachable("the database is down")
+            return []
+        try:
+            return await asyncio.wait_for(self._read_features(), self.budget)
+        except Exception as exc:  # noqa: BLE001 - a database that fails is the probe's to report
+            self.features.mark_unreachable(describe_error(exc))
+            return []
+
+    async def _read_features(self) -> list:
+        async with self.get_engine().connect() as conn:
+            return await self.features.read(await postgres.server(conn))
 
     async def close(self) -> None:
         if self.task is not None and not self.task.done():
@@ -283,28 +309,6 @@ def server_version(engine: AsyncEngine | None) -> str | None:
     return ".".join(str(part) for part in info) if info else None
 
 
-class Families:
-    """The collector's metric families, each built once with its HELP and sample labels."""
-
-    def __init__(self, interval: float):
-        self.suffix = refreshed_every(interval)
-        self.families: dict[str, Metric] = {}
-
-    def add(self, name: str, database: str, value: float, *labels: str) -> None:
-        if value is None:
-            return
-        family = self.families.get(name)
-        if family is None:
-            kind, help_text, extra = METRICS[name]
-            cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-            family = self.families[name] = cls(name, help_text + self.suffix,
-                                               labels=("database", *extra))
-        family.add_metric([database, *labels], value)
-
-    def result(self) -> list[Metric]:
-        return list(self.families.values())
-
-
 def add_target(out: Families, target: Target, reading: Reading) -> None:
     """All the samples of one database."""
     db = target.name
@@ -343,12 +347,31 @@ class DatabaseCollector(Collector):
     def __init__(self, config: dict):
         super().__init__(config)
         budget = config["timeout"] * BUDGET_SHARE
-        self.targets = [Target(name, db, budget) for name, db in config["databases"].items()]
         self.failures = FailureLog(log)
+        self.targets = [Target(name, db, budget, failures=self.failures)
+                        for name, db in config["databases"].items()]
+
+    def jobs(self) -> list[Job]:
+        """The probe round; and the PostgreSQL features' round, when a database has some."""
+        jobs = super().jobs()
+        if any(target.features.features for target in self.targets):
+            jobs.append(Job("postgres", "collector", self.config["interval"],
+                            self.config["timeout"], self.collect_postgres))
+        return jobs
+
+    async def collect_postgres(self) -> list[Metric]:
+        """One round of the PostgreSQL features of every database (a job of its own, so that
+        a slow statistics query never delays the probe that says whether a database is up)."""
+        targets = [t for t in self.targets if t.features.features]
+        results = await asyncio.gather(*(target.read_features() for target in targets))
+        out = Families(SPECS, "database", self.config["interval"])
+        for target, samples in zip(targets, results):
+            out.add_samples(target.name, samples)
+        return out.result()
 
     async def collect(self) -> list[Metric]:
         readings = await asyncio.gather(*(target.read() for target in self.targets))
-        out = Families(self.config["interval"])
+        out = Families(SPECS, "database", self.config["interval"])
         for target, reading in zip(self.targets, readings):
             target.last = reading
             self._log(target, reading)
@@ -363,7 +386,8 @@ class DatabaseCollector(Collector):
             self.failures.failed(key, reading.cause, url=target.safe_url)
 
     def checks(self) -> list[Check]:
-        return [_check(target) for target in self.targets]
+        return [check for target in self.targets
+                for check in (_check(target), *target.features.checks())]
 
     async def close(self) -> None:
         await asyncio.gather(*(target.close() for target in self.targets))

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from vigil_exporter import validation
@@ -51,20 +52,29 @@ LEGACY_NAMES = [
 ]
 
 
-def exporter_families(postgres_url: str, redis_url: str) -> list:
+def exporter_families(servers: Servers) -> list:
     """Every family the exporter serves, collected once against live, throwaway servers
-    (the demo data set is loaded into an empty database so that labelled families have rows)."""
+    (the demo data set is loaded into an empty database so that labelled families have rows;
+    a replica with its slot and pg_stat_statements give the PostgreSQL features theirs)."""
     import redis
 
     from vigil_exporter import dbschema
     from vigil_exporter.wiring import build
 
+    postgres_url, redis_url = servers.postgres, servers.redis
     dbschema.load_demo_data(postgres_url)  # creates the schema; labels come from real rows
     with redis.Redis.from_url(redis_url) as client:  # so that per-db key counts have a row
         client.set("vigil:docgen", "1")
+    databases = {"main": {"url": postgres_url}}
+    if servers.postgres_replica:
+        databases["replica"] = {"url": servers.postgres_replica}
+    instances = {"main": {"url": redis_url, "keys": [{"key": "queue:docs", "type": "list"}],
+                          "key_patterns": {"patterns": ["vigil:*"]}}}
+    if servers.redis_replica:
+        instances["replica"] = {"url": servers.redis_replica}
     config = load(None, environ={}, overrides={
-        "collectors.database.databases": {"main": {"url": postgres_url}},
-        "collectors.redis.instances": {"main": {"url": redis_url, "keys": [{"key": "queue:docs", "type": "list"}]}},
+        "collectors.database.databases": databases,
+        "collectors.redis.instances": instances,
     })
     wiring = build(config)
     asyncio.run(wiring.collect_once())
@@ -92,11 +102,17 @@ def _exporter_rows(families) -> list[tuple[str, str, list[str], str]]:
     return [rows[k] for k in sorted(rows)]
 
 
+def cell(text: str) -> str:
+    """Text in a Markdown table cell, shown exactly: "|" escaped as GitHub's tables want it (the
+    backslash is not displayed, also inside a code span), never replaced by another character."""
+    return text.replace("|", "\\|")
+
+
 def _table(rows) -> list[str]:
     lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
     for name, kind, labels, help_text in rows:
         shown = ", ".join(f"`{label}`" for label in labels) or "none"
-        lines.append(f"| `{name}` | {kind} | {shown} | {help_text.replace('|', '/')} |")
+        lines.append(f"| `{name}` | {kind} | {shown} | {cell(help_text)} |")
     return lines
 
 
@@ -147,16 +163,17 @@ def render_configuration() -> str:
     lines += ["", "Durations are written like Prometheus durations: `500ms`, `15s`, `1m30s`, `2h`.",
               "", "| key | expected | default | meaning |", "|---|---|---|---|"]
     for path, expected, default, help_text in validation.describe(root_schema()):
-        lines.append(f"| `{path}` | {expected} | {default.replace('|', '/')} | {help_text} |")
+        shown = f"`{cell(default)}`" if default not in ("", "unset", "required") else default
+        lines.append(f"| `{path}` | {cell(expected)} | {shown} | {cell(help_text)} |")
     return "\n".join(lines) + "\n"
 
 
-def build(postgres_url: str, redis_url: str) -> dict[Path, str]:
+def build(servers: Servers) -> dict[Path, str]:
     """Absolute path in the checkout -> the text it should hold."""
     root = checkout.root()
     return {
-        root / METRICS_MD: render_metrics(_exporter_rows(exporter_families(postgres_url, redis_url)),
-                                   library_families()),
+        root / METRICS_MD: render_metrics(_exporter_rows(exporter_families(servers)),
+                                          library_families()),
         root / CONFIGURATION_MD: render_configuration(),
     }
 
@@ -168,8 +185,8 @@ def main(argv=None) -> int:
     parser.add_argument("--redis", help="a live Redis URL (default: start a throwaway server)")
     parser.add_argument("--check", action="store_true", help="fail if a committed file is stale")
     args = parser.parse_args(argv)
-    with throwaway_servers(args.postgres, args.redis) as (postgres_url, redis_url):
-        differing = generated.sync(build(postgres_url, redis_url), args.check)
+    with throwaway_servers(args.postgres, args.redis) as servers:
+        differing = generated.sync(build(servers), args.check)
     for path in differing:
         if args.check:
             print(f"{path} is stale: run python -m vigil_exporter.tools.docgen", file=sys.stderr)
@@ -178,24 +195,52 @@ def main(argv=None) -> int:
     return 1 if args.check and differing else 0
 
 
+@dataclass
+class Servers:
+    """URLs of the servers the metrics reference is collected from."""
+
+    postgres: str
+    redis: str
+    postgres_replica: str | None = None  # a streaming replica of `postgres`
+    redis_replica: str | None = None
+
+
 @contextlib.contextmanager
 def throwaway_servers(postgres_url: str | None, redis_url: str | None):
-    """The given URLs, or servers of the local stack's components in a temporary directory."""
-    from vigil_exporter.tools.stack.components import Postgres, Redis
+    """The given URLs, or servers of the local stack's components in a temporary directory:
+    a PostgreSQL primary with pg_stat_statements, its replica (with a replication slot), and a
+    Redis primary with its replica."""
+    from vigil_exporter.tools.stack.components import (
+        Postgres,
+        PostgresReplica,
+        Redis,
+        RedisReplica,
+    )
     from vigil_exporter.tools.stack.process import free_port
 
     with tempfile.TemporaryDirectory(prefix="vigil-docgen-") as workdir, \
             contextlib.ExitStack() as running:
+        def start(component):
+            running.callback(component.cleanup)
+            running.callback(component.stop)
+            return component.start()
+
+        servers = Servers(postgres_url, redis_url)
         if postgres_url is None:
-            postgres = Postgres("postgres", Path(workdir), free_port(), driver="psycopg")
-            running.callback(postgres.cleanup)
-            running.callback(postgres.stop)
-            postgres_url = postgres.start().url
+            preload = ["-c", "shared_preload_libraries=pg_stat_statements"]
+            primary = start(Postgres("postgres", Path(workdir), free_port(), driver="psycopg",
+                                     extra_args=preload))
+            primary.sql("CREATE EXTENSION pg_stat_statements")
+            replica = start(PostgresReplica("postgres-replica", Path(workdir), free_port(),
+                                            driver="psycopg", primary=primary, extra_args=preload))
+            servers.postgres, servers.postgres_replica = primary.url, replica.url
         if redis_url is None:
-            redis = Redis("redis", Path(workdir), free_port())
-            running.callback(redis.stop)
-            redis_url = redis.start().url
-        yield postgres_url, redis_url
+            redis = start(Redis("redis", Path(workdir), free_port(),
+                                extra_args=["--repl-diskless-sync-delay", "0"]))
+            replica = start(RedisReplica("redis-replica", Path(workdir), free_port(),
+                                         primary=redis))
+            servers.redis, servers.redis_replica = redis.url, replica.url
+        yield servers
 
 
 if __name__ == "__main__":

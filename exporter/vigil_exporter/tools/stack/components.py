@@ -260,6 +260,27 @@ class Redis(Component):
             return False
 
 
+class RedisReplica(Redis):
+    """A replica of a running Redis `primary` (`--replicaof`), ready once its link to the
+    primary is up, i.e. after the first full synchronisation (start the primary with
+    `--repl-diskless-sync-delay 0` for that to take moments)."""
+
+    def __init__(self, *args, primary: Redis, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.primary = primary
+
+    def command(self) -> list[str]:
+        return super().command() + ["--replicaof", self.primary.host, str(self.primary.port)]
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                s.sendall(b"INFO replication\r\n")
+                return b"master_link_status:up" in s.recv(4096)
+        except OSError:
+            return False
+
+
 class Postgres(Component):
     """A throwaway cluster: trust authentication on 127.0.0.1, superuser and owner `vigil`,
     database `vigil` (what the compose service's POSTGRES_USER/POSTGRES_DB give). Run as the
@@ -318,16 +339,23 @@ class Postgres(Component):
                 self.datadir = self._outside / "data"
                 shutil.chown(self._outside, owner, owner)
             shutil.chown(self.dir, owner, owner)
-        if (self.datadir / "PG_VERSION").exists():
-            return
+        if not (self.datadir / "PG_VERSION").exists():
+            self.create_cluster()
+
+    def create_cluster(self) -> None:
+        self._run_as_owner([find_binary("initdb"), "-D", str(self.datadir), "-U", self.user,
+                            "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+
+    def _run_as_owner(self, command: list[str]) -> None:
+        """Run a PostgreSQL tool as the user the server runs as; StackError with its output."""
+        owner = self.process.user
         done = subprocess.run(
-            [find_binary("initdb"), "-D", str(self.datadir), "-U", self.user, "--auth=trust",
-             "-E", "UTF8", "--no-sync", "--no-instructions"],
-            capture_output=True, text=True, cwd=self.datadir.parent,
+            command, capture_output=True, text=True, cwd=self.datadir.parent,
             user=owner, group=pwd.getpwnam(owner).pw_gid if owner else None,
             extra_groups=[] if owner else None)
         if done.returncode != 0:
-            raise StackError(f"initdb failed:\n{done.stdout}{done.stderr}")
+            name = Path(command[0]).name
+            raise StackError(f"{name} failed:\n{done.stdout}{done.stderr}")
 
     def command(self) -> list[str]:
         return [find_binary("postgres"), "-D", str(self.datadir), "-p", str(self.port),
@@ -367,6 +395,36 @@ class Postgres(Component):
     def scalar(self, statement: str, params=None, database: str | None = None):
         """The first column of the first row of `sql()`."""
         return self.sql(statement, params, database)[0][0]
+
+
+class PostgresReplica(Postgres):
+    """A streaming replica of a running `primary`, made with `pg_basebackup -R -C` (a base
+    backup with standby.signal, primary_conninfo and a replication slot on the primary named
+    after the replica), so it follows the primary over replication on loopback. Its
+    `cluster_name` is its name, which the primary shows as the replica's application_name in
+    pg_stat_replication."""
+
+    binaries = ("pg_basebackup", "postgres")
+
+    def __init__(self, *args, primary: Postgres, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.primary = primary
+
+    def create_cluster(self) -> None:
+        self._run_as_owner([find_binary("pg_basebackup"), "-h", self.primary.host,
+                            "-p", str(self.primary.port), "-U", self.primary.user,
+                            "-D", str(self.datadir), "-R", "-X", "stream", "-c", "fast",
+                            "-C", "-S", self.slot, "--no-sync"])
+
+    @property
+    def slot(self) -> str:
+        return self.name.replace("-", "_")
+
+    def command(self) -> list[str]:
+        return super().command() + ["-c", f"cluster_name={self.name}"]
+
+    def after_first_start(self) -> None:
+        """Nothing to create: the database came with the base backup."""
 
 
 def _python_env(extra: dict | None = None) -> dict:
@@ -438,11 +496,12 @@ class Prometheus(HttpComponent):
     ready_path = "/-/ready"
 
     def __init__(self, *args, config_text: ConfigText | None = None, config: dict | None = None,
-                 resend_delay: str | None = None, **kwargs):
+                 resend_delay: str | None = None, features: tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.config_text = _config_text(config_text, config)
         self.config_path = self.dir / "prometheus.yml"
         self.resend_delay = resend_delay
+        self.features = features  # --enable-feature values, e.g. "exemplar-storage"
 
     def prepare(self) -> None:
         self.config_path.write_text(self.config_text())
@@ -455,6 +514,8 @@ class Prometheus(HttpComponent):
         if self.resend_delay:
             # firing alerts are sent again this often (default 1m): short in tests
             argv.append(f"--rules.alert.resend-delay={self.resend_delay}")
+        if self.features:
+            argv.append(f"--enable-feature={','.join(self.features)}")
         return argv
 
     def reload(self) -> None:

@@ -175,7 +175,7 @@ class Stack:
                 Alertmanager, name, config_text=self._alertmanager_config_text,
                 cluster_port=self.ports[f"{name}-cluster"] if clustered else None, peers=peers))
         self.prometheis: list[Prometheus] = [
-            make(Prometheus, name, resend_delay=evaluation_interval,
+            make(Prometheus, name, resend_delay=evaluation_interval, features=("exemplar-storage",),
                  config_text=functools.partial(self._prometheus_config_text, name))
             for name in ["prometheus", "prometheus-2"][:prometheus_replicas]]
         self.prometheus: Prometheus = self.prometheis[0]

@@ -1,0 +1,98 @@
+"""Replication, seen from both ends: on a primary, each replica's lag and state; on a replica,
+whether it is in recovery, receiving and how far its replay lags; on both, the replication
+slots and the WAL each one keeps."""
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from vigil_exporter.collectors.families import Sample, Spec
+from vigil_exporter.collectors.postgres.server import PostgresFeature, Server
+from vigil_exporter.validation import Int
+
+# The states of pg_stat_replication, each reported (0 or 1) so that a change is a value.
+STATES = ("startup", "catchup", "streaming", "backup", "stopping")
+# The position WAL is measured against: written on a primary, received on a replica.
+HEAD = ("CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() "
+        "ELSE pg_current_wal_lsn() END")
+
+RECOVERY = text(
+    "SELECT pg_is_in_recovery(), "
+    "CASE WHEN pg_is_in_recovery() THEN "
+    "pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) END, "
+    "CASE WHEN NOT pg_is_in_recovery() THEN NULL "
+    "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+    "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END, "
+    "CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END, "
+    "CASE WHEN pg_is_in_recovery() THEN "
+    "EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') END")
+REPLICAS = text(
+    "SELECT coalesce(nullif(application_name, ''), 'unnamed'), "
+    "coalesce(host(client_addr), 'local'), state, "
+    f"pg_wal_lsn_diff({HEAD}, replay_lsn), extract(epoch FROM replay_lag) "
+    "FROM pg_stat_replication ORDER BY 1, 2, pid LIMIT :limit")
+SLOTS = text(
+    f"SELECT slot_name, slot_type, active, coalesce(pg_wal_lsn_diff({HEAD}, restart_lsn), 0) "
+    "FROM pg_replication_slots ORDER BY slot_name LIMIT :limit")
+
+REPLICA = ("replica", "client_addr")
+
+
+class Replication(PostgresFeature):
+    key = "replication"
+    help = "replication: replicas' lag and state, replay on a replica, slots"
+    fields = {
+        "max_replicas": Int(10, "Replicas reported by a primary at most.", minimum=1),
+        "max_slots": Int(20, "Replication slots reported at most.", minimum=1),
+    }
+    metrics = {
+        "vigil_db_in_recovery": Spec("gauge", "1 on a replica (in recovery), 0 on a primary."),
+        "vigil_db_replica_receiving": Spec(
+            "gauge", "On a replica: 1 while its WAL receiver streams from the primary."),
+        "vigil_db_replica_replay_paused": Spec(
+            "gauge", "On a replica: 1 while replay is paused (pg_wal_replay_pause)."),
+        "vigil_db_replica_replay_lag_bytes": Spec(
+            "gauge", "On a replica: WAL received but not replayed yet."),
+        "vigil_db_replica_replay_lag_seconds": Spec(
+            "gauge", "On a replica: age of the last replayed transaction while WAL waits to "
+                     "be replayed; 0 when replay has caught up."),
+        "vigil_db_replication_lag_bytes": Spec(
+            "gauge", "On a primary: WAL a replica has not replayed yet (pg_stat_replication).",
+            REPLICA),
+        "vigil_db_replication_lag_seconds": Spec(
+            "gauge", "On a primary: a replica's replay_lag (0 when idle and caught up).",
+            REPLICA),
+        "vigil_db_replication_state": Spec(
+            "gauge", "On a primary: a replica's WAL sender state, 1 for the current one.",
+            (*REPLICA, "state")),
+        "vigil_db_replication_slot_retained_wal_bytes": Spec(
+            "gauge", "WAL kept on disk for a replication slot (from its restart_lsn).",
+            ("slot", "slot_type")),
+        "vigil_db_replication_slot_active": Spec(
+            "gauge", "1 while a consumer is connected to the replication slot.",
+            ("slot", "slot_type")),
+    }
+
+    async def read(self, source: Server) -> list[Sample]:
+        source.require_monitor("the replication statistics")
+        recovery, replay_bytes, replay_seconds, paused, receiving = await source.row(RECOVERY)
+        samples = [Sample("vigil_db_in_recovery", int(recovery))]
+        if recovery:
+            samples += [Sample("vigil_db_replica_receiving", int(receiving)),
+                        Sample("vigil_db_replica_replay_paused", int(paused)),
+                        Sample("vigil_db_replica_replay_lag_bytes", replay_bytes),
+                        Sample("vigil_db_replica_replay_lag_seconds", replay_seconds)]
+        for name, addr, state, lag_bytes, lag_seconds in await source.rows(
+                REPLICAS, limit=self.config["max_replicas"]):
+            labels = (name, addr)
+            if lag_seconds is None and lag_bytes == 0:
+                lag_seconds = 0  # replay_lag is NULL once an idle replica has caught up
+            samples += [Sample("vigil_db_replication_lag_bytes", lag_bytes, labels),
+                        Sample("vigil_db_replication_lag_seconds", lag_seconds, labels)]
+            samples += [Sample("vigil_db_replication_state", int(state == s), (*labels, s))
+                        for s in STATES]
+        for slot, kind, active, retained in await source.rows(
+                SLOTS, limit=self.config["max_slots"]):
+            samples += [Sample("vigil_db_replication_slot_retained_wal_bytes", retained,
+                               (slot, kind)),
+                        Sample("vigil_db_replication_slot_active", int(active), (slot, kind))]
+        return samples

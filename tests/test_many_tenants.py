@@ -1,0 +1,199 @@
+"""Thousands of tenants: rendering off the event loop, the loud series cap, bounded tenants."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from datetime import datetime
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from sqlalchemy import create_engine, insert
+
+from vigil_exporter import dbschema
+from vigil_exporter.app import WIRING, make_app
+from vigil_exporter.collectors.business import BusinessCollector
+from vigil_exporter.config import ConfigError, load
+from vigil_exporter.exposition import Exposition
+from vigil_exporter.health import health_document
+from vigil_exporter.scheduler import Scheduler
+from vigil_exporter.selfmetrics import SelfCollector
+
+
+def quiet_config(**overrides):
+    """No collector that needs a server: the test adds what it renders."""
+    return load(None, environ={}, overrides={
+        "collectors.business": {"enabled": False}, "collectors.database": {"enabled": False},
+        "collectors.redis": {"enabled": False}, **overrides})
+
+
+class BlockingCollector:
+    """A collector whose collect() holds the render until the test releases it."""
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.block = False
+
+    def collect(self):
+        if self.block:
+            self.entered.set()
+            self.release.wait(30)
+        yield GaugeMetricFamily("vigil_test_slow_render", "Renders slowly.", value=1)
+
+
+async def test_a_render_in_progress_blocks_no_request():
+    app = make_app(quiet_config())
+    wiring = app[WIRING]
+    slow = BlockingCollector()
+    wiring.registry.register(slow)
+    async with TestClient(TestServer(app)) as client:
+        await asyncio.wait_for(wiring.scheduler.first_round_done.wait(), 10)
+        assert (await client.get("/health/ready")).status == 200  # the first body exists
+        first = await (await client.get("/metrics")).read()
+        slow.block = True
+        render = asyncio.create_task(wiring.exposition.refresh())
+        assert await asyncio.to_thread(slow.entered.wait, 10)  # the render is running
+        try:
+            # Every endpoint answers while the render is held, and /metrics serves the last body.
+            live = await client.get("/health/live")
+            assert live.status == 200 and (await live.json()) == {"status": "alive"}
+            assert (await client.get("/health")).status == 200
+            assert await (await client.get("/metrics")).read() == first
+            assert not render.done()
+        finally:
+            slow.release.set()
+        await asyncio.wait_for(render, 10)
+        assert wiring.exposition.renders >= 2
+
+
+# ------------------------------------------------------------------ the series cap, bounded tenants
+
+TENANTS = 20  # tenant i has i // 2 agents of 10 allowed: shares 0.0 .. 0.9
+
+
+@pytest.fixture(scope="module")
+def tenants_url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('tenants') / 'tenants.db'}"
+    dbschema.create_schema(url)
+    now = datetime(2026, 1, 1)
+    limits = {"plan": "pro", "max_agents": 10, "max_channels": 10, "max_messages_per_day": 1000,
+              "max_api_calls_per_day": 1000, "max_storage_bytes": 10**9,
+              "max_concurrent_connections": 10, "created_at": now}
+    engine = create_engine(dbschema.sync_url(url))
+    with engine.begin() as conn:
+        conn.execute(insert(dbschema.tenants), [
+            {"id": i + 1, "name": f"t{i:02d}", **limits} for i in range(TENANTS)])
+        conn.execute(insert(dbschema.agents), [
+            {"tenant_id": i + 1, "name": f"agent-{j}", "is_active": True, "created_at": now}
+            for i in range(TENANTS) for j in range(i // 2)])
+    engine.dispose()
+    return url
+
+
+def business(url: str, **section) -> BusinessCollector:
+    cfg = load(None, environ={}, overrides={
+        "collectors.database.databases": {"main": {"url": url}},
+        "collectors.business": section})
+    return BusinessCollector(cfg.collector("business"), cfg.business_database())
+
+
+async def one_round(collector: BusinessCollector, rounds: int = 1) -> Scheduler:
+    scheduler = Scheduler([collector])
+    try:
+        for _ in range(rounds):
+            await scheduler.run_once()
+    finally:
+        await scheduler.stop()
+    assert all(job.success for job in scheduler.jobs), {j.name: j.error for j in scheduler.jobs}
+    return scheduler
+
+
+def served(collector: BusinessCollector, scheduler: Scheduler) -> dict[str, Metric]:
+    return {family.name: family for family in collector.serve(scheduler.jobs)}
+
+
+def tenants_of(family: Metric) -> list[str]:
+    return sorted({sample.labels["tenant"] for sample in family.samples})
+
+
+def values(family: Metric) -> dict[tuple, float]:
+    return {tuple(sorted(s.labels.items())): s.value for s in family.samples}
+
+
+async def test_a_query_past_its_cap_is_loud(tenants_url, caplog):
+    collector = business(tenants_url, default_queries=False, max_series=5, queries=[
+        {"name": "vigil_test_agents", "help": "Agents.", "labels": ["tenant"],
+         "sql": "SELECT t.name AS tenant, count(a.id) AS value FROM tenants t "
+                "LEFT JOIN agents a ON a.tenant_id = t.id GROUP BY t.name ORDER BY t.name"}])
+    with caplog.at_level(logging.INFO, logger="vigil.business"):
+        scheduler = await one_round(collector, rounds=2)
+    job = scheduler.jobs[0]
+    assert (job.series, job.series_limit, job.series_dropped) == (5, 5, TENANTS - 5)
+    assert tenants_of(job.families[0]) == ["t00", "t01", "t02", "t03", "t04"]
+    # the metric the VigilBusinessQuerySeriesCapped alert reads
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SelfCollector(scheduler, Exposition(registry)))
+    text = generate_latest(registry).decode()
+    assert 'vigil_business_query_series_dropped{query="vigil_test_agents"} 15.0' in text
+    assert 'vigil_business_query_series_limit{query="vigil_test_agents"} 5.0' in text
+    assert 'vigil_business_query_series{query="vigil_test_agents"} 5.0' in text
+    # /health: a warning on that query, and the exporter as a whole degraded
+    document = health_document(scheduler, [])
+    check = next(c for c in document["checks"] if c["name"] == "query:vigil_test_agents")
+    assert check["status"] == "degraded" and "15 rows beyond max_series (5)" in check["message"]
+    assert document["status"] == "degraded"
+    # one log line for two capped runs
+    lines = [r.getMessage() for r in caplog.records if "max_series" in r.getMessage()]
+    assert len(lines) == 1 and "20 rows, more than its max_series of 5" in lines[0]
+
+
+async def test_the_default_cap_fits_ten_thousand_tenants_in_two_directions(tenants_url):
+    collector = business(tenants_url)
+    scheduler = await one_round(collector)
+    assert {job.series_limit for job in scheduler.jobs} == {20_000}
+    assert all(job.series_dropped == 0 for job in scheduler.jobs)
+    document = health_document(scheduler, [])
+    assert all(c["status"] == "ok" for c in document["checks"])
+
+
+async def test_bounded_tenants_exports_exactly_the_tenants_above_the_share(tenants_url):
+    collector = business(tenants_url, bounded_tenants={
+        "enabled": True, "min_limit_share": 0.8, "top": 0})
+    families = served(collector, await one_round(collector))
+    above = ["t16", "t17", "t18", "t19"]  # 8 or 9 agents of 10
+    for name in ("vigil_tenant_agents", "vigil_tenant_agents_limit", "vigil_tenant_storage_bytes",
+                 "vigil_tenant_messages_today", "vigil_tenant_messages"):  # counters too
+        assert tenants_of(families[name]) == above, name
+    assert len(families["vigil_tenant_messages_today"].samples) == 8  # both directions
+    # families without the tenant label are untouched
+    assert values(families["vigil_business_users"]) == {(): 0.0}
+    assert values(families["vigil_business_tenants"]) == {
+        (("state", "exported"),): 4, (("state", "omitted"),): TENANTS - 4}
+    omitted = values(families["vigil_business_omitted_series"])
+    assert omitted[(("query", "vigil_tenant_agents"),)] == TENANTS - 4
+    assert omitted[(("query", "vigil_tenant_messages_today"),)] == 2 * (TENANTS - 4)
+    omitted_sum = values(families["vigil_business_omitted_value_sum"])
+    assert omitted_sum[(("query", "vigil_tenant_agents"),)] == sum(i // 2 for i in range(16))
+    assert omitted_sum[(("query", "vigil_tenant_agents_limit"),)] == 10 * 16
+
+
+async def test_bounded_tenants_top_n_adds_the_highest_shares_below_it(tenants_url):
+    collector = business(tenants_url, bounded_tenants={
+        "enabled": True, "min_limit_share": 0.95, "top": 5,
+        "limits": [{"usage": "vigil_tenant_agents", "limit": "vigil_tenant_agents_limit"}]})
+    scheduler = await one_round(collector)
+    families = served(collector, scheduler)
+    # shares 0.9, 0.9, 0.8, 0.8, 0.7 (t14 and t15 tie at 0.7: the name decides)
+    assert tenants_of(families["vigil_tenant_agents"]) == ["t14", "t16", "t17", "t18", "t19"]
+    again = served(collector, scheduler)  # nothing changed: the same filtered objects
+    assert again["vigil_tenant_agents"] is families["vigil_tenant_agents"]
+
+
+def test_bounded_tenants_must_name_existing_queries():
+    with pytest.raises(ConfigError) as fault:
+        load(None, environ={}, overrides={"collectors.business.bounded_tenants": {
+            "enabled": True, "limits": [{"usage": "vigil_tenant_agent", "limit": "x"}]}})
+    assert "collectors.business.bounded_tenants.limits[0].usage" in str(fault.value)
