@@ -11,6 +11,7 @@ import urllib.request
 
 from vigil_exporter import __version__
 from vigil_exporter.config import DEFAULT_LISTEN, Config, ConfigError, load, split_listen_address
+from vigil_exporter.extras import MissingExtra
 
 CORE_COMMANDS = ("serve", "check-config", "metrics", "status")
 # Modules that add their own command groups through `register(subparsers)`. They are imported
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv[0]).parse_args(argv)
     try:
         return args.func(args) or 0
-    except ConfigError as exc:
+    except (ConfigError, MissingExtra) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

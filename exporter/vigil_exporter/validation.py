@@ -201,6 +201,14 @@ class Duration(Field):
         return seconds
 
 
+class DurationText(Str):
+    """A duration kept as written ("15m"), for files that pass it on to Prometheus."""
+
+    def __init__(self, default: Any = _MISSING, help: str = ""):
+        super().__init__(default, help, pattern=_DURATION.pattern)
+        self.expected = 'a duration like "5m"'
+
+
 class List(Field):
     def __init__(self, item: Field, default: Any = _MISSING, help: str = "",
                  max_items: int | None = None):
