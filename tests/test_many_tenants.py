@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine, insert, inspect, text
 
 from vigil_exporter import dbschema
 from vigil_exporter.app import WIRING, make_app
@@ -197,3 +197,16 @@ def test_bounded_tenants_must_name_existing_queries():
         load(None, environ={}, overrides={"collectors.business.bounded_tenants": {
             "enabled": True, "limits": [{"usage": "vigil_tenant_agent", "limit": "x"}]}})
     assert "collectors.business.bounded_tenants.limits[0].usage" in str(fault.value)
+
+
+def test_create_schema_adds_the_indexes_an_older_schema_lacks(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    dbschema.create_schema(url)
+    engine = create_engine(dbschema.sync_url(url))
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_messages_tenant_direction"))
+    assert dbschema.create_schema(url) == []  # no table to create ...
+    with engine.connect() as conn:  # ... but the index is back
+        assert "ix_messages_tenant_direction" in {
+            index["name"] for index in inspect(conn).get_indexes("messages")}
+    engine.dispose()

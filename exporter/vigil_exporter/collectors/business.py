@@ -51,6 +51,7 @@ from vigil_exporter.validation import (
     Str,
     format_duration,
 )
+from vigil_exporter.worker import off_loop
 
 log = logging.getLogger("vigil.business")
 
@@ -251,19 +252,21 @@ class LabelSets:
     first query's runs mark rounds) is forgotten."""
 
     def __init__(self):
-        self.current: dict[tuple, dict[str, str]] = {}
-        self.previous: dict[tuple, dict[str, str]] = {}
+        # (label names, values) -> that key and its dict: a set carried into a new round keeps
+        # its first key, so the strings of later rows are not held
+        self.current: dict[tuple, tuple[tuple, dict[str, str]]] = {}
+        self.previous: dict[tuple, tuple[tuple, dict[str, str]]] = {}
 
     def new_round(self) -> None:
         self.previous, self.current = self.current, {}
 
     def get(self, names: tuple[str, ...], values: tuple[str, ...]) -> dict[str, str]:
         key = (names, values)
-        labels = self.current.get(key)
-        if labels is None:
-            labels = self.previous.get(key) or dict(zip(names, values))
-            self.current[key] = labels
-        return labels
+        entry = self.current.get(key)
+        if entry is None:
+            entry = self.previous.get(key) or (key, dict(zip(names, values)))
+            self.current[entry[0]] = entry
+        return entry[1]
 
 
 def to_family(query: Query, columns: list[str], rows: list[tuple],
@@ -355,8 +358,7 @@ class BusinessCollector(Collector):
             if query is self.queries[0]:
                 self.label_sets.new_round()
             # Thousands of rows take tens of milliseconds to become samples: not on the loop.
-            family, dropped = await asyncio.to_thread(to_family, query, columns, rows,
-                                                      self.label_sets)
+            family, dropped = await off_loop(to_family, query, columns, rows, self.label_sets)
             report_cap(query, len(family.samples), dropped, job.series_dropped)
             job.series, job.series_limit, job.series_dropped = (
                 len(family.samples), query.max_series, dropped)
