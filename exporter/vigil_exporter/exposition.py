@@ -266,21 +266,21 @@ def _escape(value: str) -> str:
 def _simple_samples(family: Metric) -> str | None:
     """The sample lines of a gauge or counter whose samples are plain (legacy names, no
     timestamp, exemplar or native histogram), the same in both formats; None for any other
-    family."""
+    family. A family that offers `pairs()` (the business collector's RowFamily) is plain by
+    construction and is read without making its samples."""
     if family.type not in _SAMPLE_SUFFIX:
         return None
     name = family.name + _SAMPLE_SUFFIX[family.type]
     if not _LEGACY_NAME.fullmatch(name):
         return None
+    pairs = family.pairs() if hasattr(family, "pairs") else _plain_pairs(family, name)
+    if pairs is None:
+        return None
     lines: list[str] = []
     orders: dict[tuple, list[str]] = {}  # label names as stored -> sorted, once checked
-    for sample in family.samples:
-        if (sample.name != name or sample.timestamp is not None or sample.exemplar is not None
-                or sample.native_histogram is not None):
-            return None
-        labels = sample.labels
+    for labels, value in pairs:
         if not labels:
-            lines.append(f"{name} {floatToGoString(sample.value)}\n")
+            lines.append(f"{name} {floatToGoString(value)}\n")
             continue
         keys = tuple(labels)
         order = orders.get(keys)
@@ -288,6 +288,16 @@ def _simple_samples(family: Metric) -> str | None:
             if not all(_LEGACY_LABEL.fullmatch(key) for key in keys):
                 return None
             order = orders[keys] = sorted(keys)
-        pairs = ",".join([f'{key}="{_escape(labels[key])}"' for key in order])
-        lines.append(f"{name}{{{pairs}}} {floatToGoString(sample.value)}\n")
+        text = ",".join([f'{key}="{_escape(labels[key])}"' for key in order])
+        lines.append(f"{name}{{{text}}} {floatToGoString(value)}\n")
     return "".join(lines)
+
+
+def _plain_pairs(family: Metric, name: str) -> list[tuple[dict, float]] | None:
+    pairs = []
+    for sample in family.samples:
+        if (sample.name != name or sample.timestamp is not None or sample.exemplar is not None
+                or sample.native_histogram is not None):
+            return None
+        pairs.append((sample.labels, sample.value))
+    return pairs
