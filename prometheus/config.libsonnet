@@ -56,10 +56,21 @@
       dbConnectionsUsageRatio: 0.8,  // server connections / max_connections
       dbPoolUsageRatio: 0.9,  // checked out / pool size
       dbProbeSeconds: 0.5,
+      // database: inside PostgreSQL (the collector's `postgres` features)
+      dbReplicationLagSeconds: 120,  // a replica's replay_lag seen from the primary
+      dbSlotRetainedWalBytes: 4 * 1024 * 1024 * 1024,  // WAL a replication slot may keep
+      dbTransactionSeconds: 1800,  // the oldest open transaction
+      dbIdleInTransactionSeconds: 300,  // the longest idle-in-transaction session
+      dbSessionsWaitingOnLock: 3,  // sessions waiting on a lock throughout windows.dbLockWait
+      dbDeadTupleRatio: 0.2,  // dead / (live + dead) rows of a large table ...
+      dbDeadTuplesMin: 10000,  // ... with at least this many dead rows ...
+      dbVacuumAgeSeconds: 86400,  // ... and no (auto)vacuum for this long
       // redis
       redisMemoryUsageRatio: 0.9,  // used / maxmemory (only where maxmemory is set)
       cacheHitRatio: 0.7,  // Redis keyspace and application caches: alert below this
       cacheMinLookupsPerSecond: 1,  // ... and only with at least this much traffic
+      redisReplicaLagBytes: 10 * 1024 * 1024,  // a replica's acknowledged offset behind
+      redisSlowlogEntriesPerMinute: 1,  // slowlog entries a minute over windows.redisSlowlog
       // business and tenants
       tenantLimitUsageRatio: 0.95,
       anomalyStddevs: 3,  // deviations from the one-week average that count as an anomaly
@@ -90,6 +101,8 @@
       diskFillLookback: '6h',  // history that predict_linear() extrapolates
       authBurst: '5m',  // failed logins and API-key revocations are counted over this
       rejectedConnections: '5m',
+      dbLockWait: '5m',  // DatabaseSessionsBlockedOnLocks: waiters throughout this window
+      redisSlowlog: '10m',  // RedisSlowlogGrowing: the rate of new entries over this window
       dbProbeSlow: '10m',  // DatabaseProbeSlow: the median probe over this window
       // DatabaseDown and RedisDown read the last probe within this window, so that a gap in
       // the exporter's series (a restart) neither resolves the page nor sends a second one.
@@ -124,6 +137,13 @@
       DatabaseConnectionsNearLimit: '5m',
       DatabasePoolExhausted: '2m',
       DatabaseProbeSlow: '5m',
+      DatabaseReplicationLagHigh: '5m',
+      DatabaseReplicaDisconnected: '5m',
+      DatabaseReplicationSlotRetainingWal: '15m',
+      DatabaseLongTransaction: '5m',
+      DatabaseIdleInTransaction: '5m',
+      DatabaseSessionsBlockedOnLocks: '0s',  // the window is in the expression
+      DatabaseVacuumFallingBehind: '30m',
       // redis-mixin: 5m. A restart or a failover takes seconds; a Redis that stays away longer
       // is an outage.
       RedisDown: '5m',
@@ -131,6 +151,9 @@
       RedisCacheHitRatioLow: '15m',
       // One rejected connection is not an incident: rejections must go on (anchors: 10-15m).
       RedisRejectingConnections: '10m',
+      RedisReplicaLinkDown: '5m',
+      RedisReplicaLagging: '10m',
+      RedisSlowlogGrowing: '10m',
       TenantNearLimit: '5m',
       TenantMessageVolumeAnomaly: '30m',
       TenantApiCallsAnomaly: '30m',
@@ -221,6 +244,24 @@
 
     // Evaluation interval of the expensive rule groups (one-week baselines, cost of the day).
     slowRuleInterval: '1m',
+
+    // ---- The site's own alerts, and the bundle's alerts it turns off ----------------------
+    // Both are usually set in a customisation file (`vigil bundle build --override FILE`,
+    // docs/customising.md), which is validated before it gets here.
+    // disabledAlerts: names of the bundle's alerts left out of alerts.yml.
+    disabledAlerts: [],
+    // siteAlerts: your alerts by name (CamelCase), generated into site_alerts.yml, a rule file
+    // of their own:
+    //   expr        PromQL whose result is the failing series; or instead
+    //   metric, operator, threshold   e.g. 'job:http_requests:rate5m', '>', 100
+    //   for         how long it must hold (default: fires at once)
+    //   severity    critical | warning | info;  area  (default application: the routing and
+    //               the dashboard link of that area)
+    //   summary, description (default: the summary and the value), runbookUrl, labels
+    //   channels    receivers of alertmanager.yml that get it instead of the routing by
+    //               severity and area (the alert log gets every alert)
+    //   enabled     false keeps it in the file but out of the rules
+    siteAlerts: {},
 
     // ---- Links ----------------------------------------------------------------------------
     // `%s` is the alert name in lower case, which is also the anchor of its `## AlertName`

@@ -8,7 +8,8 @@ directory of its own, exactly as `vigil stack up` runs it.
 - `postgres_pair`: a PostgreSQL primary with pg_stat_statements preloaded and its streaming
   replica made with pg_basebackup (`.primary`, `.replica`), for the whole session. A test that
   pauses replay resumes it before it ends.
-- `redis_pair`: a Redis primary and its replica (`replicaof`), for the whole session.
+- `redis_pair`: a Redis primary and its replica (`replicaof`, synchronised), for the whole
+  session.
 - `start_exporter(config, ...)`: `vigil serve` with a config of the test's own.
 - `live_stack`: the whole stack with the demo service's traffic, shared by the live tests.
 
@@ -29,6 +30,7 @@ from vigil_exporter.tools.stack.components import (
     Postgres,
     PostgresReplica,
     Redis,
+    RedisReplica,
 )
 from vigil_exporter.tools.stack.process import free_port
 
@@ -95,10 +97,11 @@ def postgres_pair(tmp_path_factory) -> Iterator[Pair]:
 @pytest.fixture(scope="session")
 def redis_pair(tmp_path_factory) -> Iterator[Pair]:
     workdir = tmp_path_factory.mktemp("redis-pair")
-    primary = Redis("primary", workdir, free_port(), extra_args=["--maxmemory", "0"])
+    primary = Redis("primary", workdir, free_port(), extra_args=[
+        "--maxmemory", "0", "--repl-diskless-sync-delay", "0"])  # the replica syncs at once
     with contextlib.closing(_Served(primary)):
-        replica = Redis("replica", workdir, free_port(), extra_args=[
-            "--maxmemory", "0", "--replicaof", primary.host, str(primary.port)])
+        replica = RedisReplica("replica", workdir, free_port(), primary=primary,
+                               extra_args=["--maxmemory", "0"])
         with contextlib.closing(_Served(replica)):
             yield Pair(primary, replica)
 

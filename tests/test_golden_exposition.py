@@ -46,7 +46,7 @@ VARYING_VALUES = re.compile("|".join([
     r"vigil_db_pool_checked_(out|in)",
     r"vigil_redis_(connected_clients|memory_used_bytes|memory_fragmentation_ratio|uptime_seconds"
     r"|commands_processed_total|keyspace_\w+|evicted_keys_total|expired_keys_total"
-    r"|rejected_connections_total|db_keys)",
+    r"|rejected_connections_total|db_keys|command_\w+|slowlog_\w+|replication_offset_bytes)",
 ]))
 # Labels whose values differ between machines or runs.
 VARYING_LABELS = {
@@ -55,6 +55,7 @@ VARYING_LABELS = {
     "mountpoint", "device", "interface",                          # the machine's
     "application", "db",                      # other tests' connections and Redis databases
     "table",                                  # other tests' tables in the shared PostgreSQL
+    "command",                                # the commands other tests sent to the shared Redis
 }
 
 

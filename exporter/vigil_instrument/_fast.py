@@ -20,8 +20,10 @@ from bisect import bisect_left
 from collections.abc import Callable
 from functools import partial
 from itertools import accumulate
+from time import time
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 INF = float("inf")
@@ -48,7 +50,7 @@ def request_recorder(requests, duration, request_size, response_size) -> Callabl
     parts = [_histogram_parts(child) for child in (duration, request_size, response_size)]
     count = incrementer(requests)
     if None in parts:
-        def record_slow(seconds: float, received: int, sent: int) -> None:
+        def record_slow(seconds: float, received: int, sent: int, exemplar=None) -> None:
             count(1)
             duration.observe(seconds)
             request_size.observe(received)
@@ -58,7 +60,8 @@ def request_recorder(requests, duration, request_size, response_size) -> Callabl
 
     (d_sum, d_buckets, d_bounds), (q_sum, q_buckets, q_bounds), (r_sum, r_buckets, r_bounds) = parts
 
-    def record(seconds: float, received: int, sent: int, bisect=bisect_left) -> None:
+    # Multiprocess mode: prometheus_client keeps no exemplars there, so `exemplar` is ignored.
+    def record(seconds: float, received: int, sent: int, exemplar=None, bisect=bisect_left) -> None:
         count(1)
         d_sum(seconds)
         d_buckets[bisect(d_bounds, seconds)](1)  # first bucket whose bound >= the value
@@ -92,6 +95,7 @@ class HttpSeries:
         self._lock = threading.Lock()
         self._groups: dict[tuple[str, ...], array] = {}   # (method, route[, per-request labels])
         self._counts: dict[tuple[str, ...], array] = {}   # (method, route, status[, per-request labels])
+        self._exemplars: dict[tuple[str, ...], dict[int, Exemplar]] = {}  # group -> duration bucket -> latest
 
     def recorder(self, method: str, route: str, status: str,
                  extra: tuple[str, ...] = ()) -> Callable[[float, int, int], None]:
@@ -103,12 +107,16 @@ class HttpSeries:
             count = self._counts.setdefault((method, route, status, *extra), array("d", [0.0]))
         lock = self._lock
         (d_bounds, q_bounds, r_bounds), (d, q, r) = self._bounds, self._offsets
+        exemplars = self._exemplars
 
-        def record(seconds: float, received: int, sent: int, bisect=bisect_left) -> None:
+        def record(seconds: float, received: int, sent: int, exemplar=None, bisect=bisect_left) -> None:
+            bucket = bisect(d_bounds, seconds)  # first bucket whose bound >= value
             with lock:
                 count[0] += 1
                 group[d] += seconds
-                group[d + 1 + bisect(d_bounds, seconds)] += 1  # first bucket whose bound >= value
+                group[d + 1 + bucket] += 1
+                if exemplar is not None:  # the latest one per duration bucket
+                    exemplars.setdefault(group_key, {})[bucket] = Exemplar(exemplar, seconds, time())
                 group[q] += received
                 group[q + 1 + bisect(q_bounds, received)] += 1
                 if sent >= 0:
@@ -134,10 +142,15 @@ class HttpSeries:
         with self._lock:
             groups = [(labels, values[start:start + 1 + len(bounds)].tolist())
                       for labels, values in self._groups.items()]
+            exemplars = {labels: dict(by_bucket) for labels, by_bucket in self._exemplars.items()} if index == 0 else {}
         family = _empty_family(spec)
         les = [floatToGoString(bound) for bound in bounds]
         for labels, (total, *buckets) in groups:
-            family.add_metric(labels, list(zip(les, accumulate(buckets))), total)
+            cumulative = list(zip(les, accumulate(buckets)))
+            by_bucket = exemplars.get(labels)
+            if by_bucket:
+                cumulative = [(le, value, by_bucket.get(i)) for i, (le, value) in enumerate(cumulative)]
+            family.add_metric(labels, cumulative, total)
         return family
 
 

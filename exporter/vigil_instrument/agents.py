@@ -96,7 +96,7 @@ class track_agent(_Tracked):
 
     def _end(self, state, exc, result=None) -> None:
         started, token = state
-        self._duration.observe(perf_counter() - started)
+        self._duration.observe(perf_counter() - started, self._m.current_exemplar())
         self._running.dec()
         restore(agent_var, token)
         status = SUCCESS if exc is None else ERROR
@@ -115,7 +115,7 @@ class track_tool(_Tracked):
         self._duration = m.tool_duration.labels(tool)
 
     def _end(self, started, exc, result=None) -> None:
-        self._duration.observe(perf_counter() - started)
+        self._duration.observe(perf_counter() - started, self._m.current_exemplar())
         self._m.tool_executions.labels(self._tool, SUCCESS if exc is None else ERROR).inc()
 
 
@@ -123,10 +123,11 @@ class track_message(_Tracked):
     """agent_message_processing_duration_seconds{message_type}: time to handle one message."""
 
     def __init__(self, message_type: str, *, metrics: Metrics | None = None):
-        self._duration = resolve(metrics).agent_message_duration.labels(message_type)
+        self._m = resolve(metrics)
+        self._duration = self._m.agent_message_duration.labels(message_type)
 
     def _end(self, started, exc, result=None) -> None:
-        self._duration.observe(perf_counter() - started)
+        self._duration.observe(perf_counter() - started, self._m.current_exemplar())
 
 
 def record_agent_message(source_agent: str, target_agent: str, message_type: str,

@@ -27,6 +27,7 @@ class PrometheusMiddleware:
         self.app = app
         self.recorder = HttpRecorder(resolve(metrics))
         self._labels = self.recorder.labels
+        self._exemplar = self.recorder.metrics.exemplar
         self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
         self._in_flight, self._entries = self.recorder.in_flight, self.recorder.entries
         self._excluded_exact, self._excluded_prefixes = exclusions(exclude_paths)
@@ -98,7 +99,7 @@ class PrometheusMiddleware:
             if record is None:
                 record = self.recorder.resolve(
                     key, method, _route_label(route, scope, base_root, status), status, route, extra)
-            record(elapsed, received, sent)
+            record(elapsed, received, sent, None if self._exemplar is None else self._exemplar())
             if id_header is not None:
                 request_id_var.reset(token)
             if self._tenant_early:

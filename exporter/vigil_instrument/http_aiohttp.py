@@ -30,6 +30,7 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
     recorder = HttpRecorder(resolve(metrics))
     entries = recorder.entries
     labels = recorder.labels
+    exemplar = recorder.metrics.exemplar
     tenant_early = labels is not None and labels.tenant_index is not None
     in_flight_by_method = recorder.in_flight
     excluded_exact, excluded_prefixes = exclusions(exclude_paths)
@@ -75,7 +76,8 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
             if record is None:
                 label = UNMATCHED if resource is None else resource.canonical
                 record = recorder.resolve(key, method, label, status, extra=extra)
-            record(elapsed, request.content.total_bytes, -1 if response is None else response.body_length)
+            record(elapsed, request.content.total_bytes, -1 if response is None else response.body_length,
+                   None if exemplar is None else exemplar())
             if request_id:
                 request_id_var.reset(token)
             if tenant_early:

@@ -150,7 +150,7 @@ class track_llm(_Tracked):
         if result is not None and call.tokens is None:
             call.record_response(result)
         m, provider, model = self.metrics, self.provider, call.model
-        m.llm_duration.labels(provider, model).observe(perf_counter() - call.started)
+        m.llm_duration.labels(provider, model).observe(perf_counter() - call.started, m.current_exemplar())
         m.llm_requests.labels(provider, model, SUCCESS if exc is None else ERROR, call.tenant, call.agent).inc()
         if call.tokens is not None:
             self._record_tokens(call, *call.tokens)

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from ._fast import HttpSeries, request_recorder
 from .cardinality import Cardinality
+from .exemplars import span_exemplar_reader
 from .request_labels import RequestLabels
 
 # Children cached per raw label tuple; past this many the cache stops growing (bounded memory
@@ -151,9 +152,11 @@ class Metrics:
     """All service metric families (names per the Vigil contract), registered in `registry`."""
 
     def __init__(self, registry: CollectorRegistry | None = None, cardinality: Cardinality | None = None,
-                 request_labels: RequestLabels | None = None):
+                 request_labels: RequestLabels | None = None, exemplars: bool | None = None):
         self.registry = REGISTRY if registry is None else registry
         self.cardinality = cardinality or Cardinality()
+        # exemplars: None = when the OpenTelemetry API is installed (see exemplars.py)
+        self.exemplar = span_exemplar_reader(exemplars)  # () -> labels or None; None when off
         self._collectors: list = []
         self._specs: list[FamilySpec] = []
         f = self._family
@@ -273,10 +276,14 @@ class Metrics:
 
         self._register()
 
+    def current_exemplar(self) -> dict[str, str] | None:
+        """The exemplar for an observation made now (None without exemplars or a sampled span)."""
+        return None if self.exemplar is None else self.exemplar()
+
     def http_recorder(self, method: str, route: str, status: int,
-                      extra: tuple[str, ...] = ()) -> Callable[[float, int, int], None]:
-        """`record(seconds, bytes received, bytes sent or -1)` for one request label set;
-        `extra`: the per-request label values, already bounded."""
+                      extra: tuple[str, ...] = ()) -> Callable[..., None]:
+        """`record(seconds, bytes received, bytes sent or -1, exemplar=None)` for one request
+        label set; `extra`: the per-request label values, already bounded."""
         method, route, status = (self.cardinality.limiter(name)(str(value)) for name, value in
                                  (("method", method), ("route", route), ("status", status)))
         if self._http_series is not None:

@@ -33,6 +33,7 @@ class WSGIMiddleware:
         self.recorder = HttpRecorder(resolve(metrics))
         self._entries, self._in_flight = self.recorder.entries, self.recorder.in_flight
         self._labels = self.recorder.labels
+        self._exemplar = self.recorder.metrics.exemplar
         self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
         self._excluded_exact, self._excluded_prefixes = exclusions(exclude_paths)
         self.request_id = request_id
@@ -69,7 +70,8 @@ class WSGIMiddleware:
             received = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             received = 0
-        entry(perf_counter() - request.started, received, request.sent)
+        exemplar = self._exemplar
+        entry(perf_counter() - request.started, received, request.sent, None if exemplar is None else exemplar())
 
 
 class _Request:

@@ -55,14 +55,16 @@ local panel(type, title, description, unit, targets, w, h, thresholds, threshold
   datasource:: datasource,
 
   // A Prometheus query. `legend` uses Grafana's {{label}} syntax; `instant` for tables and
-  // big numbers that only need the latest value.
-  target(expr, legend='', instant=false, format='time_series', interval=''):: {
+  // big numbers that only need the latest value; `exemplar` also fetches the exemplars of the
+  // series the query selects (trace links on latency panels).
+  target(expr, legend='', instant=false, format='time_series', interval='', exemplar=false):: {
     expr: expr,
     legendFormat: legend,
     format: format,
     instant: instant,
     range: !instant,
     [if interval != '' then 'interval']: interval,
+    [if exemplar then 'exemplar']: true,
   },
 
   // A threshold step: the value at which the colour changes.

@@ -62,6 +62,11 @@ local c = bundle._config;
     'histogram_quantile(%s, sum by (%s) (rate(%s_bucket{%s}[$__rate_interval])))'
     % [q, std.join(', ', ['le'] + (if by == '' then [] else [by])), histogram, self.sel(extra)],
 
+  // The p95 of a histogram straight from its buckets, with their exemplars: recorded
+  // quantiles carry none, so a latency panel adds this target to show trace ids as points.
+  exemplars(histogram, extra=''):: g.target(self.quantile(0.95, histogram, '', extra),
+                                            'p95, all (points: exemplars)', exemplar=true),
+
   // errors / total, as 0 (not "no data") while there are requests but no errors yet.
   errorRatio(metric, errorMatcher, by='', extra='')::
     local sel = if extra == '' then errorMatcher else extra + ', ' + errorMatcher;

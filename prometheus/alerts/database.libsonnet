@@ -42,7 +42,7 @@ local lib = import '../lib/alert.libsonnet';
           summary: 'A database answers slowly.',
           description: 'The median probe query of database {{ $labels.database }} from {{ $labels.instance }} over the last %(dbProbeSlow)s took {{ $value | humanizeDuration }}, above %(dbProbeSeconds)ss.' % p,
         }),
-      ],
+      ] + (import 'postgres.libsonnet')(alert, p),
     }],
   },
 }

@@ -39,7 +39,7 @@ local lib = import '../lib/alert.libsonnet';
           summary: 'Redis rejects client connections.',
           description: 'Redis {{ $labels.redis }} watched by {{ $labels.instance }} rejected {{ $value | humanize }} connections in the last %(rejectedConnections)s (maxclients reached).' % p,
         }),
-      ],
+      ] + (import 'redis_replication.libsonnet')(alert, p),
     }],
   },
 }

@@ -47,6 +47,11 @@ class Feature:
         return Object({"enabled": Bool(enabled, f"Export {cls.help}."), **cls.fields},
                       help=cls.help[:1].upper() + cls.help[1:] + ".")
 
+    @classmethod
+    def wanted(cls, config: dict) -> bool:
+        """Whether this feature's validated section asks for it."""
+        return config["enabled"]
+
     async def read(self, source: Any) -> list[Sample]:
         raise NotImplementedError
 
@@ -61,7 +66,7 @@ def all_metrics(features: list[type[Feature]]) -> dict[str, Spec]:
 
 def build(classes: list[type[Feature]], config: dict) -> list[Feature]:
     """The enabled features of one target, from its validated section."""
-    return [cls(config[cls.key]) for cls in classes if config[cls.key]["enabled"]]
+    return [cls(config[cls.key]) for cls in classes if cls.wanted(config[cls.key])]
 
 
 @dataclass

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from vigil_exporter.collectors import redis_stats
 from vigil_exporter.collectors.base import (
     DEGRADED,
     DISABLED,
@@ -26,6 +27,8 @@ from vigil_exporter.collectors.base import (
     collector_schema,
     refreshed_every,
 )
+from vigil_exporter.collectors.families import Families
+from vigil_exporter.collectors.features import FeatureSet, build
 from vigil_exporter.logs import FailureLog, describe_error, redact_url
 from vigil_exporter.validation import Duration, Errors, Int, List, Map, Object, Str
 
@@ -65,6 +68,7 @@ INSTANCE = Object({
         "key": Str(help="Key name, e.g. a queue."),
         "type": Str(None, "Its type; detected with TYPE when unset.", choices=tuple(LENGTH)),
     }), [], "Keys whose length is exported as vigil_redis_key_length."),
+    **{feature.key: feature.schema() for feature in redis_stats.FEATURES},
 })
 
 
@@ -79,6 +83,9 @@ def _check(section: dict, path: str, errors: Errors) -> None:
         if instance["socket_timeout"] >= section["timeout"]:
             errors.add(f"{prefix}.{name}.socket_timeout", "must be shorter than the "
                        f"collector's timeout ({section['timeout']:g}s)")
+        if instance["key_patterns"]["scan_budget"] >= instance["socket_timeout"]:
+            errors.add(f"{prefix}.{name}.key_patterns.scan_budget", "must be shorter than "
+                       f"the instance's socket_timeout ({instance['socket_timeout']:g}s)")
 
 
 def url_fault(url: str) -> str | None:
@@ -104,6 +111,7 @@ class Sample:
     ping: float = 0.0
     info: dict = field(default_factory=dict)
     lengths: list[tuple[str, str, int]] = field(default_factory=list)  # key, type, length
+    features: list = field(default_factory=list)  # samples of the features (redis_stats)
 
 
 class Instance:
@@ -117,12 +125,16 @@ class Instance:
                         "(max_keys)", name, len(config["keys"]), max_keys)
         self.types: dict[str, str] = {}  # last type seen of each auto-detected key
         self.check = Check(f"redis:{name}", DEGRADED, "not checked yet")
+        self.features = FeatureSet(f"redis:{name}", build(redis_stats.FEATURES, config),
+                                   failures)
         # Imported here, so an exporter without Redis never loads redis-py (about 6 MiB).
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
-        # One retry: a pooled connection broken by a restart is replaced at once.
+        # One retry: a pooled connection the server closed (a restart, CLIENT KILL, Redis's
+        # idle `timeout`) is replaced at once. The asyncio client needs the asyncio Retry:
+        # given the synchronous one it never retries.
         self.client = aioredis.Redis.from_url(
             config["url"], socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 1), decode_responses=True, client_name="vigil")
@@ -134,6 +146,7 @@ class Instance:
             cause = describe_error(exc)
             self.failures.failed(self.check.name, cause, url=self.url)
             self.check = Check(self.check.name, FAILING, cause)
+            self.features.mark_unreachable(cause)
             return Sample()
         self.failures.recovered(self.check.name, url=self.url)
         self.check = Check(self.check.name, OK, f"Redis {sample.info.get('redis_version')} "
@@ -145,7 +158,9 @@ class Instance:
         await self.client.ping()
         ping = time.perf_counter() - start
         info = await self.client.info()
-        return Sample(True, ping, info, await self._lengths() if self.keys else [])
+        lengths = await self._lengths() if self.keys else []
+        features = await self.features.read(redis_stats.RedisSource(self.client, info))
+        return Sample(True, ping, info, lengths, features)
 
     async def _lengths(self) -> list[tuple[str, str, int]]:
         detect = [k["key"] for k in self.keys if not k["type"]]
@@ -199,7 +214,8 @@ class RedisCollector(Collector):
     def checks(self) -> list[Check]:
         if not self.instances:
             return [Check("redis", DISABLED, "not configured")]
-        return [instance.check for instance in self.instances]
+        return [check for instance in self.instances
+                for check in (instance.check, *instance.features.checks())]
 
     async def close(self) -> None:
         await asyncio.gather(*(i.client.aclose() for i in self.instances),
@@ -240,5 +256,8 @@ class RedisCollector(Collector):
                              str(sample.info.get("redis_version", ""))], 1.0)
             for key, kind, value in sample.lengths:
                 length.add_metric([name, key, kind], value)
+        features = Families(redis_stats.METRICS, "redis", self.config["interval"])
+        for instance, sample in zip(self.instances, samples):
+            features.add_samples(instance.name, sample.features)
         families = [up, ping, *(f for f, _ in gauges + counters), db_keys, info, length]
-        return [f for f in families if f.samples]
+        return [f for f in families if f.samples] + features.result()

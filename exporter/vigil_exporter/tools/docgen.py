@@ -68,9 +68,13 @@ def exporter_families(servers: Servers) -> list:
     databases = {"main": {"url": postgres_url}}
     if servers.postgres_replica:
         databases["replica"] = {"url": servers.postgres_replica}
+    instances = {"main": {"url": redis_url, "keys": [{"key": "queue:docs", "type": "list"}],
+                          "key_patterns": {"patterns": ["vigil:*"]}}}
+    if servers.redis_replica:
+        instances["replica"] = {"url": servers.redis_replica}
     config = load(None, environ={}, overrides={
         "collectors.database.databases": databases,
-        "collectors.redis.instances": {"main": {"url": redis_url, "keys": [{"key": "queue:docs", "type": "list"}]}},
+        "collectors.redis.instances": instances,
         # on, so that its aggregate families are listed too (the five demo tenants all stay)
         "collectors.business.bounded_tenants": {"enabled": True},
     })
@@ -100,11 +104,17 @@ def _exporter_rows(families) -> list[tuple[str, str, list[str], str]]:
     return [rows[k] for k in sorted(rows)]
 
 
+def cell(text: str) -> str:
+    """Text in a Markdown table cell, shown exactly: "|" escaped as GitHub's tables want it (the
+    backslash is not displayed, also inside a code span), never replaced by another character."""
+    return text.replace("|", "\\|")
+
+
 def _table(rows) -> list[str]:
     lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
     for name, kind, labels, help_text in rows:
         shown = ", ".join(f"`{label}`" for label in labels) or "none"
-        lines.append(f"| `{name}` | {kind} | {shown} | {help_text.replace('|', '/')} |")
+        lines.append(f"| `{name}` | {kind} | {shown} | {cell(help_text)} |")
     return lines
 
 
@@ -155,7 +165,8 @@ def render_configuration() -> str:
     lines += ["", "Durations are written like Prometheus durations: `500ms`, `15s`, `1m30s`, `2h`.",
               "", "| key | expected | default | meaning |", "|---|---|---|---|"]
     for path, expected, default, help_text in validation.describe(root_schema()):
-        lines.append(f"| `{path}` | {expected} | {default.replace('|', '/')} | {help_text} |")
+        shown = f"`{cell(default)}`" if default not in ("", "unset", "required") else default
+        lines.append(f"| `{path}` | {cell(expected)} | {shown} | {cell(help_text)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -201,7 +212,12 @@ def throwaway_servers(postgres_url: str | None, redis_url: str | None):
     """The given URLs, or servers of the local stack's components in a temporary directory:
     a PostgreSQL primary with pg_stat_statements, its replica (with a replication slot), and a
     Redis primary with its replica."""
-    from vigil_exporter.tools.stack.components import Postgres, PostgresReplica, Redis
+    from vigil_exporter.tools.stack.components import (
+        Postgres,
+        PostgresReplica,
+        Redis,
+        RedisReplica,
+    )
     from vigil_exporter.tools.stack.process import free_port
 
     with tempfile.TemporaryDirectory(prefix="vigil-docgen-") as workdir, \
@@ -221,9 +237,10 @@ def throwaway_servers(postgres_url: str | None, redis_url: str | None):
                                             driver="psycopg", primary=primary, extra_args=preload))
             servers.postgres, servers.postgres_replica = primary.url, replica.url
         if redis_url is None:
-            redis = start(Redis("redis", Path(workdir), free_port()))
-            replica = start(Redis("redis-replica", Path(workdir), free_port(),
-                                  extra_args=["--replicaof", redis.host, str(redis.port)]))
+            redis = start(Redis("redis", Path(workdir), free_port(),
+                                extra_args=["--repl-diskless-sync-delay", "0"]))
+            replica = start(RedisReplica("redis-replica", Path(workdir), free_port(),
+                                         primary=redis))
             servers.redis, servers.redis_replica = redis.url, replica.url
         yield servers
 

@@ -43,6 +43,12 @@ from vigil_exporter.tools.stack.process import (
 
 ConfigText = Callable[[], str]
 
+# How long the local stack keeps its data: the compose defaults (docker-compose.yml's
+# PROMETHEUS_RETENTION and VICTORIAMETRICS_RETENTION; tests/test_compose.py keeps them equal).
+# The one place for the stack's retention flags. Enough for the week-long baselines of the
+# anomaly alerts, as long as the data survives: only a kept --workdir does (docs/deployment.md).
+RETENTION = {"prometheus": "15d", "victoriametrics": "90d"}
+
 
 class Component:
     """Base class: subclasses set `name`, `binaries`, and implement `command()` and `ready()`."""
@@ -260,6 +266,27 @@ class Redis(Component):
             return False
 
 
+class RedisReplica(Redis):
+    """A replica of a running Redis `primary` (`--replicaof`), ready once its link to the
+    primary is up, i.e. after the first full synchronisation (start the primary with
+    `--repl-diskless-sync-delay 0` for that to take moments)."""
+
+    def __init__(self, *args, primary: Redis, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.primary = primary
+
+    def command(self) -> list[str]:
+        return super().command() + ["--replicaof", self.primary.host, str(self.primary.port)]
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                s.sendall(b"INFO replication\r\n")
+                return b"master_link_status:up" in s.recv(4096)
+        except OSError:
+            return False
+
+
 class Postgres(Component):
     """A throwaway cluster: trust authentication on 127.0.0.1, superuser and owner `vigil`,
     database `vigil` (what the compose service's POSTGRES_USER/POSTGRES_DB give). Run as the
@@ -434,6 +461,7 @@ class Exporter(HttpComponent):
 
     def prepare(self) -> None:
         self.config_path.write_text(self.config_text())
+        self.alert_log.touch()  # `vigil alerts log` finds it before the first alert
 
     def command(self) -> list[str]:
         argv = [sys.executable, "-m", "vigil_exporter", "serve", "--config", str(self.config_path),
@@ -475,11 +503,12 @@ class Prometheus(HttpComponent):
     ready_path = "/-/ready"
 
     def __init__(self, *args, config_text: ConfigText | None = None, config: dict | None = None,
-                 resend_delay: str | None = None, **kwargs):
+                 resend_delay: str | None = None, features: tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.config_text = _config_text(config_text, config)
         self.config_path = self.dir / "prometheus.yml"
         self.resend_delay = resend_delay
+        self.features = features  # --enable-feature values, e.g. "exemplar-storage"
 
     def prepare(self) -> None:
         self.config_path.write_text(self.config_text())
@@ -488,10 +517,13 @@ class Prometheus(HttpComponent):
         argv = [find_binary("prometheus"), f"--config.file={self.config_path}",
                 f"--storage.tsdb.path={self.dir / 'data'}",
                 f"--web.listen-address={self.address}", f"--web.external-url={self.url}/",
-                "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d"]
+                "--web.enable-lifecycle",
+                f"--storage.tsdb.retention.time={RETENTION['prometheus']}"]
         if self.resend_delay:
             # firing alerts are sent again this often (default 1m): short in tests
             argv.append(f"--rules.alert.resend-delay={self.resend_delay}")
+        if self.features:
+            argv.append(f"--enable-feature={','.join(self.features)}")
         return argv
 
     def reload(self) -> None:
@@ -563,7 +595,8 @@ class VictoriaMetrics(HttpComponent):
 
     def command(self) -> list[str]:
         argv = [find_binary("victoria-metrics"), f"-httpListenAddr={self.address}",
-                f"-storageDataPath={self.dir / 'data'}", "-retentionPeriod=1d"]
+                f"-storageDataPath={self.dir / 'data'}",
+                f"-retentionPeriod={RETENTION['victoriametrics']}"]
         if self.latency_offset:
             # fresh samples become visible after this long (default 30s): short in tests
             argv += [f"-search.latencyOffset={self.latency_offset}", "-search.disableCache"]

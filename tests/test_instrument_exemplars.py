@@ -1,0 +1,182 @@
+"""Exemplars: trace and span ids of the current OpenTelemetry span on the HTTP, agent, tool and
+LLM histograms, served only with OpenMetrics, stored and read back by a real Prometheus."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from werkzeug.serving import make_server
+
+from vigil_exporter.tools.stack.components import Prometheus
+from vigil_exporter.tools.stack.process import free_port
+from vigil_instrument import (
+    Metrics,
+    PrometheusMiddleware,
+    asgi_metrics_app,
+    instrument_flask,
+    track_agent,
+    track_llm,
+    track_tool,
+)
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+SPAN_ID = 0x00F067AA0BA902B7
+
+
+def span(trace_id: int = TRACE_ID, span_id: int = SPAN_ID, sampled: bool = True):
+    """What an OpenTelemetry SDK or instrumentation makes current while a request is served."""
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    return trace.use_span(NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)))
+
+
+class TraceparentASGI:
+    """Stands in for OpenTelemetry's ASGI instrumentation: the W3C traceparent's span is current."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        header = dict(scope.get("headers", ())).get(b"traceparent")
+        if header is None:
+            return await self.app(scope, receive, send)
+        _, trace_id, span_id, flags = header.decode().split("-")
+        with span(int(trace_id, 16), int(span_id, 16), flags == "01"):
+            await self.app(scope, receive, send)
+
+
+def exemplars_of(text: str, family: str) -> list:
+    return [s.exemplar for f in text_string_to_metric_families(text) if f.name == family
+            for s in f.samples if s.exemplar is not None]
+
+
+async def test_asgi_exemplars_only_with_openmetrics_and_sampled_spans():
+    metrics = Metrics(CollectorRegistry())
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int):
+        with track_tool("search", metrics=metrics):
+            pass
+        return {"item": item_id}
+
+    app.add_route("/metrics", asgi_metrics_app(metrics))
+    app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    traced = TraceparentASGI(app)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=traced), base_url="http://t") as client:
+        sampled = f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"
+        assert (await client.get("/items/1", headers={"traceparent": sampled})).status_code == 200
+        unsampled = f"00-{0xABC:032x}-{0xDEF:016x}-00"
+        assert (await client.get("/items/2", headers={"traceparent": unsampled})).status_code == 200
+        assert (await client.get("/items/3")).status_code == 200
+        text = (await client.get("/metrics")).text
+        openmetrics = await client.get("/metrics", headers={"Accept": OPENMETRICS})
+
+    assert "trace_id" not in text                       # the text format has no exemplars
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    http = exemplars_of(openmetrics.text, "http_request_duration_seconds")
+    assert [e.labels for e in http] == [{"trace_id": f"{TRACE_ID:032x}", "span_id": f"{SPAN_ID:016x}"}]
+    assert 0 < http[0].value < 1 and abs(http[0].timestamp.sec - time.time()) < 60
+    assert len(exemplars_of(openmetrics.text, "tool_execution_duration_seconds")) == 1
+    assert exemplars_of(openmetrics.text, "http_request_size_bytes") == []   # durations only
+
+
+def test_exemplars_can_be_turned_off_and_cost_nothing_then():
+    metrics = Metrics(CollectorRegistry(), exemplars=False)
+    assert metrics.exemplar is None and metrics.current_exemplar() is None
+    with span():
+        with track_agent("planner", metrics=metrics):
+            pass
+    from prometheus_client.openmetrics.exposition import generate_latest
+    assert b"trace_id" not in generate_latest(metrics.registry)
+
+
+# --- round trip through a real Prometheus ----------------------------------------------------
+
+class TraceparentWSGI:
+    """The same stand-in for OpenTelemetry's WSGI instrumentation."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        header = environ.get("HTTP_TRACEPARENT")
+        if header is None:
+            return self.app(environ, start_response)
+        _, trace_id, span_id, _ = header.split("-")
+        with span(int(trace_id, 16), int(span_id, 16)):  # the body is sent and closed in the span
+            body = self.app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                body.close()
+
+
+@pytest.fixture
+def traced_flask_service():
+    from flask import Flask
+
+    metrics = Metrics(CollectorRegistry())
+    app = Flask("exemplars")
+
+    @app.get("/answer")
+    def answer():
+        with track_agent("planner", metrics=metrics):
+            with track_llm("openai", "gpt-4o", metrics=metrics) as call:
+                call.usage(prompt_tokens=3, completion_tokens=1)
+        return {"answer": 42}
+
+    instrument_flask(app, metrics)
+    server = make_server("127.0.0.1", 0, TraceparentWSGI(app.wsgi_app), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def test_exemplars_round_trip_through_prometheus(traced_flask_service, tmp_path):
+    target = traced_flask_service
+    trace_ids = [f"{n:032x}" for n in (0xA1, 0xA2, 0xA3)]
+    for trace_id in trace_ids:
+        answer = httpx.get(f"http://{target}/answer", headers={"traceparent": f"00-{trace_id}-{0xB7:016x}-01"})
+        assert answer.json() == {"answer": 42}
+
+    config = ("global: {scrape_interval: 1s}\n"
+              f"scrape_configs: [{{job_name: service, static_configs: [{{targets: ['{target}']}}]}}]\n")
+    prometheus = Prometheus("exemplars", tmp_path, free_port(), config_text=lambda: config,
+                            features=("exemplar-storage",))
+    prometheus.start()
+    try:
+        found = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and set(found) != {"http", "agent", "llm"}:
+            for key, metric in (("http", "http_request_duration_seconds_bucket"),
+                                ("agent", "agent_execution_duration_seconds_bucket"),
+                                ("llm", "llm_request_duration_seconds_bucket")):
+                now = time.time()
+                url = (f"{prometheus.url}/api/v1/query_exemplars?query={metric}"
+                       f"&start={now - 300:.0f}&end={now + 60:.0f}")
+                with urllib.request.urlopen(url, timeout=5) as reply:
+                    data = json.load(reply)["data"]
+                ids = {e["labels"]["trace_id"] for series in data for e in series["exemplars"]}
+                if ids:
+                    found[key] = ids
+            time.sleep(0.2)
+    finally:
+        prometheus.stop()
+        prometheus.cleanup()
+    assert set(found) == {"http", "agent", "llm"}, found
+    assert found["http"] <= set(trace_ids) and found["http"]   # the latest per bucket
+    assert found["agent"] <= set(trace_ids)
