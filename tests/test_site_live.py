@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 SITE_ALERT = "VigilExporterServing"
 DISABLED = "SystemCpuUsageHigh"
+SWITCHED_OFF = "VigilSiteAlertSwitchedOff"   # a site alert with enabled: false
 CUSTOMISATION = {
     "disabledAlerts": [DISABLED],
     "siteAlerts": {SITE_ALERT: {
@@ -31,6 +32,10 @@ CUSTOMISATION = {
         "summary": "The exporter serves (a site alert of the live test).",
         "runbookUrl": "https://wiki.example.com/runbooks/vigil-exporter-serving",
         "channels": ["pager"], "labels": {"team": "platform"},
+    }, SWITCHED_OFF: {
+        "expr": "vector(1)", "severity": "critical", "summary": "Switched off.",
+        "runbookUrl": "https://wiki.example.com/runbooks/off", "channels": ["heartbeat"],
+        "enabled": False,
     }},
 }
 
@@ -94,9 +99,14 @@ def test_the_site_alert_reaches_its_channel_and_the_alert_log(observed):
     assert observed["others"] == []
 
 
+def test_the_site_routes_only_enabled_site_alerts(site):
+    text = (site / "alertmanager" / "alertmanager.yml").read_text()
+    assert f'alertname="{SITE_ALERT}"' in text and SWITCHED_OFF not in text
+
+
 def test_prometheus_runs_the_site_rules(observed):
     alerts = {rule["name"]: group["name"] for group in observed["rules"]
               for rule in group["rules"] if rule["type"] == "alerting"}
     assert alerts[SITE_ALERT] == "vigil-site"
-    assert DISABLED not in alerts
+    assert DISABLED not in alerts and SWITCHED_OFF not in alerts
     assert "RedisDown" in alerts
