@@ -46,16 +46,30 @@
       targetDownRatio: 0.1,  // TargetDown: share of a job's targets down (kube-prometheus)
       // system
       cpuUsageRatio: 0.8,
+      loadPerCpu: 2,  // load average per logical CPU: twice as much work as CPUs
       memoryUsageRatio: 0.85,
+      memoryUsageCriticalRatio: 0.95,
       diskUsageRatio: 0.9,
+      diskUsageCriticalRatio: 0.97,
       diskFillHorizonHours: 24,  // SystemDiskFillingUp: predicted to be full within this time
-      diskFillMinUsageRatio: 0.5,  // ... and already at least this full
+      diskFillMinUsageRatio: 0.6,  // ... and already at least this full (node-mixin: 40 % free)
+      diskFillSoonHorizonHours: 4,  // SystemDiskFillingUpSoon (critical)
+      diskFillSoonMinUsageRatio: 0.8,  // ... at least this full (node-mixin: 20 % free)
+      diskFillMinSizeBytes: 1073741824,  // file systems smaller than 1 GiB are not extrapolated
       // exporter
       staleIntervals: 3,  // a collector or query is stale after this many missed intervals
+      // monitoring stack (kube-prometheus' thresholds)
+      notificationErrorRatio: 0.03,  // Prometheus -> Alertmanager sends that fail
+      alertmanagerFailedNotificationRatio: 0.01,  // Alertmanager -> receiver sends that fail
+      remoteWriteBehindSeconds: 120,
       // database
       dbConnectionsUsageRatio: 0.8,  // server connections / max_connections
       dbPoolUsageRatio: 0.9,  // checked out / pool size
+      dbConnectionsCriticalRatio: 0.95,
       dbProbeSeconds: 0.5,
+      dbDeadlocks: 3,  // deadlocks within windows.deadlocks
+      dbRollbackRatio: 0.1,  // rolled back / (committed + rolled back)
+      dbMinTransactionsPerSecond: 1,  // ... judged only with this much traffic
       // database: inside PostgreSQL (the collector's `postgres` features)
       dbReplicationLagSeconds: 120,  // a replica's replay_lag seen from the primary
       dbSlotRetainedWalBytes: 4 * 1024 * 1024 * 1024,  // WAL a replication slot may keep
@@ -67,12 +81,17 @@
       dbVacuumAgeSeconds: 86400,  // ... and no (auto)vacuum for this long
       // redis
       redisMemoryUsageRatio: 0.9,  // used / maxmemory (only where maxmemory is set)
+      redisFragmentationRatio: 1.5,  // memory held from the system / memory allocated
+      redisFragmentationMinBytes: 104857600,  // ... judged only above 100 MiB allocated
+      redisEvictionsPerSecond: 10,
       cacheHitRatio: 0.7,  // Redis keyspace and application caches: alert below this
       cacheMinLookupsPerSecond: 1,  // ... and only with at least this much traffic
       redisReplicaLagBytes: 10 * 1024 * 1024,  // a replica's acknowledged offset behind
       redisSlowlogEntriesPerMinute: 1,  // slowlog entries a minute over windows.redisSlowlog
       // business and tenants
       tenantLimitUsageRatio: 0.95,
+      tenantCapacityForecastDays: 7,  // TenantCapacityRunningOut: a limit reached within this
+      dailyQuotaForecastAfterHours: 2,  // TenantDailyQuotaRunningOut: judged after this much of the day
       anomalyStddevs: 3,  // deviations from the one-week average that count as an anomaly
       anomalyMinMessagesPerSecond: 0.05,  // quieter tenants are not judged (3 per minute)
       anomalyMinApiCallsPerSecond: 0.05,
@@ -94,6 +113,23 @@
     llmBudget: {
       perHourUsd: 10,
       perDayUsd: 100,  // "today" is the UTC day
+      // Per tenant and calendar month (UTC), for LLM calls that carry a `tenant` label:
+      // TenantLlmCostOverBudget fires when the month is heading above it.
+      perTenantPerMonthUsd: 100,
+      perTenantPerMonthUsdOverrides: {},  // tenant -> its own monthly budget, e.g. {acme: 500}
+    },
+
+    // ---- Usage rollups and forecasts (prometheus/lib/usage.libsonnet, docs/tenants.md) ------
+    usage: {
+      // The steps of the daily rollups are evaluated this often: the scrape interval of
+      // prometheus.yml. "Today" is exact within one step.
+      step: '15s',
+      // A counter unseen for longer than this (exporter down, scrapes failing) loses the growth
+      // of the gap; shorter gaps are counted in full when it is seen again.
+      gap: '1h',
+      // History predict_linear() extrapolates for the capacity limits (agents, channels,
+      // storage): a whole daily cycle, so that working hours alone do not make a trend.
+      forecastLookback: '1d',
     },
 
     // ---- Windows: ranges inside alert expressions -------------------------------------------
@@ -104,6 +140,10 @@
       dbLockWait: '5m',  // DatabaseSessionsBlockedOnLocks: waiters throughout this window
       redisSlowlog: '10m',  // RedisSlowlogGrowing: the rate of new entries over this window
       dbProbeSlow: '10m',  // DatabaseProbeSlow: the median probe over this window
+      deadlocks: '15m',
+      dbRollbacks: '10m',
+      redisRestart: '15m',  // RedisRestarted fires this long after a restart
+      tsdbFailures: '3h',  // failed compactions and head truncations are counted over this
       // DatabaseDown and RedisDown read the last probe within this window, so that a gap in
       // the exporter's series (a restart) neither resolves the page nor sends a second one.
       probeMemory: '5m',
@@ -129,12 +169,34 @@
       VigilBusinessQueryFailing: '10m',
       VigilBusinessQueryStale: '5m',
       VigilBusinessQuerySeriesCapped: '15m',
+      // the monitoring stack (kube-prometheus' windows)
+      PrometheusBadConfig: '10m',
+      PrometheusRuleFailures: '15m',
+      PrometheusMissingRuleEvaluations: '15m',
+      PrometheusNotificationQueueRunningFull: '15m',
+      PrometheusErrorSendingAlerts: '15m',
+      PrometheusNotConnectedToAlertmanagers: '10m',
+      PrometheusTsdbCompactionsFailing: '4h',
+      PrometheusTsdbHeadTruncationsFailing: '4h',
+      PrometheusRemoteWriteBehind: '15m',
+      AlertmanagerFailedReload: '10m',
+      AlertmanagerFailedToSendAlerts: '5m',
+      AlertmanagerClusterFailedToSendAlerts: '5m',
+      AlertmanagerConfigInconsistent: '20m',
+      AlertmanagerMembersInconsistent: '15m',
       SystemCpuUsageHigh: '5m',
+      SystemLoadHigh: '15m',
       SystemMemoryUsageHigh: '5m',
+      SystemMemoryUsageCritical: '1m',
       SystemDiskUsageHigh: '5m',
+      SystemDiskUsageCritical: '5m',
       SystemDiskFillingUp: '1h',
+      SystemDiskFillingUpSoon: '1h',
       DatabaseDown: '1m',
       DatabaseConnectionsNearLimit: '5m',
+      DatabaseConnectionsAtLimit: '5m',
+      DatabaseDeadlocks: '5m',
+      DatabaseRollbackRatioHigh: '15m',
       DatabasePoolExhausted: '2m',
       DatabaseProbeSlow: '5m',
       DatabaseReplicationLagHigh: '5m',
@@ -149,12 +211,20 @@
       RedisDown: '5m',
       RedisMemoryNearLimit: '5m',
       RedisCacheHitRatioLow: '15m',
+      RedisMemoryFragmented: '30m',
+      RedisEvictingKeys: '15m',
+      RedisFullWithoutEviction: '5m',
+      RedisCacheWithoutMaxmemory: '1h',
+      RedisRestarted: '0s',
       // One rejected connection is not an incident: rejections must go on (anchors: 10-15m).
       RedisRejectingConnections: '10m',
       RedisReplicaLinkDown: '5m',
       RedisReplicaLagging: '10m',
       RedisSlowlogGrowing: '10m',
       TenantNearLimit: '5m',
+      TenantCapacityRunningOut: '1h',
+      TenantDailyQuotaRunningOut: '30m',
+      TenantLlmCostOverBudget: '1h',
       TenantMessageVolumeAnomaly: '30m',
       TenantApiCallsAnomaly: '30m',
       AgentErrorRatioHigh: '5m',
@@ -275,6 +345,7 @@
       database: 'vigil-database',
       redis: 'vigil-redis',
       business: 'vigil-business',
+      tenants: 'vigil-tenants',
       application: 'vigil-application',
       exporter: 'vigil-exporter',
       slo: 'vigil-slo',

@@ -236,8 +236,8 @@ class RedisCollector(Collector):
         counters = [(CounterMetricFamily(f"vigil_redis_{name}", text + every, labels=label),
                      field_) for name, field_, text in COUNTERS]
         db_keys = gauge("db_keys", "Keys in the database.", ["redis", "db"])
-        info = gauge("info", "Role and version of the Redis server; always 1.",
-                     ["redis", "role", "version"])
+        info = gauge("info", "Role, version and maxmemory-policy of the Redis server; always 1.",
+                     ["redis", "role", "version", "maxmemory_policy"])
         length = gauge("key_length", "Length of the configured key (list, stream, set, sorted "
                        "set or hash; 0 when it does not exist).", ["redis", "key", "type"])
         for instance, sample in zip(self.instances, samples):
@@ -253,7 +253,8 @@ class RedisCollector(Collector):
                 if re.fullmatch(r"db\d+", db) and isinstance(stats, dict):
                     db_keys.add_metric([name, db], stats.get("keys", 0))
             info.add_metric([name, str(sample.info.get("role", "")),
-                             str(sample.info.get("redis_version", ""))], 1.0)
+                             str(sample.info.get("redis_version", "")),
+                             str(sample.info.get("maxmemory_policy", ""))], 1.0)
             for key, kind, value in sample.lengths:
                 length.add_metric([name, key, kind], value)
         features = Families(redis_stats.METRICS, "redis", self.config["interval"])
