@@ -162,7 +162,7 @@ def _field(key: str, default, given=None) -> Field:
     if isinstance(default, bool):
         return Bool(None)
     if isinstance(default, (int, float)):
-        if key.endswith("Ratio"):
+        if key.endswith("Ratio") and 0 <= default <= 1:   # a share (not e.g. fragmentation)
             return Ratio(None)
         return Number(unit="seconds" if key.endswith("Seconds") else "")
     if isinstance(default, str):
