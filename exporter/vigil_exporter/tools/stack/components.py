@@ -300,9 +300,11 @@ class Postgres(Component):
     user = "vigil"
     database = "vigil"
 
-    def __init__(self, *args, driver: str | None = None, **kwargs):
+    def __init__(self, *args, driver: str | None = None, statements: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.driver = driver  # in `url`: e.g. "psycopg" or "asyncpg"; None lets the user pick
+        # pg_stat_statements preloaded and created in the database, as in docker-compose.yml
+        self.statements = statements
         self.datadir = self.dir / "data"
         self._outside: Path | None = None
 
@@ -370,7 +372,8 @@ class Postgres(Component):
         return [find_binary("postgres"), "-D", str(self.datadir), "-p", str(self.port),
                 "-h", self.host, "-c", "unix_socket_directories=", "-c", "fsync=off",
                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                "-c", "max_connections=100", "-c", "shared_buffers=32MB"]
+                "-c", "max_connections=100", "-c", "shared_buffers=32MB",
+                *(["-c", "shared_preload_libraries=pg_stat_statements"] if self.statements else [])]
 
     def _connect(self, dbname: str):
         import psycopg
@@ -393,6 +396,8 @@ class Postgres(Component):
                                   (self.database,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.database}"')
+        if self.statements:
+            self.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 
     def sql(self, statement: str, params=None, database: str | None = None) -> list[tuple]:
         """Run a statement (several without `params`) in autocommit, in the `vigil` database
