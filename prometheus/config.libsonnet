@@ -119,7 +119,7 @@
       perTenantPerMonthUsdOverrides: {},  // tenant -> its own monthly budget, e.g. {acme: 500}
     },
 
-    // ---- Usage rollups and forecasts (prometheus/lib/usage.libsonnet, docs/tenants.md) ------
+    // ---- Usage rollups and forecasts (prometheus/lib/usage.libsonnet, docs/tenant-usage.md) ------
     usage: {
       // The steps of the daily rollups are evaluated this often: the scrape interval of
       // prometheus.yml. "Today" is exact within one step.

@@ -22,7 +22,7 @@ DASHBOARDS = build.load_dashboards(ROOT)
 EXPECTED_UIDS = {
     "overview": "vigil-overview", "system": "vigil-system", "database": "vigil-database",
     "redis": "vigil-redis", "business": "vigil-business", "application": "vigil-application",
-    "exporter": "vigil-exporter", "slo": "vigil-slo",
+    "exporter": "vigil-exporter", "slo": "vigil-slo", "tenants": "vigil-tenants",
 }
 RECORDING_RULE = re.compile(r"\b[a-zA-Z_]+:[a-zA-Z0-9_]+:[a-zA-Z0-9_]+\b")
 
@@ -396,7 +396,7 @@ def test_render_draws_a_png(name, tmp_path):
     fake = FakePrometheus(empty=("vigil_redis_key_length",))
     data = render.fetch(DASHBOARDS[name], fake, since=1800, end=1_700_000_000)
     assert all("$" not in q for q in fake.queries)
-    assert any("[1m]" in q for q in fake.queries) or name in ("overview", "business", "slo")
+    assert any("[1m]" in q for q in fake.queries) or name in ("overview", "business", "slo", "tenants")
     path = tmp_path / f"{name}.png"
     render.render(DASHBOARDS[name], data, path, since=1800, end=1_700_000_000)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,6 +1,6 @@
 // The one mechanism for "how much since 00:00 UTC" (and since the 1st of the month) from
 // counters: tenant messages and API calls, LLM cost. PromQL has no range that starts at
-// midnight, so the increase is built in two levels (docs/tenants.md, "Daily rollups"):
+// midnight, so the increase is built in two levels (docs/tenant-usage.md, "Daily rollups"):
 //
 // 1. Steps, in a group evaluated every `step` (the scrape interval): each counter series'
 //    increase since the previous evaluation, `value(t) - value(t - step)`, where value(t) is the

@@ -1,5 +1,5 @@
 """A tenant usage report: per UTC day, totals over a date range and the tenant's limits, read
-from a Prometheus that runs the bundle's rules (docs/tenants.md).
+from a Prometheus that runs the bundle's rules (docs/tenant-usage.md).
 
 Each daily field is one range query with a one-day step, evaluated at the last millisecond of
 every day over a one-day window, so that a day holds exactly its own samples. Today's row is
