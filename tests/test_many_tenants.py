@@ -50,24 +50,27 @@ async def test_a_render_in_progress_blocks_no_request():
     wiring = app[WIRING]
     slow = BlockingCollector()
     wiring.registry.register(slow)
-    async with TestClient(TestServer(app)) as client:
-        await asyncio.wait_for(wiring.scheduler.first_round_done.wait(), 10)
-        assert (await client.get("/health/ready")).status == 200  # the first body exists
-        first = await (await client.get("/metrics")).read()
-        slow.block = True
-        render = asyncio.create_task(wiring.exposition.refresh())
-        assert await asyncio.to_thread(slow.entered.wait, 10)  # the render is running
-        try:
-            # Every endpoint answers while the render is held, and /metrics serves the last body.
-            live = await client.get("/health/live")
-            assert live.status == 200 and (await live.json()) == {"status": "alive"}
-            assert (await client.get("/health")).status == 200
-            assert await (await client.get("/metrics")).read() == first
-            assert not render.done()
-        finally:
-            slow.release.set()
-        await asyncio.wait_for(render, 10)
-        assert wiring.exposition.renders >= 2
+    try:
+        async with TestClient(TestServer(app)) as client:
+            await asyncio.wait_for(wiring.scheduler.first_round_done.wait(), 10)
+            assert (await client.get("/health/ready")).status == 200  # the first body exists
+            first = await (await client.get("/metrics")).read()
+            slow.block = True
+            render = asyncio.create_task(wiring.exposition.refresh())
+            assert await asyncio.to_thread(slow.entered.wait, 10)  # the render is running
+            try:
+                # Every endpoint answers while the render is held, and /metrics serves the last body.
+                live = await client.get("/health/live")
+                assert live.status == 200 and (await live.json()) == {"status": "alive"}
+                assert (await client.get("/health")).status == 200
+                assert await (await client.get("/metrics")).read() == first
+                assert not render.done()
+            finally:
+                slow.release.set()
+            await asyncio.wait_for(render, 10)
+            assert wiring.exposition.renders >= 2
+    finally:
+        gc.unfreeze()  # the app froze what existed after its first round
 
 
 # ------------------------------------------------------------------ the series cap, bounded tenants
