@@ -44,10 +44,13 @@ from vigil_exporter.tools.stack.process import (
 ConfigText = Callable[[], str]
 
 # How long the local stack keeps its data: the compose defaults (docker-compose.yml's
-# PROMETHEUS_RETENTION and VICTORIAMETRICS_RETENTION; tests/test_compose.py keeps them equal).
-# The one place for the stack's retention flags. Enough for the week-long baselines of the
-# anomaly alerts, as long as the data survives: only a kept --workdir does (docs/deployment.md).
-RETENTION = {"prometheus": "15d", "victoriametrics": "90d"}
+# PROMETHEUS_RETENTION, PROMETHEUS_RETENTION_SIZE and VICTORIAMETRICS_RETENTION;
+# tests/test_compose.py keeps them equal). The one place for the stack's retention flags.
+# Prometheus keeps the 90 days of tenant usage reports, and deletes its oldest blocks before
+# its data outgrows the size cap, so a disk never fills; VictoriaMetrics (scale-out) keeps a
+# year and a month of history (docs/deployment.md, "Retention and disk"). As long as the data
+# survives: only a kept --workdir does.
+RETENTION = {"prometheus": "90d", "prometheus_size": "10GB", "victoriametrics": "400d"}
 
 
 class Component:
@@ -523,7 +526,8 @@ class Prometheus(HttpComponent):
                 f"--storage.tsdb.path={self.dir / 'data'}",
                 f"--web.listen-address={self.address}", f"--web.external-url={self.url}/",
                 "--web.enable-lifecycle",
-                f"--storage.tsdb.retention.time={RETENTION['prometheus']}"]
+                f"--storage.tsdb.retention.time={RETENTION['prometheus']}",
+                f"--storage.tsdb.retention.size={RETENTION['prometheus_size']}"]
         if self.resend_delay:
             # firing alerts are sent again this often (default 1m): short in tests
             argv.append(f"--rules.alert.resend-delay={self.resend_delay}")
