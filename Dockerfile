@@ -27,12 +27,14 @@ ENV PATH=/opt/vigil/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     VIGIL_HEALTHCHECK_URL=http://127.0.0.1:9477/health/live
 # /var/lib/vigil: working directory and data (the embedded SQLite file, the alert log);
-# /var/lib/vigil-rendered: deploy-time rendered configs (docker-compose.yml's alertmanager-config).
+# /var/lib/vigil-rendered: deploy-time rendered configs (docker-compose.yml's alertmanager-config),
+# written 0600 by the user of the service that reads them: Alertmanager's `nobody` (65534).
 RUN groupadd --system --gid 10001 vigil \
     && useradd --system --uid 10001 --gid vigil --home-dir /var/lib/vigil --no-create-home \
        --shell /usr/sbin/nologin vigil \
     && mkdir -p /var/lib/vigil /var/lib/vigil-rendered /etc/vigil \
-    && chown vigil:vigil /var/lib/vigil /var/lib/vigil-rendered
+    && chown vigil:vigil /var/lib/vigil \
+    && chown 65534:65534 /var/lib/vigil-rendered
 COPY --from=build /opt/vigil /opt/vigil
 USER 10001:10001
 WORKDIR /var/lib/vigil

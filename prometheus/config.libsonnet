@@ -46,20 +46,48 @@
       targetDownRatio: 0.1,  // TargetDown: share of a job's targets down (kube-prometheus)
       // system
       cpuUsageRatio: 0.8,
+      loadPerCpu: 2,  // load average per logical CPU: twice as much work as CPUs
       memoryUsageRatio: 0.85,
+      memoryUsageCriticalRatio: 0.95,
       diskUsageRatio: 0.9,
+      diskUsageCriticalRatio: 0.97,
       diskFillHorizonHours: 24,  // SystemDiskFillingUp: predicted to be full within this time
-      diskFillMinUsageRatio: 0.5,  // ... and already at least this full
+      diskFillMinUsageRatio: 0.6,  // ... and already at least this full (node-mixin: 40 % free)
+      diskFillSoonHorizonHours: 4,  // SystemDiskFillingUpSoon (critical)
+      diskFillSoonMinUsageRatio: 0.8,  // ... at least this full (node-mixin: 20 % free)
+      diskFillMinSizeBytes: 1073741824,  // file systems smaller than 1 GiB are not extrapolated
       // exporter
       staleIntervals: 3,  // a collector or query is stale after this many missed intervals
+      // monitoring stack (kube-prometheus' thresholds)
+      notificationErrorRatio: 0.03,  // Prometheus -> Alertmanager sends that fail
+      alertmanagerFailedNotificationRatio: 0.01,  // Alertmanager -> receiver sends that fail
+      remoteWriteBehindSeconds: 120,
       // database
       dbConnectionsUsageRatio: 0.8,  // server connections / max_connections
       dbPoolUsageRatio: 0.9,  // checked out / pool size
+      dbConnectionsCriticalRatio: 0.95,
       dbProbeSeconds: 0.5,
+      dbDeadlocks: 3,  // deadlocks within windows.deadlocks
+      dbRollbackRatio: 0.1,  // rolled back / (committed + rolled back)
+      dbMinTransactionsPerSecond: 1,  // ... judged only with this much traffic
+      // database: inside PostgreSQL (the collector's `postgres` features)
+      dbReplicationLagSeconds: 120,  // a replica's replay_lag seen from the primary
+      dbSlotRetainedWalBytes: 4 * 1024 * 1024 * 1024,  // WAL a replication slot may keep
+      dbTransactionSeconds: 1800,  // the oldest open transaction
+      dbIdleInTransactionSeconds: 300,  // the longest idle-in-transaction session
+      dbSessionsWaitingOnLock: 3,  // sessions waiting on a lock throughout windows.dbLockWait
+      dbDeadTupleRatio: 0.2,  // dead / (live + dead) rows of a large table ...
+      dbDeadTuplesMin: 10000,  // ... with at least this many dead rows ...
+      dbVacuumAgeSeconds: 86400,  // ... and no (auto)vacuum for this long
       // redis
       redisMemoryUsageRatio: 0.9,  // used / maxmemory (only where maxmemory is set)
+      redisFragmentationRatio: 1.5,  // memory held from the system / memory allocated
+      redisFragmentationMinBytes: 104857600,  // ... judged only above 100 MiB allocated
+      redisEvictionsPerSecond: 10,
       cacheHitRatio: 0.7,  // Redis keyspace and application caches: alert below this
       cacheMinLookupsPerSecond: 1,  // ... and only with at least this much traffic
+      redisReplicaLagBytes: 10 * 1024 * 1024,  // a replica's acknowledged offset behind
+      redisSlowlogEntriesPerMinute: 1,  // slowlog entries a minute over windows.redisSlowlog
       // business and tenants
       tenantLimitUsageRatio: 0.95,
       anomalyStddevs: 3,  // deviations from the one-week average that count as an anomaly
@@ -90,7 +118,13 @@
       diskFillLookback: '6h',  // history that predict_linear() extrapolates
       authBurst: '5m',  // failed logins and API-key revocations are counted over this
       rejectedConnections: '5m',
+      dbLockWait: '5m',  // DatabaseSessionsBlockedOnLocks: waiters throughout this window
+      redisSlowlog: '10m',  // RedisSlowlogGrowing: the rate of new entries over this window
       dbProbeSlow: '10m',  // DatabaseProbeSlow: the median probe over this window
+      deadlocks: '15m',
+      dbRollbacks: '10m',
+      redisRestart: '15m',  // RedisRestarted fires this long after a restart
+      tsdbFailures: '3h',  // failed compactions and head truncations are counted over this
       // DatabaseDown and RedisDown read the last probe within this window, so that a gap in
       // the exporter's series (a restart) neither resolves the page nor sends a second one.
       probeMemory: '5m',
@@ -116,21 +150,58 @@
       VigilBusinessQueryFailing: '10m',
       VigilBusinessQueryStale: '5m',
       VigilBusinessQuerySeriesCapped: '15m',
+      // the monitoring stack (kube-prometheus' windows)
+      PrometheusBadConfig: '10m',
+      PrometheusRuleFailures: '15m',
+      PrometheusMissingRuleEvaluations: '15m',
+      PrometheusNotificationQueueRunningFull: '15m',
+      PrometheusErrorSendingAlerts: '15m',
+      PrometheusNotConnectedToAlertmanagers: '10m',
+      PrometheusTsdbCompactionsFailing: '4h',
+      PrometheusTsdbHeadTruncationsFailing: '4h',
+      PrometheusRemoteWriteBehind: '15m',
+      AlertmanagerFailedReload: '10m',
+      AlertmanagerFailedToSendAlerts: '5m',
+      AlertmanagerClusterFailedToSendAlerts: '5m',
+      AlertmanagerConfigInconsistent: '20m',
+      AlertmanagerMembersInconsistent: '15m',
       SystemCpuUsageHigh: '5m',
+      SystemLoadHigh: '15m',
       SystemMemoryUsageHigh: '5m',
+      SystemMemoryUsageCritical: '1m',
       SystemDiskUsageHigh: '5m',
+      SystemDiskUsageCritical: '5m',
       SystemDiskFillingUp: '1h',
+      SystemDiskFillingUpSoon: '1h',
       DatabaseDown: '1m',
       DatabaseConnectionsNearLimit: '5m',
+      DatabaseConnectionsAtLimit: '5m',
+      DatabaseDeadlocks: '5m',
+      DatabaseRollbackRatioHigh: '15m',
       DatabasePoolExhausted: '2m',
       DatabaseProbeSlow: '5m',
+      DatabaseReplicationLagHigh: '5m',
+      DatabaseReplicaDisconnected: '5m',
+      DatabaseReplicationSlotRetainingWal: '15m',
+      DatabaseLongTransaction: '5m',
+      DatabaseIdleInTransaction: '5m',
+      DatabaseSessionsBlockedOnLocks: '0s',  // the window is in the expression
+      DatabaseVacuumFallingBehind: '30m',
       // redis-mixin: 5m. A restart or a failover takes seconds; a Redis that stays away longer
       // is an outage.
       RedisDown: '5m',
       RedisMemoryNearLimit: '5m',
       RedisCacheHitRatioLow: '15m',
+      RedisMemoryFragmented: '30m',
+      RedisEvictingKeys: '15m',
+      RedisFullWithoutEviction: '5m',
+      RedisCacheWithoutMaxmemory: '1h',
+      RedisRestarted: '0s',
       // One rejected connection is not an incident: rejections must go on (anchors: 10-15m).
       RedisRejectingConnections: '10m',
+      RedisReplicaLinkDown: '5m',
+      RedisReplicaLagging: '10m',
+      RedisSlowlogGrowing: '10m',
       TenantNearLimit: '5m',
       TenantMessageVolumeAnomaly: '30m',
       TenantApiCallsAnomaly: '30m',
@@ -221,6 +292,24 @@
 
     // Evaluation interval of the expensive rule groups (one-week baselines, cost of the day).
     slowRuleInterval: '1m',
+
+    // ---- The site's own alerts, and the bundle's alerts it turns off ----------------------
+    // Both are usually set in a customisation file (`vigil bundle build --override FILE`,
+    // docs/customising.md), which is validated before it gets here.
+    // disabledAlerts: names of the bundle's alerts left out of alerts.yml.
+    disabledAlerts: [],
+    // siteAlerts: your alerts by name (CamelCase), generated into site_alerts.yml, a rule file
+    // of their own:
+    //   expr        PromQL whose result is the failing series; or instead
+    //   metric, operator, threshold   e.g. 'job:http_requests:rate5m', '>', 100
+    //   for         how long it must hold (default: fires at once)
+    //   severity    critical | warning | info;  area  (default application: the routing and
+    //               the dashboard link of that area)
+    //   summary, description (default: the summary and the value), runbookUrl, labels
+    //   channels    receivers of alertmanager.yml that get it instead of the routing by
+    //               severity and area (the alert log gets every alert)
+    //   enabled     false keeps it in the file but out of the rules
+    siteAlerts: {},
 
     // ---- Links ----------------------------------------------------------------------------
     // `%s` is the alert name in lower case, which is also the anchor of its `## AlertName`

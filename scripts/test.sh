@@ -6,11 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server postgresql prometheus prometheus-alertmanager victoria-metrics
-              docker-compose openssl)
+              docker-compose openssl jsonnet)
 
 need_apt=0
 for bin in redis-server /usr/lib/postgresql/15/bin/postgres prometheus promtool \
-           prometheus-alertmanager amtool victoria-metrics docker-compose openssl; do
+           prometheus-alertmanager amtool victoria-metrics docker-compose openssl jsonnet; do
   command -v "$bin" >/dev/null 2>&1 || [[ -x $bin ]] || need_apt=1
 done
 if [[ $need_apt == 1 ]]; then

@@ -18,9 +18,12 @@ Stand-ins for what cannot run here (webhook and SMTP sinks) are in tests/sinks.p
 from __future__ import annotations
 
 import contextlib
+import os
 import ssl
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +36,11 @@ from vigil_exporter.tools.stack.components import (
     RedisReplica,
 )
 from vigil_exporter.tools.stack.process import free_port
+
+# A `vigil stack up` running on this machine must not become the default of the tests' `vigil
+# alerts` commands (vigil_exporter.tools.stack.state): each test process has its own state file.
+os.environ.setdefault("VIGIL_STACK_STATE",
+                      str(Path(tempfile.gettempdir()) / f"vigil-test-stack-{os.getpid()}.json"))
 
 
 def pytest_addoption(parser):

@@ -102,7 +102,8 @@ async def test_every_family_present_with_plausible_values(make, redis_server, db
     assert value(families, "vigil_redis_commands_processed_total") > 0
     assert value(families, "vigil_redis_db_keys", db=f"db{DB}") == len(queues)
     assert value(families, "vigil_redis_info", role="master",
-                 version=db.info("server")["redis_version"]) == 1
+                 version=db.info("server")["redis_version"],
+                 maxmemory_policy=db.config_get("maxmemory-policy")["maxmemory-policy"]) == 1
     for key, (kind, length) in queues.items():
         assert value(families, "vigil_redis_key_length", key=key, type=kind) == length
     for family in families:

@@ -163,6 +163,7 @@ async def test_key_patterns_scan_within_a_budget_over_rounds(redis_pair, collect
     assert found[("vigil_redis_pattern_keys", ("pattern", "missing:*"))] == 0
     assert found[("vigil_redis_pattern_scan_duration_seconds", ("pattern", "session:*"))] > 0
     assert "cmdstat_keys" not in client(redis_pair.primary).info("commandstats")
+    assert collector.instances[0].features.features[0].script not in (None, False)  # Lua count
     keys.flushdb()
 
 
@@ -183,3 +184,15 @@ def test_scan_budget_must_fit_the_socket_timeout():
 def test_features_declare_their_metrics_once():
     names = [name for cls in redis_stats.FEATURES for name in cls.metrics]
     assert len(names) == len(set(names))
+
+
+async def test_key_patterns_fall_back_to_scan_without_scripting(redis_isolated, collect):
+    """An ACL user that may not run scripts still gets its counts, from plain SCAN."""
+    admin = client(redis_isolated)
+    admin.acl_setuser("noscript", enabled=True, nopass=True, keys=["*"],
+                      commands=["+@all", "-@scripting"])
+    admin.mset({f"job:{i}": 1 for i in range(25)})
+    url = f"redis://noscript@{redis_isolated.address}/0"
+    found, collector = await collect(url, **{**OFF, "key_patterns": {"patterns": ["job:*"]}})
+    assert found[("vigil_redis_pattern_keys", ("pattern", "job:*"))] == 25
+    assert collector.instances[0].features.features[0].script is False

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import threading
 import time
@@ -21,7 +22,7 @@ FAMILIES = {
     "vigil_system_memory_usage_ratio", "vigil_system_swap_total_bytes",
     "vigil_system_swap_used_bytes", "vigil_system_disk_total_bytes",
     "vigil_system_disk_free_bytes", "vigil_system_disk_used_bytes",
-    "vigil_system_disk_usage_ratio", "vigil_system_disk_read_bytes",
+    "vigil_system_disk_usage_ratio", "vigil_system_disk_readonly", "vigil_system_disk_read_bytes",
     "vigil_system_disk_written_bytes", "vigil_system_network_receive_bytes",
     "vigil_system_network_transmit_bytes", "vigil_system_processes",
     "vigil_system_boot_time_seconds",
@@ -73,6 +74,8 @@ async def test_every_family_present_with_plausible_values(make):
     for name in ("vigil_system_cpu_usage_ratio", "vigil_system_memory_usage_ratio"):
         assert 0 <= values[(name,)] <= 1
     assert 0 < values[("vigil_system_disk_usage_ratio", "/")] <= 1
+    assert values[("vigil_system_disk_readonly", "/")] == float(
+        bool(os.statvfs("/").f_flag & os.ST_RDONLY))
     assert values[("vigil_system_cpus",)] == psutil.cpu_count()
     memory = values[("vigil_system_memory_total_bytes",)]
     assert 0 < values[("vigil_system_memory_available_bytes",)] <= memory

@@ -251,14 +251,22 @@ def test_published_ports_match_the_docs_and_the_local_stack(full):
     assert "postgres" not in [n for n, s in services(full).items() if s.get("ports")]
 
 
-def test_secrets_are_not_in_the_files():
+def test_secrets_are_not_in_the_files(full):
     text = COMPOSE_FILE.read_text()
     for line in text.splitlines():
-        if re.search(r"(PASSWORD|SECRET|TOKEN)\w*:\s*\S", line):
+        if re.search(r"(PASSWORD|SECRET|TOKEN)\w*:\s*\S", line) and \
+                not re.search(r"_FILE:\s*/run/secrets/", line):
             assert "${" in line, f"literal secret in docker-compose.yml: {line.strip()}"
     for path in (ROOT / "deploy" / "secrets.example").iterdir():
         if path.name != "README.md":
-            assert ".invalid" in path.read_text() or "replace" in path.read_text(), path
+            text = path.read_text()
+            assert any(mark in text for mark in (".invalid", "replace", "change-me")), path
+            assert not text.endswith("\n"), f"{path}: a secret file ends without a newline"
+    for name, service in services(full).items():
+        for key, value in (service.get("environment") or {}).items():
+            assert not re.search(r"://[^/@\s]*:[^@\s]+@", str(value)), f"{name}: {key} holds a password"
+        assert not any(re.search(r"://[^/@\s]*:[^@\s]+@", str(arg)) for arg in
+                       service.get("command") or []), f"{name}: a password on the command line"
 
 
 # --- agreement with prometheus.yml, Grafana and Alertmanager -------------------------------------
@@ -424,6 +432,16 @@ def test_alertmanager_cluster_of_the_ha_profile(full):
     assert flag(second, "--cluster.listen-address") == listen
 
 
+def secret_text(full, service: dict, variable: str) -> str:
+    """The content of the Docker secret a service's `*_FILE` variable names."""
+    target = service["environment"][variable]
+    for secret in service["secrets"]:
+        if secret.get("target", f"/run/secrets/{secret['source']}") == target or \
+                f"/run/secrets/{secret['source']}" == target:
+            return Path(full["secrets"][secret["source"]]["file"]).read_text()
+    raise AssertionError(f"{variable}={target} is no secret of the service")
+
+
 def test_exporter_config_agrees_with_the_services(full):
     config = bundle_yaml("deploy/vigil.compose.yml")
     vigil = services(full)["vigil"]
@@ -432,17 +450,20 @@ def test_exporter_config_agrees_with_the_services(full):
     assert int(config["listen_address"].rsplit(":", 1)[1]) == container_port(vigil)
     urls = [db["url"] for db in config["collectors"]["database"]["databases"].values()]
     urls += [r["url"] for r in config["collectors"]["redis"]["instances"].values()]
-    urls.append(vigil["environment"]["VIGIL_DATABASE_URL"])
+    database_url = secret_text(full, vigil, "VIGIL_DATABASE_URL_FILE")
+    urls.append(database_url)
     ports = {"postgres": 5432, "redis": 6379}
     for url in urls:
         parts = urllib.parse.urlsplit(url)
         assert parts.hostname in services(full), url
         assert parts.port == ports[parts.hostname], url
     assert PurePosixPath(config["alerts"]["log_file"]).parent == PurePosixPath("/var/lib/vigil")
-    postgres = services(full)["postgres"]["environment"]
-    env_url = urllib.parse.urlsplit(vigil["environment"]["VIGIL_DATABASE_URL"])
+    postgres = services(full)["postgres"]
+    env_url = urllib.parse.urlsplit(database_url)
     assert (env_url.username, env_url.password, env_url.path) == (
-        postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], "/" + postgres["POSTGRES_DB"])
+        postgres["environment"]["POSTGRES_USER"],
+        secret_text(full, postgres, "POSTGRES_PASSWORD_FILE"),
+        "/" + postgres["environment"]["POSTGRES_DB"])
     done = subprocess.run([sys.executable, "-m", "vigil_exporter", "check-config",
                            str(ROOT / "deploy/vigil.compose.yml")],
                           capture_output=True, text=True, cwd=ROOT)
@@ -453,7 +474,10 @@ def test_demo_service_uses_the_same_database_and_redis(full):
     demo, vigil = services(full)["demo"], services(full)["vigil"]
     argv = demo["command"]
     assert argv[0] == "demo"
-    assert argv[argv.index("--database-url") + 1] == vigil["environment"]["VIGIL_DATABASE_URL"]
+    assert "--database-url" not in argv
+    assert demo["environment"]["VIGIL_DATABASE_URL_FILE"] == \
+        vigil["environment"]["VIGIL_DATABASE_URL_FILE"]
+    assert demo["secrets"] == vigil["secrets"]
     assert argv[argv.index("--redis-url") + 1].startswith("redis://redis:6379/")
     assert argv[argv.index("--listen") + 1].endswith(f":{container_port(demo)}")
 
@@ -494,3 +518,37 @@ def test_dockerfile_small_non_root_with_a_python_healthcheck():
 def test_every_mount_of_the_local_stack_exists():
     for relative in configs.BUNDLE_FILES:
         assert (ROOT / relative).is_file(), relative
+
+
+def test_local_stack_retention_is_the_compose_default(full):
+    from vigil_exporter.tools.stack.components import RETENTION
+
+    assert flag(services(full)["prometheus"], "--storage.tsdb.retention.time") == \
+        RETENTION["prometheus"]
+    assert flag(services(full)["victoriametrics"], "-retentionPeriod") == \
+        RETENTION["victoriametrics"]
+
+
+def test_a_site_folder_replaces_the_generated_files(tmp_path):
+    """VIGIL_SITE (docs/customising.md) mounts a site folder's rules, Alertmanager config and
+    dashboards where compose mounts the committed ones; the rest of the bundle stays."""
+    site = tmp_path / "site"
+    for folder in ("prometheus/generated", "alertmanager/templates", "grafana/dashboards"):
+        (site / folder).mkdir(parents=True)
+    env_file = tmp_path / "site.env"
+    env_file.write_text(f"VIGIL_SITE={site}\n")
+    done = compose("--profile", "ha", "config", env_file=env_file)
+    assert done.returncode == 0, done.stderr
+    resolved = services(yaml.safe_load(done.stdout))
+    for name in ("prometheus", "prometheus-2"):
+        assert host_path_for(resolved[name], "/etc/prometheus/generated/site_alerts.yml") == \
+            site / "prometheus/generated/site_alerts.yml"
+        assert host_path_for(resolved[name], "/etc/prometheus/prometheus.yml") == \
+            ROOT / "prometheus/prometheus.yml"
+    assert host_path_for(resolved["alertmanager-config"], "/etc/vigil/alertmanager/x.yml") == \
+        site / "alertmanager/x.yml"
+    for name in ("alertmanager", "alertmanager-2"):
+        assert host_path_for(resolved[name], "/etc/alertmanager/templates/slack.tmpl") == \
+            site / "alertmanager/templates/slack.tmpl"
+    assert host_path_for(resolved["grafana"], "/var/lib/grafana/dashboards/vigil/system.json") == \
+        site / "grafana/dashboards/system.json"

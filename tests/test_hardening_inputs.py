@@ -139,3 +139,160 @@ def test_an_empty_database_url_that_was_set_is_an_error(tmp_path, environ):
         load(None, environ=environ)
     assert str(caught.value).startswith(next(iter(environ)) + ": ")
     assert "empty" in str(caught.value)
+
+
+# ------------------------------------------------------------------ business queries
+
+def _query(name: str, sql: str = "SELECT 1 AS value", **extra) -> str:
+    import json
+    return json.dumps({"collectors": {"business": {"queries": [
+        {"name": name, "help": "X.", "sql": sql, **extra}]}}})
+
+
+@pytest.mark.parametrize("name", ["vigil_db_up", "process_open_fds", "vigil_redis_up",
+                                  "vigil_collector_success", "python_gc_objects_collected_total",
+                                  "vigil_build_info", "vigil_business_query_success"])
+def test_a_query_named_like_a_built_in_family_is_refused(tmp_path, name):
+    assert "collectors.business.queries[0].name: " + f'"{name}" is named like a family the ' \
+        "exporter serves itself" in faults_of(tmp_path, _query(name))
+
+
+def test_a_query_named_like_a_default_querys_family_is_refused(tmp_path):
+    faults = faults_of(tmp_path, _query("vigil_tenant_agents_total", type="counter"))
+    assert 'is the family of the default query "vigil_tenant_agents"' in faults
+
+
+def test_built_in_prefixes_cover_every_family_the_exporter_serves():
+    """BUILT_IN_PREFIXES is complete: every family of the metrics reference's exporter section
+    that is not a default business query starts with one of them."""
+    from pathlib import Path
+
+    from vigil_exporter.collectors.business import BUILT_IN_PREFIXES, default_queries
+    text = (Path(__file__).parent.parent / "docs/metrics.md").read_text()
+    exporter = text.split("## Exporter", 1)[1].split("\n## ", 1)[0]
+    names = {line.split("`")[1] for line in exporter.splitlines() if line.startswith("| `")}
+    defaults = {q["name"] for q in default_queries()}
+    assert names - defaults
+    assert [n for n in names - defaults if not n.startswith(BUILT_IN_PREFIXES)] == []
+
+
+ESCAPES = ["COMMIT; BEGIN READ WRITE; DELETE FROM t; COMMIT; SELECT 1 AS value",
+           "SELECT 1 AS value; DELETE FROM t",
+           "DELETE FROM t; SELECT 1 AS value -- ; in a comment",
+           "SELECT ';' AS value; DROP TABLE t"]
+
+
+@pytest.mark.parametrize("sql", ESCAPES)
+def test_a_query_of_several_statements_is_refused(tmp_path, sql):
+    assert "collectors.business.queries[0].sql: expected one SQL statement" in \
+        faults_of(tmp_path, _query("vigil_x", sql))
+
+
+@pytest.mark.parametrize("sql", ["SELECT ';' AS value;", "SELECT $$;$$ AS value",
+                                 'SELECT 1 AS "a;b" -- trailing; comment', "SELECT 1 AS value /* ; */"])
+def test_semicolons_inside_strings_and_comments_are_not_statements(tmp_path, sql):
+    path = tmp_path / "vigil.yml"
+    path.write_text(_query("vigil_x", sql))
+    load(path, environ={})
+
+
+async def test_the_read_only_transaction_cannot_be_left_on_postgresql(postgres_server):
+    """Even a query that never went through the configuration check runs as one prepared
+    statement: the escape fails and no row is deleted."""
+    from vigil_exporter.collectors.business import Query, query_engine, run_query
+
+    postgres_server.sql("DROP TABLE IF EXISTS vigil_guard; CREATE TABLE vigil_guard (x int); "
+                        "INSERT INTO vigil_guard VALUES (1), (2)")
+    engine = query_engine({"url": postgres_server.url}, 1)
+    try:
+        for sql in ESCAPES[:2]:
+            query = Query("vigil_x", "X.", sql.replace(" t", " vigil_guard"), "value", (), "gauge",
+                          60, 5, 10, "queries[0]")
+            with pytest.raises(Exception, match="multiple commands"):
+                await run_query(engine, query)
+    finally:
+        await engine.dispose()
+    assert postgres_server.scalar("SELECT count(*) FROM vigil_guard") == 2
+
+
+# ------------------------------------------------------------------ web config at start-up
+
+@pytest.mark.parametrize("text,fault", [
+    (b"\x00\x01\x02binary\xff", "not UTF-8 text"),
+    ("tls_server_config:\n  cert_file: c\n  key_file: k\n  min_version: TLS13\n"
+     "  max_version: TLS12\n", 'tls_server_config.min_version: "TLS13" is above max_version "TLS12"'),
+    ("http_server_config:\n  headers:\n    Content-Type: text/html\n",
+     "http_server_config.headers.Content-Type: cannot be configured"),
+    ('http_server_config:\n  headers:\n    X-XSS-Protection: "1\\r\\nSet-Cookie: a=b"\n',
+     "http_server_config.headers.X-XSS-Protection: must not contain control characters"),
+    ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
+     "http_server_config.headers.X-Frame-Options: expected one of deny, sameorigin"),
+    ("basic_auth_users:\n  a: x\n  a: y\n", "duplicate key 'a'"),
+    ("tls_server_config:\n  cert_file: c\n  key_file: k\n  client_allowed_sans: [x]\n",
+     "tls_server_config.client_allowed_sans: needs client_auth_type: RequireAndVerifyClientCert"),
+    ("tls_server_config:\n  cert_file: c\n  key_file: k\n  cipher_suites: [TLS_FOO]\n",
+     "tls_server_config.cipher_suites[0]: expected one of"),
+])
+def test_a_web_config_that_would_fail_every_request_is_refused_at_start(tmp_path, text, fault):
+    web = tmp_path / "web.yml"
+    web.write_bytes(text if isinstance(text, bytes) else text.encode())
+    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "serve", "--listen",
+                             "127.0.0.1:0", "--web.config.file", str(web)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{web}: " in result.stderr and fault in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_web_config_file_from_the_config_is_used_and_checked(tmp_path):
+    (tmp_path / "web.yml").write_text("http_server_config:\n  headers:\n    Content-Type: x\n")
+    path = tmp_path / "vigil.yml"
+    path.write_text("web:\n  config_file: web.yml\n")
+    result = check_config(path)
+    assert result.returncode == 2
+    assert "http_server_config.headers.Content-Type: cannot be configured" in result.stderr
+
+
+# ------------------------------------------------------------------ Accept-Encoding, the docs
+
+@pytest.mark.parametrize("header,gzip", [
+    ("gzip;Q=0", False), ("gzip;q=abc", False), ("gzip; q=0.000", False), ("gzip;q=1.5", False),
+    ("gzip;q=0.001", True), ("GZIP", True), ("*;q=0, gzip", True), ("gzip;q=0, *", False),
+    ("identity, *;q=0.5", True), ("", False)])
+def test_accept_encoding_q_values_follow_rfc_9110(header, gzip):
+    from vigil_exporter.exposition import accepts_gzip
+    assert accepts_gzip(header) is gzip
+
+
+def test_the_configuration_reference_shows_every_default_exactly():
+    """A default copied from docs/configuration.md is the default: "|" in a regex stays "|"."""
+    from pathlib import Path
+
+    import yaml
+
+    from vigil_exporter.config import root_schema
+    from vigil_exporter.validation import List, Map, Object
+    text = (Path(__file__).parent.parent / "docs/configuration.md").read_text()
+    shown = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.replace("\\|", "\x00").split("|")[1:-1]]
+        if len(cells) == 4 and cells[2].startswith("`"):
+            shown[cells[0].strip("`")] = yaml.safe_load(cells[2].strip("`").replace("\x00", "|"))
+
+    def walk(schema, prefix):
+        for name, field in schema.fields.items():
+            path = f"{prefix}.{name}" if prefix else name
+            if isinstance(field, Object):
+                yield from walk(field, path)
+            elif isinstance(field, Map) and isinstance(field.value, Object):
+                yield from walk(field.value, path + ".<name>")
+            elif isinstance(field, List) and isinstance(field.item, Object):
+                yield from walk(field.item, path + "[]")
+            elif not field.required and field.default is not None:
+                yield path, field.default() if callable(field.default) else field.default
+    defaults = dict(walk(root_schema(), ""))
+    assert "collectors.system.devices.exclude" in defaults
+    for path, value in defaults.items():
+        if value in ({}, [], ""):
+            continue
+        assert shown.get(path) == value, path

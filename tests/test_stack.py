@@ -6,6 +6,8 @@ pair and the command line start their own. Intervals are 1s so that everything s
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,10 +153,17 @@ def _env(**extra) -> dict:
 
 
 def test_vigil_stack_up_prints_the_uis_and_stops_everything_on_ctrl_c(tmp_path):
+    """The first hour: a relative --workdir and a site folder, from outside the checkout; the
+    summary names the alert log and the `export` lines; `vigil alerts` and `vigil slo status`
+    find the stack by its state file while it runs."""
+    site = tmp_path / "site"   # a site folder as `bundle build --site` lays it out: the defaults
+    shutil.copytree(ROOT / "prometheus" / "generated", site / "prometheus" / "generated")
+    shutil.copytree(ROOT / "alertmanager", site / "alertmanager")
+    env = _env(VIGIL_CHECKOUT=str(ROOT), VIGIL_STACK_STATE=str(tmp_path / "state.json"))
     proc = subprocess.Popen([sys.executable, "-m", "vigil_exporter", "stack", "up", "--free-ports",
-                             "--no-demo", "--workdir", str(tmp_path)],
+                             "--no-demo", "--workdir", "stack", "--site", "site"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=_env())
+                            env=env, cwd=tmp_path)
     lines = []
     try:
         for line in proc.stdout:
@@ -167,8 +176,27 @@ def test_vigil_stack_up_prints_the_uis_and_stops_everything_on_ctrl_c(tmp_path):
                 if len(parts) >= 2 and parts[1].startswith("http://")}
         assert set(urls) >= {"exporter", "prometheus", "alertmanager"}
         assert "Grafana is not started" in output
+        assert f"Site: {site}" in output
+        exports = dict(re.findall(r"^  export (\w+)=(\S+)$", output, re.M))
+        assert exports["VIGIL_ALERTMANAGER_URL"] == urls["alertmanager"]
+        assert exports["VIGIL_PROMETHEUS_URL"] == urls["prometheus"]
+        assert exports["VIGIL_ALERT_LOG"] == str(tmp_path / "stack" / "exporter" / "alerts.jsonl")
+        assert f"Alert log: {exports['VIGIL_ALERT_LOG']}\n" in output  # kept: no removal note
         with urllib.request.urlopen(urls["prometheus"] + "/-/ready", timeout=5) as response:
             assert response.status == 200
+        def vigil(*command: str) -> str:
+            done = subprocess.run([sys.executable, "-m", "vigil_exporter", *command], env=env,
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+            return done.stdout
+
+        assert vigil("alerts", "test", "--duration", "2m").startswith(
+            f"sent to {urls['alertmanager']}:")
+        assert "VigilTestAlert" in vigil("alerts", "list")
+        silence = vigil("alerts", "silence", "-m", "alertname=VigilTestAlert", "--comment", "t")
+        assert vigil("alerts", "unsilence", "-m", "alertname=VigilTestAlert") == \
+            f"expired {silence.strip()}\n"
+        vigil("alerts", "log")   # the stack's alert log exists from the start
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 5
         proc.send_signal(signal.SIGINT)
@@ -178,7 +206,8 @@ def test_vigil_stack_up_prints_the_uis_and_stops_everything_on_ctrl_c(tmp_path):
             proc.kill()
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
-    assert (tmp_path / "logs" / "prometheus.log").exists()  # --workdir is kept
+    assert (tmp_path / "stack" / "logs" / "prometheus.log").exists()  # --workdir is kept
+    assert not (tmp_path / "state.json").exists()
 
 
 def test_vigil_stack_up_names_the_debian_package_of_a_missing_binary(tmp_path):

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 from vigil_exporter.logs import describe_error
 
@@ -33,8 +34,9 @@ def register(subparsers) -> None:
     demo.add_argument("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN,
                       help=f"listen address (default {DEFAULT_LISTEN})")
     demo.add_argument("--database-url", metavar="URL",
-                      help="SQLAlchemy URL of the business database (env VIGIL_DATABASE_URL; "
-                           "default sqlite:///vigil.db, the exporter's default). The schema and "
+                      help="SQLAlchemy URL of the business database (env VIGIL_DATABASE_URL, or "
+                           "a file named by VIGIL_DATABASE_URL_FILE; default sqlite:///vigil.db, "
+                           "the exporter's default). The schema and "
                            "the demo tenants are created when missing.")
     demo.add_argument("--redis-url", metavar="URL",
                       help="Redis for the cache and the inbox queue (env VIGIL_REDIS_URL; default: "
@@ -66,12 +68,23 @@ def settings_from(args, environ=os.environ) -> Settings:
     return Settings(
         listen=listen,
         database_url=(args.database_url or environ.get("VIGIL_DATABASE_URL")
-                      or Settings.database_url),
+                      or _secret_file(environ, "VIGIL_DATABASE_URL_FILE") or Settings.database_url),
         redis_url=args.redis_url or environ.get("VIGIL_REDIS_URL") or None,
         traffic=args.traffic, seed=args.seed, burst_interval=args.burst_interval,
         latency_scale=args.latency_scale,
         log_level=args.log_level or environ.get("VIGIL_LOG_LEVEL") or "info",
         secret=environ.get("VIGIL_DEMO_SECRET") or None)
+
+
+def _secret_file(environ, variable: str) -> str | None:
+    """The content of the file a `*_FILE` variable names (a Docker secret), stripped."""
+    path = environ.get(variable)
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{variable}: cannot read {path}: {exc}") from None
 
 
 def cmd_demo(args) -> int:

@@ -3,39 +3,56 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import html
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
 from vigil_exporter import __version__
-from vigil_exporter.alerting.receiver import setup_alert_receiver
-from vigil_exporter.config import Config
+from vigil_exporter.alerting.receiver import WEBHOOK_PATH, WebhookLimits, setup_alert_receiver
+from vigil_exporter.config import Config, ConfigError
 from vigil_exporter.exposition import RENDER_SWITCH_INTERVAL, accepts_gzip
 from vigil_exporter.health import UNHEALTHY, health_document, info_document
 from vigil_exporter.scheduler import Scheduler
-from vigil_exporter.webconfig import WebConfig
+from vigil_exporter.webconfig import BasicAuth, WebConfig
 from vigil_exporter.webconfig import middleware as web_config_middleware
 from vigil_exporter.wiring import Wiring, build
 
 WIRING = web.AppKey("wiring", Wiring)
+log = logging.getLogger("vigil")
 
 OPEN_PATHS = ("/health/live",)  # reachable without credentials, for container healthchecks
 
 
 def make_app(config: Config, web_config: WebConfig | None = None) -> web.Application:
     web_config = web_config or WebConfig()
-    middlewares = [web_config_middleware(web_config, OPEN_PATHS)] if (
-        web_config.users or web_config.headers) else []
+    alerts = config["alerts"]
+    webhook_auth = webhook_authorizer(alerts, config.source)
+    own_auth = (WEBHOOK_PATH,) if webhook_auth else ()
+    guard = web_config_middleware(web_config, OPEN_PATHS, own_auth) if (
+        web_config.users or web_config.headers or web_config.rate_limit
+        or web_config.allowed_sans) else None
     app = web.Application(client_max_size=config["web"]["max_request_body_bytes"],
-                          middlewares=middlewares)
+                          middlewares=[guard] if guard else [])
     wiring = app[WIRING] = build(config)
-    setup_alert_receiver(app, config["alerts"]["log_file"], wiring.alert_notifications,
-                         max_body_bytes=config["alerts"]["max_body_bytes"],
+    setup_alert_receiver(app, alerts["log_file"], wiring.alert_notifications,
+                         limits=WebhookLimits.from_config(alerts), authorize=webhook_auth,
                          on_update=wiring.exposition.mark_dirty)
+    for warning in web_config.warnings:
+        log.warning("web config: %s", warning)
+    if not webhook_auth and not web_config.users:
+        log.info("POST %s takes alerts from anyone who can reach the exporter: set "
+                 "alerts.bearer_token_file or alerts.basic_auth_users (docs/security.md)",
+                 WEBHOOK_PATH)
     app.cleanup_ctx.append(_run_scheduler)
+    for auth in (getattr(guard, "auth", None), getattr(webhook_auth, "auth", None)):
+        if auth is not None:
+            app.on_shutdown.append(lambda _app, auth=auth: _close(auth))
     app.router.add_get("/", landing)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
@@ -43,6 +60,40 @@ def make_app(config: Config, web_config: WebConfig | None = None) -> web.Applica
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/info", info)
     return app
+
+
+async def _close(auth: BasicAuth) -> None:
+    auth.close()
+
+
+def webhook_authorizer(alerts: dict, source: str):
+    """The webhook's own credentials check (`alerts.bearer_token_file`, `alerts.basic_auth_users`),
+    or None when it has none."""
+    token = _read_token(alerts["bearer_token_file"], source) if alerts["bearer_token_file"] else None
+    users = {name: hashed.encode() for name, hashed in alerts["basic_auth_users"].items()}
+    if token is None and not users:
+        return None
+    auth = BasicAuth(users) if users else None
+
+    async def authorize(request: web.Request) -> bool | None:
+        header = request.headers.get("Authorization", "")
+        if token is not None and header[:7].lower() == "bearer ":
+            return hmac.compare_digest(header[7:].strip().encode(), token)
+        return await auth.allowed(header) if auth else False
+
+    authorize.auth = auth
+    return authorize
+
+
+def _read_token(path: str, source: str) -> bytes:
+    key = "alerts.bearer_token_file"
+    try:
+        token = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(source, [f"{key}: cannot read {path}: {exc.strerror}"]) from None
+    if len(token) < 16:
+        raise ConfigError(source, [f"{key}: {path}: expected a token of 16 characters or more"])
+    return token
 
 
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ import urllib.request
 
 from vigil_exporter import __version__
 from vigil_exporter.config import DEFAULT_LISTEN, Config, ConfigError, load, split_listen_address
+from vigil_exporter.extras import MissingExtra
 
 CORE_COMMANDS = ("serve", "check-config", "metrics", "status")
 # Modules that add their own command groups through `register(subparsers)`. They are imported
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv[0]).parse_args(argv)
     try:
         return args.func(args) or 0
-    except ConfigError as exc:
+    except (ConfigError, MissingExtra) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -155,7 +156,10 @@ async def _serve(app, host: str, port: int, web_config, config: Config) -> None:
 
 def cmd_check_config(args) -> int:
     config = load(args.file, environ={})
+    from vigil_exporter.app import webhook_authorizer
+
     _web_config(config, None)  # what serve would load, checked the same way
+    webhook_authorizer(config["alerts"], config.source)
     faults: list[str] = []
     if args.connect and config.collector("business")["enabled"]:
         from vigil_exporter.collectors.business import check_queries, configured_queries

@@ -12,9 +12,10 @@ from pathlib import Path
 import yaml
 
 from vigil_exporter.collectors import COLLECTORS
-from vigil_exporter.validation import Duration, Errors, Int, Object, Str
+from vigil_exporter.validation import Duration, Errors, Float, Int, Map, Object, Str
 
 DEFAULT_LISTEN = "0.0.0.0:9477"
+BCRYPT_HASH = r"\$2[abxy]?\$\d\d\$.{53}"
 DEFAULT_SQLITE = "sqlite:///vigil.db"
 
 # Environment variable -> key path it sets.
@@ -69,6 +70,22 @@ def root_schema() -> Object:
             "log_file": Str("vigil-alerts.jsonl",
                             "JSON-lines file the Alertmanager log receiver appends to."),
             "max_body_bytes": Int(1 << 20, "Largest webhook body accepted.", minimum=1024),
+            "max_alerts": Int(1000, "Most alerts in one webhook notification (413 beyond).",
+                              minimum=1),
+            "rate_limit": Float(5.0, "Webhook requests per second once the burst is spent "
+                                     "(429 beyond; Alertmanager retries).", above=0),
+            "rate_burst": Int(20, "Webhook requests accepted at once.", minimum=1),
+            "max_log_bytes": Int(64 << 20, "Size at which the alert log is renamed to "
+                                           "<log_file>.1 and started again.", minimum=1 << 16),
+            "log_lines_per_second": Float(20.0, "Alert lines written to the exporter's own log "
+                                                "per second at most (the alert log file has "
+                                                "every alert).", above=0),
+            "bearer_token_file": Str(None, "File holding the token the webhook requires "
+                                           "(Authorization: Bearer), instead of the web config's "
+                                           "basic auth."),
+            "basic_auth_users": Map(Str(pattern=BCRYPT_HASH), dict,
+                                    "Users of the webhook: name -> bcrypt hash, instead of the "
+                                    "web config's basic auth."),
         }),
         "collectors": Object(collectors),
     }, check=_check_listen_address)

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import logging
 
-from vigil_exporter.config import Config
+from vigil_exporter.config import DEFAULT_SQLITE, Config
 
 log = logging.getLogger("vigil")
 
 
 def prepare_database(config: Config, demo: bool = False) -> None:
-    """Create the default schema in an SQLite business database (and the demo data if asked).
+    """Create the default schema in the embedded SQLite file (and the demo data if asked).
 
-    A server database (PostgreSQL) is never changed, except with `--demo`: the schema belongs
-    to the application.
+    A database the exporter is pointed at belongs to its application and is never written to:
+    the schema is created only in the embedded default (`sqlite:///vigil.db`, the exporter's
+    own file) or with `--demo`, which asks for it.
     """
     from vigil_exporter import dbschema
 
@@ -20,7 +21,7 @@ def prepare_database(config: Config, demo: bool = False) -> None:
     if not business["enabled"]:
         return
     url = config.business_database()["url"]
-    if url.startswith("sqlite") or demo:
+    if url == DEFAULT_SQLITE or demo:
         created = dbschema.create_schema(url)
         if created:
             log.info("created the default business schema", extra={"fields": {"tables": created}})

@@ -109,13 +109,25 @@ def setup(level: str = "info", stream=None, json_lines: bool | None = None) -> N
 
 
 def _bad_request_filter(record: logging.LogRecord) -> bool:
-    """A malformed or oversized request is the client's fault: one line, no traceback."""
+    """A malformed or oversized request is the client's fault: one line, no traceback, and at
+    most one such line a minute (a client can send them as fast as it likes)."""
     from aiohttp.http_exceptions import HttpProcessingError
     exc = record.exc_info[1] if record.exc_info else None
     if isinstance(exc, HttpProcessingError):
-        record.msg, record.args = "rejected a bad request: %s", (exc.message.splitlines()[0][:200],)
+        now = time.monotonic()
+        if now - _bad_requests["last"] < BAD_REQUEST_LOG_EVERY:
+            _bad_requests["dropped"] += 1
+            return False
+        dropped, _bad_requests["dropped"], _bad_requests["last"] = _bad_requests["dropped"], 0, now
+        record.msg = "rejected a bad request: %s" + (
+            f" ({dropped} more left out of the log since the last one)" if dropped else "")
+        record.args = (exc.message.splitlines()[0][:200],)
         record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, 20, "INFO"
     return True
+
+
+BAD_REQUEST_LOG_EVERY = 60.0
+_bad_requests = {"last": float("-inf"), "dropped": 0}
 
 
 class FailureLog:
@@ -146,6 +158,37 @@ class FailureLog:
     def recovered(self, key: str, **fields) -> None:
         if self._causes.pop(key, None) is not None:
             self.logger.info("%s recovered", key, extra={"fields": fields})
+
+
+class Throttle:
+    """At most one log line per key every `every` seconds; the next line says how many were
+    left out meanwhile. For events a client can repeat at will (refused requests)."""
+
+    def __init__(self, logger: logging.Logger, every: float = 60.0, clock=time.monotonic):
+        self.logger, self.every, self.clock = logger, every, clock
+        self._last: dict[str, float] = {}
+        self._dropped: dict[str, int] = {}
+
+    def log(self, level: int, key: str, msg: str, *args) -> bool:
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            self._dropped[key] = self._dropped.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        dropped = self._dropped.pop(key, 0)
+        fields = {"similar_lines_left_out": dropped} if dropped else {}
+        self.logger.log(level, msg, *args, extra={"fields": fields})
+        return True
+
+    def info(self, key: str, msg: str, *args) -> bool:
+        return self.log(logging.INFO, key, msg, *args)
+
+    def warning(self, key: str, msg: str, *args) -> bool:
+        return self.log(logging.WARNING, key, msg, *args)
+
+    def error(self, key: str, msg: str, *args) -> bool:
+        return self.log(logging.ERROR, key, msg, *args)
 
 
 def describe_error(exc: BaseException) -> str:

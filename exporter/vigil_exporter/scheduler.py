@@ -51,16 +51,19 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         due = loop.time()
         current: asyncio.Task | None = None
+        overran = False  # the current run made the scheduler skip one
         try:
             while True:
                 if current is not None and not current.done():
-                    job.skipped += 1  # logged once until a run starts on time again
+                    job.skipped += 1  # logged once, until a run ends within its interval
+                    overran = True
                     self._failures.failed(f"{job.name} schedule", "a run takes longer than "
                                           f"the {job.interval:g}s interval: skipping runs")
                 else:
-                    if self._failures.failing(f"{job.name} schedule"):
+                    if not overran:
                         self._failures.recovered(f"{job.name} schedule",
                                                  skipped_total=job.skipped)
+                    overran = False
                     current = asyncio.create_task(self._run(job))
                 due = max(due + job.interval, loop.time())  # after a stall: no burst
                 await asyncio.sleep(due - loop.time())

@@ -201,6 +201,14 @@ class Duration(Field):
         return seconds
 
 
+class DurationText(Str):
+    """A duration kept as written ("15m"), for files that pass it on to Prometheus."""
+
+    def __init__(self, default: Any = _MISSING, help: str = ""):
+        super().__init__(default, help, pattern=_DURATION.pattern)
+        self.expected = 'a duration like "5m"'
+
+
 class List(Field):
     def __init__(self, item: Field, default: Any = _MISSING, help: str = "",
                  max_items: int | None = None):
@@ -304,4 +312,12 @@ def _format_default(f: Field) -> str:
     value = f.default() if callable(f.default) else f.default
     if value is None:
         return "unset"
-    return repr(value) if not isinstance(value, str) else f'"{value}"'
+    return format_yaml(value)
+
+
+def format_yaml(value: Any) -> str:
+    """A value as it is written in the YAML file (flow style, one line): what the reader of
+    the reference copies must be the value itself."""
+    import yaml
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, allow_unicode=True)
+    return text.strip().removesuffix("...").strip()

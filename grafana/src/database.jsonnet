@@ -10,7 +10,7 @@ local sel(extra='') = v.sel('database=~"$database"' + (if extra == '' then '' el
 
 v.dashboard(
   'database', 'Vigil / Database',
-  'Each database the exporter probes: availability, probe latency, the exporter pool against its size, PostgreSQL server connections against max_connections, size, commits and rollbacks.',
+  'Each database the exporter probes: availability, probe latency, the exporter pool against its size, PostgreSQL server connections against max_connections, size, commits and rollbacks; for PostgreSQL the top statements, replication, old transactions and locks, vacuum and I/O.',
   jobMetric='vigil_db_up', jobSelector=v.selectors.exporter,
   variables=[g.variables.query('database', 'Database', 'label_values(vigil_db_up{job=~"$job", instance=~"$instance"}, database)')],
   items=[
@@ -72,5 +72,66 @@ v.dashboard(
                  ], w=12, min=0, thresholds=[g.threshold(t.dbProbeSeconds)], links=[v.runbook('DatabaseProbeSlow')]),
     g.timeseries('Database size', 'Size on disk over time.', 'bytes',
                  [g.target('vigil_db_size_bytes{%s}' % sel(), '{{database}}')], w=12, min=0),
+
+    // The collector's `postgres` features (docs/postgres-redis.md); empty where one is off or
+    // not available (see /health).
+    g.row('Top statements (pg_stat_statements)'),
+    g.table('Top statements by time', 'The statements that took most execution time per second over the dashboard range, with their normalised text (vigil_db_statement_info).', 's',
+            [g.target(|||
+              topk(10, sum by (database, queryid) (rate(vigil_db_statement_time_seconds_total{%s}[$__range])))
+                * on (database, queryid) group_left (query) max by (database, queryid, query) (vigil_db_statement_info{%s})
+            ||| % [sel(), sel()], instant=true, format='table')],
+            w=24, h=8, hide=['Time'], columns={ database: 'Database', queryid: 'queryid', query: 'Statement', Value: 'Seconds per second' }),
+    g.timeseries('Statement time', 'Execution time per second of the top statements (by queryid; the table above has the text).', 's',
+                 [g.target('topk(5, sum by (database, queryid) (rate(vigil_db_statement_time_seconds_total{%s}[$__rate_interval])))' % sel(), '{{queryid}} {{database}}')],
+                 w=8, min=0, stack=true),
+    g.timeseries('Statement calls', 'Calls per second of the top statements.', 'ops',
+                 [g.target('topk(5, sum by (database, queryid) (rate(vigil_db_statement_calls_total{%s}[$__rate_interval])))' % sel(), '{{queryid}} {{database}}')],
+                 w=8, min=0),
+    g.timeseries('Statement mean time', 'Mean execution time of each top statement since its statistics began.', 's',
+                 [g.target('topk(5, vigil_db_statement_mean_time_seconds{%s})' % sel(), '{{queryid}} {{database}}')],
+                 w=8, min=0),
+
+    g.row('Replication'),
+    g.timeseries('Replication lag', "Seen from the primary, per replica (replay_lag), and on a watched replica (age of the last replayed transaction while WAL waits). DatabaseReplicationLagHigh fires above the dashed line.", 's', [
+      g.target('vigil_db_replication_lag_seconds{%s}' % sel(), '{{replica}} ({{client_addr}}) of {{database}}'),
+      g.target('vigil_db_replica_replay_lag_seconds{%s}' % sel(), 'replay on {{database}}'),
+    ], w=8, min=0, thresholds=[g.threshold(t.dbReplicationLagSeconds)], links=[v.runbook('DatabaseReplicationLagHigh')]),
+    g.timeseries('Replication lag in bytes', 'WAL a replica has not replayed yet, from the primary and on a replica.', 'bytes', [
+      g.target('vigil_db_replication_lag_bytes{%s}' % sel(), '{{replica}} ({{client_addr}}) of {{database}}'),
+      g.target('vigil_db_replica_replay_lag_bytes{%s}' % sel(), 'replay on {{database}}'),
+    ], w=8, min=0),
+    g.timeseries('WAL kept by replication slots', 'WAL each slot keeps on disk. DatabaseReplicationSlotRetainingWal fires above the dashed line.', 'bytes',
+                 [g.target('vigil_db_replication_slot_retained_wal_bytes{%s}' % sel(), '{{slot}} ({{slot_type}}) {{database}}')],
+                 w=8, min=0, thresholds=[g.threshold(t.dbSlotRetainedWalBytes)], links=[v.runbook('DatabaseReplicationSlotRetainingWal')]),
+
+    g.row('Sessions and locks'),
+    g.timeseries('Oldest transactions', 'Age of the oldest open transaction and time of the longest idle-in-transaction session. DatabaseLongTransaction and DatabaseIdleInTransaction fire above their dashed lines.', 's', [
+      g.target('vigil_db_oldest_transaction_seconds{%s}' % sel(), 'open transaction {{database}}'),
+      g.target('vigil_db_oldest_idle_in_transaction_seconds{%s}' % sel(), 'idle in transaction {{database}}'),
+    ], w=8, min=0, thresholds=[g.threshold(t.dbIdleInTransactionSeconds, 'orange'), g.threshold(t.dbTransactionSeconds)],
+                 links=[v.runbook('DatabaseLongTransaction'), v.runbook('DatabaseIdleInTransaction')]),
+    g.timeseries('Sessions waiting on a lock', 'Client sessions waiting to acquire a lock. DatabaseSessionsBlockedOnLocks fires when at least the dashed line wait throughout %s.' % v.config.windows.dbLockWait, 'short',
+                 [g.target('vigil_db_sessions_waiting_on_lock{%s}' % sel(), '{{database}}')],
+                 w=8, min=0, thresholds=[g.threshold(t.dbSessionsWaitingOnLock)], links=[v.runbook('DatabaseSessionsBlockedOnLocks')]),
+    g.timeseries('Locks by mode', 'Locks granted on the server by mode (pg_locks).', 'short',
+                 [g.target('sum by (database, mode) (vigil_db_locks{%s})' % sel(), '{{mode}} {{database}}')], w=8, min=0, stack=true),
+
+    g.row('Vacuum and I/O'),
+    g.timeseries('Dead rows of the largest tables', 'Dead rows as a share of all rows. DatabaseVacuumFallingBehind fires above the dashed line when the table has enough dead rows and no vacuum for a while.', 'percentunit',
+                 [g.target('table:vigil_db_table_dead_tuples:ratio{%s}' % sel(), '{{table}} {{database}}')],
+                 w=8, min=0, max=1, thresholds=[g.threshold(t.dbDeadTupleRatio)], links=[v.runbook('DatabaseVacuumFallingBehind')]),
+    g.timeseries('Time since the last vacuum', 'Since the last vacuum or autovacuum of each of the largest tables (tables never vacuumed are left out).', 's',
+                 [g.target('time() - (vigil_db_table_last_vacuum_timestamp_seconds{%s} > 0)' % sel(), '{{table}} {{database}}')],
+                 w=8, min=0, thresholds=[g.threshold(t.dbVacuumAgeSeconds)]),
+    g.timeseries('Buffer cache hit ratio', 'Share of block reads found in shared buffers over 5 minutes.', 'percentunit',
+                 [g.target('database:vigil_db_cache_hit:ratio_rate5m{%s}' % sel(), '{{database}}')], w=8, min=0, max=1),
+    g.timeseries('WAL and temporary files', 'WAL generated and bytes written to temporary files (sorts and hashes beyond work_mem), per second.', 'Bps', [
+      g.target('sum by (database) (rate(vigil_db_wal_bytes_total{%s}[$__rate_interval]))' % sel(), 'WAL {{database}}'),
+      g.target('sum by (database) (rate(vigil_db_temp_bytes_total{%s}[$__rate_interval]))' % sel(), 'temporary files {{database}}'),
+    ], w=12, min=0),
+    g.timeseries('Checkpoints', 'Checkpoints per minute, timed (checkpoint_timeout) and requested (WAL reached max_wal_size: raise it if these dominate).', 'short',
+                 [g.target('sum by (database, kind) (rate(vigil_db_checkpoints_total{%s}[$__rate_interval])) * 60' % sel(), '{{kind}} {{database}}')],
+                 w=12, min=0),
   ],
 )

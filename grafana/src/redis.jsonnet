@@ -8,7 +8,7 @@ local rate(metric) = 'sum by (redis) (rate(%s{%s}[$__rate_interval]))' % [metric
 
 v.dashboard(
   'redis', 'Vigil / Redis',
-  'Each Redis the exporter watches: availability, latency, clients, commands, keyspace hit ratio, memory against maxmemory, evictions and queue lengths.',
+  'Each Redis the exporter watches: availability, latency, clients, commands, keyspace hit ratio, memory against maxmemory, evictions and queue lengths; replication, per-command time and latency, the slowlog and keys by pattern.',
   jobMetric='vigil_redis_up', jobSelector=v.selectors.exporter,
   variables=[g.variables.query('redis', 'Redis', 'label_values(vigil_redis_up{job=~"$job", instance=~"$instance"}, redis)')],
   items=[
@@ -67,5 +67,30 @@ v.dashboard(
                  [g.target('sum by (redis, db) (vigil_redis_db_keys{%s})' % sel(), '{{db}} {{redis}}')], w=12, min=0),
     g.timeseries('Queue lengths', 'Length of the configured keys (lists, sets, streams ...), e.g. work queues.', 'short',
                  [g.target('vigil_redis_key_length{%s}' % sel(), '{{key}} ({{type}}) {{redis}}')], w=12, min=0),
+    g.timeseries('Keys by pattern', 'Keys matching each configured pattern, from the last complete SCAN pass (key_patterns).', 'short',
+                 [g.target('vigil_redis_pattern_keys{%s}' % sel(), '{{pattern}} {{redis}}')], w=24, min=0),
+
+    // The collector's features (docs/postgres-redis.md); empty where one is off or not available.
+    g.row('Replication'),
+    g.timeseries('Replica lag', 'On a primary: how far each replica has acknowledged behind the primary. RedisReplicaLagging fires above the dashed line.', 'bytes',
+                 [g.target('vigil_redis_replica_lag_bytes{%s}' % sel(), '{{replica}} of {{redis}}')],
+                 w=8, min=0, thresholds=[g.threshold(t.redisReplicaLagBytes)], links=[v.runbook('RedisReplicaLagging')]),
+    g.timeseries('Replica links', 'On a replica: 1 while its link to the primary is up (RedisReplicaLinkDown fires at 0); on a primary: connected replicas.', 'short', [
+      g.target('vigil_redis_master_link_up{%s}' % sel(), 'link up {{redis}}'),
+      g.target('vigil_redis_connected_replicas{%s}' % sel(), 'replicas of {{redis}}'),
+    ], w=8, min=0, links=[v.runbook('RedisReplicaLinkDown')]),
+    g.timeseries('Replication offset', 'Replication stream written per second (a primary) or processed (a replica).', 'Bps',
+                 [g.target('rate(vigil_redis_replication_offset_bytes{%s}[$__rate_interval])' % sel(), '{{redis}}')], w=8, min=0),
+
+    g.row('Commands and slowlog'),
+    g.timeseries('Time per command', 'Server time spent per second by each of the most called commands (INFO commandstats).', 's',
+                 [g.target('topk(8, sum by (redis, command) (rate(vigil_redis_command_duration_seconds_total{%s}[$__rate_interval])))' % sel(), '{{command}} {{redis}}')],
+                 w=8, min=0, stack=true),
+    g.timeseries('p99 latency per command', '99th percentile latency of each command since the statistics were reset (INFO latencystats, Redis 7).', 's',
+                 [g.target('topk(8, vigil_redis_command_latency_seconds{%s})' % sel('percentile="99"'), '{{command}} {{redis}}')], w=8, min=0),
+    g.timeseries('Slowlog', 'New slowlog entries per minute (RedisSlowlogGrowing fires above the dashed line) and the slowlog length.', 'short', [
+      g.target('sum by (redis) (rate(vigil_redis_slowlog_entries_total{%s}[$__rate_interval])) * 60' % sel(), 'new per minute {{redis}}'),
+      g.target('vigil_redis_slowlog_length{%s}' % sel(), 'length {{redis}}'),
+    ], w=8, min=0, thresholds=[g.threshold(t.redisSlowlogEntriesPerMinute)], links=[v.runbook('RedisSlowlogGrowing')]),
   ],
 )

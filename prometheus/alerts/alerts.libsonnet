@@ -1,5 +1,6 @@
 // All alerting rule groups, by area.
 (import 'meta.libsonnet')
++ (import 'monitoring.libsonnet')
 + (import 'exporter.libsonnet')
 + (import 'system.libsonnet')
 + (import 'database.libsonnet')

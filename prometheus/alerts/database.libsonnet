@@ -24,6 +24,32 @@ local lib = import '../lib/alert.libsonnet';
           summary: 'Database connections are near max_connections.',
           description: 'Database {{ $labels.database }} probed by {{ $labels.instance }} uses {{ $value | humanizePercentage }} of max_connections, above %(dbConnectionsUsageRatioPct)s.' % p,
         }),
+        alert('DatabaseConnectionsAtLimit', {
+          // The critical tier: new connections are about to be refused.
+          severity: 'critical',
+          expr: 'database:vigil_db_server_connections_usage:ratio > %(dbConnectionsCriticalRatio)s' % p,
+          summary: 'Database connections are at max_connections.',
+          description: 'Database {{ $labels.database }} probed by {{ $labels.instance }} uses {{ $value | humanizePercentage }} of max_connections, above %(dbConnectionsCriticalRatioPct)s: new connections are about to be refused.' % p,
+        }),
+        alert('DatabaseDeadlocks', {
+          severity: 'warning',
+          expr: 'increase(vigil_db_deadlocks_total{%(exporterSelector)s}[%(deadlocks)s]) > %(dbDeadlocks)s' % p,
+          summary: 'Transactions deadlock.',
+          description: 'Database {{ $labels.database }} probed by {{ $labels.instance }} detected {{ $value | humanize }} deadlocks in the last %(deadlocks)s, more than %(dbDeadlocks)s.' % p,
+        }),
+        alert('DatabaseRollbackRatioHigh', {
+          severity: 'warning',
+          expr: |||
+            rate(vigil_db_rollbacks_total{%(exporterSelector)s}[%(dbRollbacks)s])
+              / (rate(vigil_db_rollbacks_total{%(exporterSelector)s}[%(dbRollbacks)s]) + rate(vigil_db_commits_total{%(exporterSelector)s}[%(dbRollbacks)s]))
+              > %(dbRollbackRatio)s
+            and on (job, instance, database)
+              rate(vigil_db_rollbacks_total{%(exporterSelector)s}[%(dbRollbacks)s]) + rate(vigil_db_commits_total{%(exporterSelector)s}[%(dbRollbacks)s])
+              >= %(dbMinTransactionsPerSecond)s
+          ||| % p,
+          summary: 'Many transactions roll back.',
+          description: '{{ $value | humanizePercentage }} of the transactions of database {{ $labels.database }} probed by {{ $labels.instance }} rolled back over the last %(dbRollbacks)s, above %(dbRollbackRatioPct)s.' % p,
+        }),
         alert('DatabasePoolExhausted', {
           // Both the exporter's pools (label database) and the services' pools (label pool).
           severity: 'warning',
@@ -42,7 +68,7 @@ local lib = import '../lib/alert.libsonnet';
           summary: 'A database answers slowly.',
           description: 'The median probe query of database {{ $labels.database }} from {{ $labels.instance }} over the last %(dbProbeSlow)s took {{ $value | humanizeDuration }}, above %(dbProbeSeconds)ss.' % p,
         }),
-      ],
+      ] + (import 'postgres.libsonnet')(alert, p),
     }],
   },
 }

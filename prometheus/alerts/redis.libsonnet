@@ -32,6 +32,51 @@ local lib = import '../lib/alert.libsonnet';
           summary: 'Redis key lookups miss too often.',
           description: 'Only {{ $value | humanizePercentage }} of key lookups in Redis {{ $labels.redis }} watched by {{ $labels.instance }} find their key, below %(cacheHitRatioPct)s.' % p,
         }),
+        alert('RedisMemoryFragmented', {
+          severity: 'warning',
+          expr: |||
+            vigil_redis_memory_fragmentation_ratio{%(exporterSelector)s} > %(redisFragmentationRatio)s
+            and on (job, instance, redis)
+              vigil_redis_memory_used_bytes{%(exporterSelector)s} >= %(redisFragmentationMinBytes)s
+          ||| % p,
+          summary: 'Redis memory is fragmented.',
+          description: 'Redis {{ $labels.redis }} watched by {{ $labels.instance }} holds {{ $value | humanize }} times the memory it uses from the system, above %(redisFragmentationRatio)s.' % p,
+        }),
+        alert('RedisEvictingKeys', {
+          severity: 'warning',
+          expr: 'rate(vigil_redis_evicted_keys_total{%(exporterSelector)s}[5m]) > %(redisEvictionsPerSecond)s' % p,
+          summary: 'Redis evicts keys fast.',
+          description: 'Redis {{ $labels.redis }} watched by {{ $labels.instance }} evicts {{ $value | humanize }} keys per second to stay under maxmemory, above %(redisEvictionsPerSecond)s: the working set does not fit.' % p,
+        }),
+        alert('RedisFullWithoutEviction', {
+          // maxmemory-policy noeviction: at the limit Redis refuses writes instead of evicting.
+          severity: 'warning',
+          expr: |||
+            redis:vigil_redis_memory_usage:ratio > %(redisMemoryUsageRatio)s
+            and on (job, instance, redis)
+              vigil_redis_info{%(exporterSelector)s, maxmemory_policy="noeviction"}
+          ||| % p,
+          summary: 'Redis is near maxmemory and evicts nothing.',
+          description: 'Redis {{ $labels.redis }} watched by {{ $labels.instance }} uses {{ $value | humanizePercentage }} of maxmemory with maxmemory-policy noeviction: writes fail once it is full.' % p,
+        }),
+        alert('RedisCacheWithoutMaxmemory', {
+          // Keys expire, so it is used as a cache, yet nothing bounds its memory.
+          severity: 'warning',
+          expr: |||
+            vigil_redis_memory_max_bytes{%(exporterSelector)s} == 0
+            and on (job, instance, redis)
+              rate(vigil_redis_expired_keys_total{%(exporterSelector)s}[1h]) > 0
+          ||| % p,
+          summary: 'A Redis used as a cache has no maxmemory.',
+          description: 'Redis {{ $labels.redis }} watched by {{ $labels.instance }} expires keys like a cache but has no maxmemory (maxmemory = {{ $value }}): it grows until the host runs out of memory.',
+        }),
+        alert('RedisRestarted', {
+          // Its uptime went back: without persistence, its data is gone.
+          severity: 'warning',
+          expr: 'resets(vigil_redis_uptime_seconds{%(exporterSelector)s}[%(redisRestart)s]) > 0' % p,
+          summary: 'Redis restarted.',
+          description: 'Redis {{ $labels.redis }} watched by {{ $labels.instance }} restarted {{ $value }} times in the last %(redisRestart)s.' % p,
+        }),
         alert('RedisRejectingConnections', {
           // A ticket once rejections go on for `for`: a single one is no incident.
           severity: 'warning',
@@ -39,7 +84,7 @@ local lib = import '../lib/alert.libsonnet';
           summary: 'Redis rejects client connections.',
           description: 'Redis {{ $labels.redis }} watched by {{ $labels.instance }} rejected {{ $value | humanize }} connections in the last %(rejectedConnections)s (maxclients reached).' % p,
         }),
-      ],
+      ] + (import 'redis_replication.libsonnet')(alert, p),
     }],
   },
 }

@@ -10,6 +10,15 @@
   // A number as PromQL and people write it: 0.8, not 0.80000000000000004.
   num(x):: '%.15g' % x,
   pct(x):: '%.15g%%' % (x * 100),
+  // The largest unit that divides x evenly (bytes in IEC units, seconds up to days).
+  human(name, x)::
+    local units = if std.endsWith(name, 'Bytes')
+    then [['GiB', 1073741824], ['MiB', 1048576], ['KiB', 1024]]
+    else [['d', 86400], ['h', 3600], ['m', 60]];
+    local fits = [u for u in units if x >= u[1] && x % u[1] == 0];
+    if std.length(fits) == 0 then $.num(x) + (if std.endsWith(name, 'Bytes') then ' B' else 's')
+    else if std.endsWith(name, 'Bytes') then '%s %s' % [$.num(x / fits[0][1]), fits[0][0]]
+    else '%s%s' % [$.num(x / fits[0][1]), fits[0][0]],
 
   // The strings alert expressions and descriptions are formatted with: selectors, windows,
   // thresholds as numbers, `<name>Pct` for every ratio threshold (0.8 -> "80%"), and the LLM
@@ -21,6 +30,11 @@
     [k + 'Pct']: $.pct(c.thresholds[k])
     for k in std.objectFields(c.thresholds)
     if std.endsWith(k, 'Ratio')
+  } + {
+    // `<name>Human` for every size and duration threshold: 4294967296 -> "4 GiB", 86400 -> "1d"
+    [k + 'Human']: $.human(k, c.thresholds[k])
+    for k in std.objectFields(c.thresholds)
+    if std.endsWith(k, 'Bytes') || std.endsWith(k, 'Seconds')
   } + {
     budgetPerHour: $.num(c.llmBudget.perHourUsd),
     budgetPerDay: $.num(c.llmBudget.perDayUsd),

@@ -28,6 +28,24 @@ local rules = import '../lib/rules.libsonnet';
               / (vigil_db_pool_size{%(serviceSelector)s} > 0)
           ||| % c,
         },
+        {
+          // Share of block reads served by PostgreSQL's buffer cache.
+          record: 'database:vigil_db_cache_hit:ratio_rate5m',
+          expr: |||
+            rate(vigil_db_blocks_hit_total{%(exporterSelector)s}[5m])
+              / (rate(vigil_db_blocks_hit_total{%(exporterSelector)s}[5m])
+                 + rate(vigil_db_blocks_read_total{%(exporterSelector)s}[5m]) > 0)
+          ||| % c,
+        },
+        {
+          // Dead rows as a share of all rows of each of the largest tables (vacuum's backlog).
+          record: 'table:vigil_db_table_dead_tuples:ratio',
+          expr: |||
+            vigil_db_table_dead_tuples{%(exporterSelector)s}
+              / (vigil_db_table_dead_tuples{%(exporterSelector)s}
+                 + vigil_db_table_live_tuples{%(exporterSelector)s} > 0)
+          ||| % c,
+        },
       ] + rules.histogram(['job', 'pool', 'statement'], 'vigil_db_query_duration_seconds',
                           c.serviceSelector),
     }],

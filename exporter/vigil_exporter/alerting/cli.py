@@ -15,6 +15,7 @@ import urllib.request
 from datetime import datetime
 
 from vigil_exporter.alerting.timeutil import format_time, parse_duration, parse_time, utc_now
+from vigil_exporter.tools.stack import state
 
 DEFAULT_ALERTMANAGER = "http://127.0.0.1:9093"
 DEFAULT_LOG = "vigil-alerts.jsonl"
@@ -59,9 +60,19 @@ def register(subparsers) -> None:
     silence.add_argument("--author", default=_user(), help="default: the current user")
     silence.set_defaults(func=_guard(run_silence))
 
+    unsilence = commands.add_parser("unsilence", help="expire silences")
+    _alertmanager_argument(unsilence)
+    unsilence.add_argument("silence_ids", nargs="*", metavar="ID",
+                           help="silence ids, as `silence` prints them")
+    unsilence.add_argument("--matcher", "-m", action="append", default=[], metavar="MATCHER",
+                           help="expire every active silence that has exactly this matcher "
+                                "(repeatable: all of them)")
+    unsilence.set_defaults(func=_guard(run_unsilence))
+
     log = commands.add_parser("log", help="read the log receiver's JSON-lines file")
-    log.add_argument("--file", default=os.environ.get("VIGIL_ALERT_LOG") or DEFAULT_LOG,
-                     help=f"env VIGIL_ALERT_LOG, default ./{DEFAULT_LOG}")
+    log.add_argument("--file", default=state.default("VIGIL_ALERT_LOG", "alert_log", DEFAULT_LOG),
+                     help=f"env VIGIL_ALERT_LOG, else the running `vigil stack up`'s, else "
+                          f"./{DEFAULT_LOG}")
     log.add_argument("--severity", action="append", choices=(*SEVERITIES, "none"),
                      help="only this severity (repeatable)")
     log.add_argument("--since", help="only alerts received since: a duration (1h) or a time")
@@ -78,8 +89,10 @@ def register(subparsers) -> None:
 
 def _alertmanager_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alertmanager", metavar="URL",
-                        default=os.environ.get("VIGIL_ALERTMANAGER_URL") or DEFAULT_ALERTMANAGER,
-                        help="env VIGIL_ALERTMANAGER_URL, default " + DEFAULT_ALERTMANAGER)
+                        default=state.default("VIGIL_ALERTMANAGER_URL", "alertmanager",
+                                              DEFAULT_ALERTMANAGER),
+                        help="env VIGIL_ALERTMANAGER_URL, else the running `vigil stack up`'s, "
+                             "else " + DEFAULT_ALERTMANAGER)
     parser.add_argument("--timeout", type=float, default=10.0, help=argparse.SUPPRESS)
 
 
@@ -232,6 +245,27 @@ def run_silence(args) -> int:
     return 0
 
 
+# ---- unsilence ------------------------------------------------------------------------------
+
+def run_unsilence(args) -> int:
+    if not args.silence_ids and not args.matcher:
+        raise CommandError("unsilence: give silence ids or --matcher")
+    ids = list(args.silence_ids)
+    if args.matcher:
+        wanted = sorted(matcher_text(parse_matcher(m)) for m in args.matcher)
+        for silence in api(args, "GET", "/api/v2/silences") or []:
+            if silence.get("status", {}).get("state") == "expired":
+                continue
+            if sorted(matcher_text(m) for m in silence.get("matchers", [])) == wanted:
+                ids.append(silence["id"])
+        if not ids:
+            raise CommandError(f"no active silence with exactly the matchers {', '.join(wanted)}")
+    for silence_id in dict.fromkeys(ids):
+        api(args, "DELETE", f"/api/v2/silence/{urllib.parse.quote(silence_id)}")
+        print(f"expired {silence_id}")
+    return 0
+
+
 # ---- log ------------------------------------------------------------------------------------
 
 def run_log(args) -> int:
@@ -290,8 +324,7 @@ def run_render_config(args) -> int:
         with open(args.config, encoding="utf-8") as handle:
             rendered, unrendered = render_config(handle.read(), os.environ)
         if args.output:
-            with open(args.output, "w", encoding="utf-8") as handle:
-                handle.write(rendered)
+            write_secret(args.output, rendered)
         else:
             sys.stdout.write(rendered)
     except OSError as exc:
@@ -300,6 +333,22 @@ def run_render_config(args) -> int:
         print(f"vigil alerts: receiver {name} keeps its placeholder URL: set {url_variable(name)} "
               f"or {url_variable(name)}_FILE", file=sys.stderr)
     return 0
+
+
+def write_secret(path: str, text: str) -> None:
+    """Write a file holding secrets: mode 0600 from its first byte (never briefly readable by
+    others), replacing the old file whole."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 # ---- output ---------------------------------------------------------------------------------

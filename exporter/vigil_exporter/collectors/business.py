@@ -37,7 +37,7 @@ from vigil_exporter.collectors.base import (
     collector_schema,
     refreshed_every,
 )
-from vigil_exporter.collectors.sqlutil import make_engine
+from vigil_exporter.collectors.sqlutil import count_statements, make_engine
 from vigil_exporter.collectors.tenants import SCHEMA as BOUNDED_TENANTS
 from vigil_exporter.collectors.tenants import BoundedTenants, check_limits
 from vigil_exporter.logs import describe_error
@@ -70,8 +70,24 @@ PG_SETTINGS = text(
     "set_config('application_name', :application, true)")
 
 
+# Name prefixes of the families the exporter serves itself (tests/test_hardening_inputs.py reads
+# docs/metrics.md to keep this complete). A query named like one of them would be served next
+# to it, and Prometheus would store whichever sample it read last.
+BUILT_IN_PREFIXES = ("process_", "python_", "vigil_db_", "vigil_redis_", "vigil_system_",
+                     "vigil_collector_", "vigil_business_query_", "vigil_exposition_",
+                     "vigil_alert_notifications", "vigil_build_info", "vigil_start_time_seconds")
+
+
 def _check_query(query: dict, path: str, errors: Errors) -> None:
     name, labels = query["name"], query["labels"]
+    built_in = next((p for p in BUILT_IN_PREFIXES if name.startswith(p)), None)
+    if built_in:
+        errors.add(f"{path}.name", f'"{name}" is named like a family the exporter serves itself '
+                                   f'(names starting with "{built_in}"); choose another name')
+    statements = count_statements(query["sql"])
+    if statements != 1:
+        errors.add(f"{path}.sql", f"expected one SQL statement, got {statements} (a query may "
+                                  "not end its read-only transaction or start another)")
     if query["type"] == "gauge" and name.endswith("_total"):
         errors.add(f"{path}.name", f'a gauge must not end in _total, got "{name}" '
                                    "(set type: counter, or rename it)")
@@ -111,6 +127,13 @@ def _check_section(section: dict, path: str, errors: Errors) -> None:
         first.setdefault(family, i)
     names = {q["name"] for q in section["queries"]}
     if section["default_queries"]:
+        defaults = {q["name"].removesuffix("_total"): q["name"] for q in default_queries()}
+        for i, query in enumerate(section["queries"]):
+            default = defaults.get(query["name"].removesuffix("_total"))
+            if default is not None and default != query["name"]:
+                errors.add(f"{path}.queries[{i}].name", f'"{query["name"]}" is the family of the '
+                           f'default query "{default}" (name it "{default}" to replace it, or '
+                           "set default_queries: false)")
         names.update(q["name"] for q in default_queries())
     check_limits(section["bounded_tenants"], names, f"{path}.bounded_tenants", errors)
 

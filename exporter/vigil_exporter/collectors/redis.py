@@ -129,10 +129,12 @@ class Instance:
                                    failures)
         # Imported here, so an exporter without Redis never loads redis-py (about 6 MiB).
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
-        # One retry: a pooled connection broken by a restart is replaced at once.
+        # One retry: a pooled connection the server closed (a restart, CLIENT KILL, Redis's
+        # idle `timeout`) is replaced at once. The asyncio client needs the asyncio Retry:
+        # given the synchronous one it never retries.
         self.client = aioredis.Redis.from_url(
             config["url"], socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 1), decode_responses=True, client_name="vigil")
@@ -234,8 +236,8 @@ class RedisCollector(Collector):
         counters = [(CounterMetricFamily(f"vigil_redis_{name}", text + every, labels=label),
                      field_) for name, field_, text in COUNTERS]
         db_keys = gauge("db_keys", "Keys in the database.", ["redis", "db"])
-        info = gauge("info", "Role and version of the Redis server; always 1.",
-                     ["redis", "role", "version"])
+        info = gauge("info", "Role, version and maxmemory-policy of the Redis server; always 1.",
+                     ["redis", "role", "version", "maxmemory_policy"])
         length = gauge("key_length", "Length of the configured key (list, stream, set, sorted "
                        "set or hash; 0 when it does not exist).", ["redis", "key", "type"])
         for instance, sample in zip(self.instances, samples):
@@ -251,7 +253,8 @@ class RedisCollector(Collector):
                 if re.fullmatch(r"db\d+", db) and isinstance(stats, dict):
                     db_keys.add_metric([name, db], stats.get("keys", 0))
             info.add_metric([name, str(sample.info.get("role", "")),
-                             str(sample.info.get("redis_version", ""))], 1.0)
+                             str(sample.info.get("redis_version", "")),
+                             str(sample.info.get("maxmemory_policy", ""))], 1.0)
             for key, kind, value in sample.lengths:
                 length.add_metric([name, key, kind], value)
         features = Families(redis_stats.METRICS, "redis", self.config["interval"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 
 from sqlalchemy.engine import URL, make_url
@@ -76,8 +77,9 @@ def make_engine(url: str | URL, *, connect_timeout: float = 3.0,
       uses it as its busy timeout.
     - statement_timeout: PostgreSQL only: the server cancels any statement running longer
       (`-c statement_timeout`). None: the server's setting.
-    - read_only: PostgreSQL: every transaction is read-only (`default_transaction_read_only`);
-      SQLite: the file is opened read-only (`mode=ro`), so writes fail.
+    - read_only: PostgreSQL: every transaction is read-only (`default_transaction_read_only`)
+      and every statement is prepared (so one call is one statement); SQLite: the file is
+      opened read-only (`mode=ro`), so writes fail.
     - application_name: PostgreSQL `application_name` unless the URL sets one.
     - pool_size / max_overflow: the QueuePool; ignored for in-memory SQLite (one shared
       connection). Connections are pinged on checkout, so the engine recovers by itself after
@@ -96,6 +98,12 @@ def make_engine(url: str | URL, *, connect_timeout: float = 3.0,
             url, args["connect_args"] = _asyncpg_connect(url, connect_timeout, session)
         else:
             args["connect_args"] = _psycopg_connect(url, connect_timeout, session)
+            if read_only:
+                # Prepare every statement: a prepared statement is one statement, so a query
+                # cannot COMMIT its read-only transaction and run more after it (psycopg sends
+                # a query without parameters as a simple query, which may hold several).
+                # asyncpg always prepares; sqlite3 runs one statement per call.
+                args["connect_args"]["prepare_threshold"] = 0
     elif dialect == "sqlite":
         args["connect_args"] = {"timeout": connect_timeout}
         if read_only:
@@ -181,3 +189,28 @@ def _sqlite_read_only(url: URL) -> URL:
     if path is None:
         return url
     return url.set(database=f"file:{path}", query={**url.query, "mode": "ro", "uri": "true"})
+
+
+_SQL_TOKEN = re.compile(r"""
+      (?P<comment>--[^\n]*|/\*.*?\*/)
+    | (?P<escaped>[eE]'(?:[^'\\]|\\.|'')*')
+    | (?P<string>'(?:[^']|'')*')
+    | (?P<identifier>"(?:[^"]|"")*")
+    | (?P<dollar>\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?\$(?P=tag)\$)
+    | (?P<semicolon>;)
+    | (?P<other>[^;'"$\-/eE]+|.)
+""", re.VERBOSE | re.DOTALL)
+
+
+def count_statements(sql: str) -> int:
+    """How many statements `sql` holds: semicolons outside strings, quoted identifiers,
+    dollar quotes and comments separate them; empty ones (a trailing ";") do not count."""
+    count, content = 0, False
+    for match in _SQL_TOKEN.finditer(sql):
+        kind = match.lastgroup
+        if kind == "semicolon":
+            count += content
+            content = False
+        elif kind != "comment" and not (kind == "other" and not match.group().strip()):
+            content = True
+    return count + content

@@ -142,6 +142,8 @@ class SystemCollector(Collector):
         ratio = self._gauge("disk_usage_ratio", "Space in use as a share of the space usable "
                             "by unprivileged users: used / (used + free), as df shows it.",
                             labels=label)
+        readonly = self._gauge("disk_readonly", "1 if the file system is mounted read-only, "
+                               "else 0.", labels=label)
         for path in self.config["mountpoints"]:
             usage = self._disk_usage(path)
             if usage is None:
@@ -151,17 +153,20 @@ class SystemCollector(Collector):
             used.add_metric([path], usage.used)
             usable = usage.used + usage.free
             ratio.add_metric([path], usage.used / usable if usable else 0.0)
-        return [total, free, used, ratio]
+            readonly.add_metric([path], float(_read_only(path)))
+        return [total, free, used, ratio, readonly]
 
     def _disk_usage(self, path: str):
         """psutil's usage of a mount point, or None (logged once) when it is not mounted."""
         key = f"mountpoint {path}"
         try:
             if not os.path.ismount(path):
-                return self.failures.failed(key, "not mounted (or no such directory)")
+                self.failures.failed(key, "not mounted (or no such directory)")
+                return None
             usage = psutil.disk_usage(path)
         except OSError as exc:
-            return self.failures.failed(key, describe_error(exc))
+            self.failures.failed(key, describe_error(exc))
+            return None
         self.failures.recovered(key)
         return usage
 
@@ -188,3 +193,10 @@ class SystemCollector(Collector):
                 family.add_metric([name], getattr(stats[name], field))
             families.append(family)
         return families
+
+
+def _read_only(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -13,8 +13,13 @@ def register(subparsers) -> None:
     status = commands.add_parser(
         "status", help="every SLO's objective, SLI, error budget, burn rates and alerts, from "
                        "a Prometheus that runs the bundle's rules")
-    status.add_argument("url", nargs="?", default=DEFAULT_PROMETHEUS, metavar="PROMETHEUS_URL",
-                        help=f"Prometheus base URL (default {DEFAULT_PROMETHEUS})")
+    from vigil_exporter.tools.stack import state
+
+    status.add_argument("url", nargs="?", metavar="PROMETHEUS_URL",
+                        default=state.default("VIGIL_PROMETHEUS_URL", "prometheus",
+                                              DEFAULT_PROMETHEUS),
+                        help="Prometheus base URL (env VIGIL_PROMETHEUS_URL, else the running "
+                             f"`vigil stack up`'s, else {DEFAULT_PROMETHEUS})")
     status.add_argument("--format", choices=("table", "json"), default="table")
     status.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="per query (default 5)")

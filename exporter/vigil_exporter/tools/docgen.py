@@ -102,11 +102,17 @@ def _exporter_rows(families) -> list[tuple[str, str, list[str], str]]:
     return [rows[k] for k in sorted(rows)]
 
 
+def cell(text: str) -> str:
+    """Text in a Markdown table cell, shown exactly: "|" escaped as GitHub's tables want it (the
+    backslash is not displayed, also inside a code span), never replaced by another character."""
+    return text.replace("|", "\\|")
+
+
 def _table(rows) -> list[str]:
     lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
     for name, kind, labels, help_text in rows:
         shown = ", ".join(f"`{label}`" for label in labels) or "none"
-        lines.append(f"| `{name}` | {kind} | {shown} | {help_text.replace('|', '/')} |")
+        lines.append(f"| `{name}` | {kind} | {shown} | {cell(help_text)} |")
     return lines
 
 
@@ -157,7 +163,8 @@ def render_configuration() -> str:
     lines += ["", "Durations are written like Prometheus durations: `500ms`, `15s`, `1m30s`, `2h`.",
               "", "| key | expected | default | meaning |", "|---|---|---|---|"]
     for path, expected, default, help_text in validation.describe(root_schema()):
-        lines.append(f"| `{path}` | {expected} | {default.replace('|', '/')} | {help_text} |")
+        shown = f"`{cell(default)}`" if default not in ("", "unset", "required") else default
+        lines.append(f"| `{path}` | {cell(expected)} | {shown} | {cell(help_text)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -15,6 +15,11 @@ def register(subparsers) -> None:
                        help="write nothing; fail if a committed dashboard differs from its source")
     build.add_argument("--root", type=Path, help="repository root (default: found from the "
                        "working directory)")
+    build.add_argument("--override", metavar="FILE", type=Path,
+                       help="the bundle's customisation file (docs/customising.md): its "
+                            "thresholds move the panels' lines; needs --output")
+    build.add_argument("--output", metavar="DIR", type=Path,
+                       help="write the dashboards here instead of grafana/dashboards/")
     build.set_defaults(func=cmd_build)
 
     render = commands.add_parser(
@@ -32,15 +37,22 @@ def register(subparsers) -> None:
 
 
 def cmd_build(args) -> int:
+    from vigil_exporter.extras import require
     from vigil_exporter.tools.dashboards.build import BuildError, find_root, run
 
+    require("_jsonnet", "bundle", "vigil dashboards build")
+    if args.override and not args.output:
+        print("vigil dashboards build: --override needs --output DIR (grafana/dashboards/ keeps "
+              "the defaults, which the freshness check compares)", file=sys.stderr)
+        return 2
     try:
         root = args.root.resolve() if args.root else find_root()
-        result = run(root, check=args.check)
+        result = run(root, check=args.check, overrides=_overrides(args.override),
+                     output=args.output)
     except BuildError as exc:
         print(f"vigil dashboards build: {exc}", file=sys.stderr)
         return 2
-    rel = lambda p: p.relative_to(root)  # noqa: E731
+    rel = lambda p: p.relative_to(root) if p.is_relative_to(root) else p  # noqa: E731
     for path in result.written:
         print(f"wrote {rel(path)}")
     for path in result.stale:
@@ -54,10 +66,24 @@ def cmd_build(args) -> int:
     return 1 if result.stale or result.orphans else 0
 
 
+def _overrides(path: Path | None) -> dict | None:
+    """The customisation file, validated as `vigil bundle build` validates it (a fault is a
+    ConfigError: exit 2)."""
+    if path is None:
+        return None
+    from vigil_exporter.tools import bundle, customisation
+
+    overrides = customisation.read(path)
+    bundle.validate(overrides, str(path))
+    return overrides
+
+
 def cmd_render(args) -> int:
+    from vigil_exporter.extras import require
     from vigil_exporter.tools.dashboards.build import BuildError, find_root
     from vigil_exporter.tools.dashboards.render import RenderError, parse_duration, render_all
 
+    require("matplotlib", "render", "vigil dashboards render")
     try:
         root = args.root.resolve() if args.root else find_root()
         since = parse_duration(args.since)

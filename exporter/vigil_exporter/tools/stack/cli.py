@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
 
+from vigil_exporter.tools.stack import state
 from vigil_exporter.tools.stack.process import StackError
 from vigil_exporter.tools.stack.stack import DEFAULT_PORTS
 
@@ -49,6 +51,9 @@ def register(subparsers) -> None:
                     help=f"override a port; names: {', '.join(DEFAULT_PORTS)}")
     up.add_argument("--free-ports", action="store_true",
                     help="pick free ports instead of the defaults")
+    up.add_argument("--site", metavar="DIR", default=os.environ.get("VIGIL_SITE") or None,
+                    help="a site folder built by `vigil bundle build --override FILE --site DIR`:"
+                         " its rules and Alertmanager routing (env VIGIL_SITE)")
     up.set_defaults(func=cmd_up)
 
 
@@ -79,7 +84,8 @@ def cmd_up(args) -> int:
         stack = Stack(args.workdir, demo=args.demo, traffic=args.traffic,
                       victoriametrics=args.scale_out, prometheus_replicas=2 if args.ha else 1,
                       alertmanager_replicas=2 if args.ha else 1, ports=_ports(args.port),
-                      free_ports=args.free_ports, keep_workdir=bool(args.workdir))
+                      free_ports=args.free_ports, keep_workdir=bool(args.workdir),
+                      site_dir=args.site)
     except (BundleError, StackError, ValueError) as exc:
         print(f"vigil stack up: {exc}", file=sys.stderr)
         return 2
@@ -105,7 +111,8 @@ def cmd_up(args) -> int:
         except StackError as exc:
             print(f"vigil stack up: {exc}", file=sys.stderr)
             return 1
-        print(summary(stack), flush=True)
+        state.write(stack_state(stack))
+        print(summary(stack, kept=bool(args.workdir)), flush=True)
         reported: set[str] = set()
         while True:
             for component in stack.failed():
@@ -121,21 +128,37 @@ def cmd_up(args) -> int:
     finally:
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the cleanup
+        state.clear()
         stack.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
 
 
-def summary(stack) -> str:
+def stack_state(stack) -> dict:
+    """What other `vigil` commands need to find this stack (vigil_exporter.tools.stack.state)."""
+    return {"alertmanager": stack.alertmanager.url, "prometheus": stack.prometheus.url,
+            "alert_log": str(stack.exporter.alert_log), "workdir": str(stack.workdir)}
+
+
+def summary(stack, kept: bool = True) -> str:
     rows = [(name, component.url, UI_NOTES.get(name, ""))
             for name, component in stack.components.items()]
     width = max(len(r[0]) for r in rows)
     url_width = max(len(r[1]) for r in rows)
     lines = [f"  {n:<{width}}  {u:<{url_width}}  {note}".rstrip() for n, u, note in rows]
+    where = stack_state(stack)
     return "\n".join([
         "Vigil stack is up:", *lines,
         "  (Grafana is not started: it has no Debian package. `docker compose up` runs it on "
         "http://localhost:3001.)",
+        *([f"Site: {stack.site_dir}"] if stack.site_dir else []),
         f"Logs: {stack.workdir / 'logs'}",
+        f"Alert log: {where['alert_log']}" + ("" if kept else
+                                                " (removed on exit; keep it with --workdir DIR)"),
+        f"`vigil alerts` and `vigil slo status` find this stack by themselves ({state.path()});"
+        " for other tools, or another user:",
+        f"  export VIGIL_ALERTMANAGER_URL={where['alertmanager']}",
+        f"  export VIGIL_ALERT_LOG={where['alert_log']}",
+        f"  export VIGIL_PROMETHEUS_URL={where['prometheus']}",
         "Press Ctrl-C to stop everything.",
     ])

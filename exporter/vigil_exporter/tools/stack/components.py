@@ -43,6 +43,12 @@ from vigil_exporter.tools.stack.process import (
 
 ConfigText = Callable[[], str]
 
+# How long the local stack keeps its data: the compose defaults (docker-compose.yml's
+# PROMETHEUS_RETENTION and VICTORIAMETRICS_RETENTION; tests/test_compose.py keeps them equal).
+# The one place for the stack's retention flags. Enough for the week-long baselines of the
+# anomaly alerts, as long as the data survives: only a kept --workdir does (docs/deployment.md).
+RETENTION = {"prometheus": "15d", "victoriametrics": "90d"}
+
 
 class Component:
     """Base class: subclasses set `name`, `binaries`, and implement `command()` and `ready()`."""
@@ -455,6 +461,7 @@ class Exporter(HttpComponent):
 
     def prepare(self) -> None:
         self.config_path.write_text(self.config_text())
+        self.alert_log.touch()  # `vigil alerts log` finds it before the first alert
 
     def command(self) -> list[str]:
         argv = [sys.executable, "-m", "vigil_exporter", "serve", "--config", str(self.config_path),
@@ -510,7 +517,8 @@ class Prometheus(HttpComponent):
         argv = [find_binary("prometheus"), f"--config.file={self.config_path}",
                 f"--storage.tsdb.path={self.dir / 'data'}",
                 f"--web.listen-address={self.address}", f"--web.external-url={self.url}/",
-                "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d"]
+                "--web.enable-lifecycle",
+                f"--storage.tsdb.retention.time={RETENTION['prometheus']}"]
         if self.resend_delay:
             # firing alerts are sent again this often (default 1m): short in tests
             argv.append(f"--rules.alert.resend-delay={self.resend_delay}")
@@ -587,7 +595,8 @@ class VictoriaMetrics(HttpComponent):
 
     def command(self) -> list[str]:
         argv = [find_binary("victoria-metrics"), f"-httpListenAddr={self.address}",
-                f"-storageDataPath={self.dir / 'data'}", "-retentionPeriod=1d"]
+                f"-storageDataPath={self.dir / 'data'}",
+                f"-retentionPeriod={RETENTION['victoriametrics']}"]
         if self.latency_offset:
             # fresh samples become visible after this long (default 30s): short in tests
             argv += [f"-search.latencyOffset={self.latency_offset}", "-search.disableCache"]

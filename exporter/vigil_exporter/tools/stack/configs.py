@@ -59,6 +59,21 @@ def find_bundle() -> Path:
     return root
 
 
+# What a site folder (`vigil bundle build --override FILE --site DIR`) must hold for the stack.
+SITE_FILES = ("prometheus/generated/recording_rules.yml", "prometheus/generated/alerts.yml",
+              "prometheus/generated/site_alerts.yml", "alertmanager/alertmanager.yml")
+
+
+def check_site(directory: Path) -> Path:
+    """The site folder as an absolute path; BundleError when it lacks a file the stack loads."""
+    directory = directory.resolve()
+    missing = [f for f in SITE_FILES if not (directory / f).is_file()]
+    if missing:
+        raise BundleError(f"{directory} is not a site folder ({', '.join(missing)} missing): "
+                          "build it with `vigil bundle build --override FILE --site DIR`")
+    return directory
+
+
 def load_yaml(path: str | os.PathLike) -> dict:
     return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
 

@@ -81,6 +81,8 @@ class Stack:
                             PostgreSQL, as in compose (default True)
       rules_dir             directory with rule files of the generated names (e.g. built with
                             threshold overrides) used instead of prometheus/generated/
+      site_dir              a site folder (`vigil bundle build --override FILE --site DIR`):
+                            its rules and its alertmanager.yml instead of the checkout's
       alert_webhook         URL, or {receiver: URL, "*": default}, that receives every HTTP
                             notification (Slack, pager, webhooks) not aimed at the exporter's
                             log receiver; without it those notifiers are removed
@@ -102,6 +104,7 @@ class Stack:
                  scrape_interval: str | None = None, evaluation_interval: str | None = None,
                  collector_interval: str | None = None, exporter_config: dict | None = None,
                  seed: bool = True, rules_dir: str | os.PathLike | None = None,
+                 site_dir: str | os.PathLike | None = None,
                  alert_webhook: str | dict[str, str] | None = None,
                  alert_smtp: str | None = None,
                  extra_args: dict[str, list[str]] | None = None,
@@ -117,7 +120,9 @@ class Stack:
         self.evaluation_interval = evaluation_interval
         self.collector_interval = collector_interval
         self._exporter_overrides = exporter_config
-        self.rules_dir = rules_dir
+        self.site_dir = configs.check_site(Path(site_dir)) if site_dir else None
+        self.rules_dir = rules_dir or (self.site_dir / "prometheus" / "generated"
+                                       if self.site_dir else None)
         self.alert_webhook = alert_webhook
         self.alert_smtp = alert_smtp
         self.adjust = adjust or {}
@@ -127,7 +132,8 @@ class Stack:
                              "(prometheus, alertmanager, exporter)")
         self.warnings: list[str] = []
         self._created_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vigil-stack-"))
+        self.workdir = Path(workdir).resolve() if workdir else Path(
+            tempfile.mkdtemp(prefix="vigil-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self._created_workdir:
             self.workdir.chmod(0o755)  # PostgreSQL runs as `postgres` when we are root
@@ -276,8 +282,9 @@ class Stack:
         return hook(config) if hook else config
 
     def alertmanager_config(self) -> dict:
-        """alertmanager/alertmanager.yml with receivers pointed at the local sinks."""
-        base_dir = self.bundle / "alertmanager"
+        """alertmanager/alertmanager.yml (the site's, with a site folder) with receivers pointed
+        at the local sinks."""
+        base_dir = (self.site_dir or self.bundle) / "alertmanager"
         localizer = self._localizer()
         config = configs.alertmanager_localize(
             configs.load_yaml(base_dir / "alertmanager.yml"), base_dir, localizer,
