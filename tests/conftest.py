@@ -182,3 +182,35 @@ def live_stack(tmp_path_factory):
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def vigil_cli(tmp_path, monkeypatch, capsys):
+    """`vigil(*argv)`: the command line run in this process, in tmp_path (no interpreter start-up,
+    which costs a second or more per run): `.returncode`, `.stdout`, `.stderr`. An exception
+    escaping `main()` is a "Traceback" in stderr, as in a real run."""
+    import logging
+    import sys
+    import traceback
+    from types import SimpleNamespace
+
+    from vigil_exporter.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv) -> SimpleNamespace:
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        try:
+            code = main([str(arg) for arg in argv])
+        except SystemExit as exc:
+            code = exc.code
+        except Exception:  # noqa: BLE001 - reported the way the interpreter would
+            code = 1
+            sys.stderr.write("Traceback (most recent call last):\n" + traceback.format_exc())
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+    return run

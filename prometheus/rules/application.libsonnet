@@ -67,26 +67,6 @@ local rules = import '../lib/rules.libsonnet';
           + rules.histogram(['job', 'provider', 'model'], 'llm_time_to_first_token_seconds', sel),
       },
       {
-        name: 'vigil-llm-cost-today.rules',
-        interval: c.slowRuleInterval,
-        rules: [
-          {
-            // US dollars spent since 00:00 UTC: the cost rate integrated minute by minute over
-            // the minutes of the current UTC day. PromQL has no "since midnight" range, so the
-            // last 24 hours are summed twice, once over the minutes of odd days since the epoch
-            // and once over those of even days; a 24-hour window holds at most today and
-            // yesterday, which differ in parity, and the outer factor keeps today's sum.
-            record: 'job:llm_cost_usd:increase_today',
-            expr: |||
-              sum_over_time((job:llm_cost_usd:rate5m * 60 * (time() % 172800 >= bool 86400))[1d:1m])
-                * (time() % 172800 >= bool 86400)
-              + sum_over_time((job:llm_cost_usd:rate5m * 60 * (time() % 172800 < bool 86400))[1d:1m])
-                * (time() % 172800 < bool 86400)
-            |||,
-          },
-        ],
-      },
-      {
         name: 'vigil-cache-auth.rules',
         rules: [
           {

@@ -75,6 +75,8 @@ def exporter_families(servers: Servers) -> list:
     config = load(None, environ={}, overrides={
         "collectors.database.databases": databases,
         "collectors.redis.instances": instances,
+        # on, so that its aggregate families are listed too (the five demo tenants all stay)
+        "collectors.business.bounded_tenants": {"enabled": True},
     })
     wiring = build(config)
     asyncio.run(wiring.collect_once())
