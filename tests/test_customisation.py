@@ -92,6 +92,8 @@ def faults(overrides: dict) -> list[str]:
      'siteAlerts.ApiDown.channels[0]: no receiver "pagr" in alertmanager/alertmanager.yml'),
     ({"siteAlerts": {"ApiDown": {**SITE_ALERT, "chanels": ["pager"]}}},
      'siteAlerts.ApiDown.chanels: unknown key (did you mean "channels"?)'),
+    ({"siteAlerts": {"ApiDown": None}},
+     "siteAlerts.ApiDown: null removes a site alert of _config, and none has that name"),
     ({"siteAlerts": {"RedisDown": SITE_ALERT}},
      "siteAlerts.RedisDown: is the name of an alert of the bundle"),
 ], ids=lambda value: json.dumps(value)[:60] if isinstance(value, dict) else None)
