@@ -91,13 +91,13 @@ class Pair:
 @pytest.fixture(scope="session")
 def postgres_pair(tmp_path_factory) -> Iterator[Pair]:
     workdir = tmp_path_factory.mktemp("postgres-pair")
-    settings = ["-c", "shared_preload_libraries=pg_stat_statements", "-c", "shared_buffers=16MB"]
-    primary = Postgres("primary", workdir, free_port(), driver="psycopg", extra_args=settings)
+    settings = ["-c", "shared_buffers=16MB"]
+    primary = Postgres("primary", workdir, free_port(), driver="psycopg", statements=True,
+                       extra_args=settings)
     replica = PostgresReplica("replica", workdir, free_port(), driver="psycopg",
-                              primary=primary, extra_args=settings)
+                              statements=True, primary=primary, extra_args=settings)
     with contextlib.ExitStack() as running:
         running.enter_context(contextlib.closing(_Served(primary)))
-        primary.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         running.enter_context(contextlib.closing(_Served(replica)))
         yield Pair(primary, replica)
 

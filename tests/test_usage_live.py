@@ -26,13 +26,15 @@ import yaml
 from vigil_exporter.cli import main
 from vigil_exporter.prometheus_api import PrometheusAPI
 from vigil_exporter.tools import bundle
-from vigil_exporter.tools.stack.components import Prometheus
+from vigil_exporter.tools.stack.components import RETENTION, Prometheus
 from vigil_exporter.tools.stack.process import free_port, wait_for
 from vigil_exporter.usage.report import FIELDS, LIMITS
+from vigil_exporter.validation import parse_duration
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 TODAY = datetime.now(timezone.utc).date()
+RETENTION_DAYS = int(parse_duration(RETENTION["prometheus"]) // 86400)  # the stack's Prometheus
 # Exporter gauge (with its label filter) -> the report's field for today.
 GAUGES = {
     ("vigil_tenant_agents", ""): "agents_count",
@@ -167,8 +169,9 @@ BAD_INPUT = [
      "start_date must be a date as YYYY-MM-DD"),
     ({"start_date": str(TODAY), "end_date": _days_ago(1)},
      f"start_date {TODAY} is after end_date {_days_ago(1)}"),
-    ({"start_date": _days_ago(2), "end_date": str(TODAY)},   # the test Prometheus keeps 1 day
-     f"start_date {_days_ago(2)} is beyond the retention of Prometheus (1 days)"),
+    ({"start_date": _days_ago(RETENTION_DAYS), "end_date": str(TODAY)},
+     f"start_date {_days_ago(RETENTION_DAYS)} is beyond the retention of Prometheus "
+     f"({RETENTION_DAYS} days)"),
     ({"start_date": _days_ago(400), "end_date": str(TODAY)},
      "the range covers 401 days, more than a year (366 days)"),
     ({"start_date": str(TODAY), "end_date": str(TODAY + timedelta(days=1))},

@@ -75,8 +75,9 @@ PG_SETTINGS = text(
 # docs/metrics.md to keep this complete). A query named like one of them would be served next
 # to it, and Prometheus would store whichever sample it read last.
 BUILT_IN_PREFIXES = ("process_", "python_", "vigil_db_", "vigil_redis_", "vigil_system_",
-                     "vigil_collector_", "vigil_business_query_", "vigil_exposition_",
-                     "vigil_alert_notifications", "vigil_build_info", "vigil_start_time_seconds")
+                     "vigil_collector_", "vigil_business_query_", "vigil_business_omitted_",
+                     "vigil_business_tenants", "vigil_exposition_", "vigil_alert_notifications",
+                     "vigil_build_info", "vigil_start_time_seconds")
 
 
 def _check_query(query: dict, path: str, errors: Errors) -> None:

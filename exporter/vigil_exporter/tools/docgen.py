@@ -229,12 +229,10 @@ def throwaway_servers(postgres_url: str | None, redis_url: str | None):
 
         servers = Servers(postgres_url, redis_url)
         if postgres_url is None:
-            preload = ["-c", "shared_preload_libraries=pg_stat_statements"]
             primary = start(Postgres("postgres", Path(workdir), free_port(), driver="psycopg",
-                                     extra_args=preload))
-            primary.sql("CREATE EXTENSION pg_stat_statements")
+                                     statements=True))
             replica = start(PostgresReplica("postgres-replica", Path(workdir), free_port(),
-                                            driver="psycopg", primary=primary, extra_args=preload))
+                                            driver="psycopg", statements=True, primary=primary))
             servers.postgres, servers.postgres_replica = primary.url, replica.url
         if redis_url is None:
             redis = start(Redis("redis", Path(workdir), free_port(),
