@@ -280,3 +280,20 @@ def test_health_says_what_is_not_available(postgres_pair, start_exporter):
     assert health["collector:postgres"]["status"] == OK  # the round itself succeeds
     assert 'vigil_db_blocks_hit_total{database="app"}' in metrics
     assert "vigil_db_locks" not in metrics
+
+
+async def test_every_feature_reads_through_asyncpg(postgres_pair, postgres_server, collect):
+    """The same features through the other driver, and its errors recognised as well."""
+    families, collector = await collect(
+        postgres_pair.primary.url.replace("+psycopg", "+asyncpg"))
+    assert all(status == OK for status, _ in checks(collector).values()), checks(collector)
+    assert "vigil_db_statement_info" in render(families)
+    if not postgres_server.sql("SELECT 1 FROM pg_database WHERE datname = 'no_preload'"):
+        postgres_server.sql("CREATE DATABASE no_preload")
+    postgres_server.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+                        database="no_preload")
+    _, collector = await collect(
+        postgres_server.database_url("no_preload").replace("+psycopg", "+asyncpg"),
+        **{**OFF, "statements": {}})
+    status, message = checks(collector)["database:main:statements"]
+    assert status == DEGRADED and "shared_preload_libraries" in message, message
