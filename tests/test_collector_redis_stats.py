@@ -52,8 +52,8 @@ async def test_replication_on_both_ends(redis_pair, collect):
     address = f"127.0.0.1:{redis_pair.replica.port}"
     wait_until(lambda: primary.info("replication").get("slave0", {}).get("state") == "online",
                10)
-    # the replica stops applying the stream for a second (UNPAUSE would wait for it too)
-    replica.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+    # the replica stops applying the stream for 2 s (UNPAUSE would wait for it too)
+    replica.execute_command("CLIENT", "PAUSE", 2000, "ALL")
     primary.set("replicated:big", "x" * 200_000)
     lagging, collector = await collect(redis_pair.primary.url, **{**OFF, "replication": {}})
     assert lagging[("vigil_redis_connected_replicas",)] == 1
@@ -149,7 +149,7 @@ async def test_key_patterns_scan_within_a_budget_over_rounds(redis_pair, collect
         pipe.set("other", 1)
         pipe.execute()
     config = {**OFF, "key_patterns": {"patterns": ["session:*", "missing:*"],
-                                      "scan_budget": "1ms", "scan_count": 50}}
+                                      "scan_budget": "1ms", "scan_count": 10}}
     url = redis_pair.primary.url.rsplit("/", 1)[0] + "/5"
     found, collector = await collect(url, **config)
     rounds = 1
