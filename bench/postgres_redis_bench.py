@@ -49,7 +49,6 @@ PATTERNS = {"key_patterns": {"patterns": ["session:*", "cart:*"]}}
 
 
 def load(primary: Postgres, cache: Redis) -> None:
-    primary.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     primary.sql("".join(f"CREATE TABLE t{i} (n int, s text); INSERT INTO t{i} "
                         f"SELECT g, 'x' FROM generate_series(1, {50 * (i % 20 + 1)}) g; "
                         for i in range(200)))
@@ -184,10 +183,9 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         workdir = Path(tmp)
-        settings = ["-c", "shared_preload_libraries=pg_stat_statements"]
-        primary = Postgres("primary", workdir, free_port(), driver="psycopg", extra_args=settings)
+        primary = Postgres("primary", workdir, free_port(), driver="psycopg", statements=True)
         replica = PostgresReplica("replica", workdir, free_port(), driver="psycopg",
-                                  primary=primary, extra_args=settings)
+                                  statements=True, primary=primary)
         cache = Redis("cache", workdir, free_port(), extra_args=["--repl-diskless-sync-delay", "0"])
         cache_replica = RedisReplica("cache-replica", workdir, free_port(), primary=cache)
         started = []

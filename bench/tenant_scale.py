@@ -45,7 +45,7 @@ from sqlalchemy import create_engine, insert, text
 from vigil_exporter import dbschema
 from vigil_exporter.collectors.business import configured_queries
 from vigil_exporter.config import load
-from vigil_exporter.exposition import Exposition
+from vigil_exporter.exposition import RENDER_SWITCH_INTERVAL, Exposition
 from vigil_exporter.tools.stack.components import Exporter, Postgres
 from vigil_exporter.tools.stack.process import free_port, wait_for
 from vigil_exporter.wiring import build
@@ -125,6 +125,8 @@ async def render_costs(url: str, tenants: int) -> dict:
         exposition.render()
         system_only.append(time.perf_counter() - start)
     body = exposition.rendered["text"].body
+    lag_render, lag_idle = await loop_lag(exposition)
+    loop_cpu_ms, loop_cpu_where = await loop_cpu(wiring)
     await wiring.scheduler.stop()
 
     bounded = build(load(None, environ={}, overrides={
@@ -138,7 +140,69 @@ async def render_costs(url: str, tenants: int) -> dict:
     bounded_samples = sum(len(f.samples) for f in bounded.registry.collect())
     return {"samples": samples, "full_render_s": full, "generate_latest_s": reference,
             "system_only_render_s": min(system_only), "body_bytes": len(body),
-            "bounded_samples": bounded_samples, "bounded_render_s": bounded_full}
+            "bounded_samples": bounded_samples, "bounded_render_s": bounded_full,
+            "loop_lag_render_ms": lag_render, "loop_lag_idle_ms": lag_idle,
+            "loop_cpu_ms": loop_cpu_ms, "loop_cpu_where": loop_cpu_where}
+
+
+async def loop_cpu(wiring, rounds: int = 2) -> tuple[float, str]:
+    """The most CPU time one event-loop callback took during `rounds` rounds of every job, each
+    followed by its render, and which callback it was. CPU time of the loop's thread, not wall
+    time: what the exporter itself held the loop for, whatever else the machine was doing."""
+    own = asyncio.current_task()
+    worst: list = [0.0, ""]
+    run = asyncio.events.Handle._run
+
+    def timed(handle):
+        start = time.thread_time()
+        try:
+            return run(handle)
+        finally:
+            spent = time.thread_time() - start
+            task = getattr(handle._callback, "__self__", None)
+            if spent > worst[0] and task is not own:
+                coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+                worst[:] = [spent, coro.__qualname__ if coro else repr(handle._callback)[:80]]
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(RENDER_SWITCH_INTERVAL)
+    asyncio.events.Handle._run = timed
+    try:
+        for _ in range(rounds):
+            await wiring.scheduler.run_once()
+            await wiring.exposition.flush()
+    finally:
+        asyncio.events.Handle._run = run
+        sys.setswitchinterval(previous)
+    return worst[0] * 1000, worst[1]
+
+
+async def loop_lag(exposition: Exposition, renders: int = 3) -> tuple[float, float]:
+    """The longest the event loop was late, in ms, while full renders ran in the worker thread
+    (as when serving: the switch interval the app sets), and for as long without a render."""
+    async def ticking(until) -> float:
+        worst = 0.0
+        while not until():
+            start = time.perf_counter()
+            await asyncio.sleep(0.001)
+            worst = max(worst, time.perf_counter() - start - 0.001)
+        return worst * 1000
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(RENDER_SWITCH_INTERVAL)
+    try:
+        started, during = time.perf_counter(), 0.0
+        for _ in range(renders):
+            exposition._formatted.clear()  # a full render, as after a round of every query
+            render = asyncio.ensure_future(exposition.refresh())
+            during = max(during, await ticking(render.done))
+            await render
+        elapsed = time.perf_counter() - started
+        idle_until = time.perf_counter() + elapsed
+        idle = await ticking(lambda: time.perf_counter() > idle_until)
+    finally:
+        sys.setswitchinterval(previous)
+    return during, idle
 
 
 def _best(action, fresh=lambda: None, repeat: int = 3) -> float:
@@ -154,8 +218,11 @@ def _best(action, fresh=lambda: None, repeat: int = 3) -> float:
 
 # ------------------------------------------------------------------ a running exporter
 
-async def probe(session: aiohttp.ClientSession, url: str, headers: dict, until: float) -> list:
-    """Request `url` every PERIOD seconds until `until`; latencies in milliseconds."""
+async def probe(session: aiohttp.ClientSession, url: str, headers: dict, until: float,
+                offset: float = 0.0) -> list:
+    """Request `url` every PERIOD seconds until `until`, starting `offset` seconds late (so
+    that two probes of one server do not queue behind each other); latencies in ms."""
+    await asyncio.sleep(offset)
     latencies = []
     while time.monotonic() < until:
         start = time.perf_counter()
@@ -175,7 +242,7 @@ async def serve_window(exporter_url: str, reference_url: str, duration: float) -
     try:
         metrics, live, reference = await asyncio.gather(
             probe(sessions[0], f"{exporter_url}/metrics", gz, until),
-            probe(sessions[1], f"{exporter_url}/health/live", {}, until),
+            probe(sessions[1], f"{exporter_url}/health/live", {}, until, PERIOD / 2),
             probe(sessions[2], f"{reference_url}/metrics", gz, until))
     finally:
         for session in sessions:
@@ -273,53 +340,66 @@ PG_FILL = [
 ]
 
 
-def postgres_queries(workdir: Path, tenants: int, rows: int, outdir: Path) -> list[dict]:
-    """Every default per-tenant query on PostgreSQL: EXPLAIN ANALYZE, time and plan."""
-    server = Postgres("postgres", workdir, free_port(), driver="psycopg",
-                      extra_args=["-c", "shared_buffers=128MB", "-c", "max_wal_size=2GB"])
-    server.start()
-    try:
+def postgres_queries(workdir: Path, tenants: int, rows: int, outdir: Path,
+                     url: str | None = None) -> list[dict]:
+    """Every default per-tenant query on PostgreSQL: EXPLAIN ANALYZE, time and plan. With `url`,
+    a database loaded by an earlier run is used as it is (its missing indexes added)."""
+    server = None
+    if url is None:
+        server = Postgres("postgres", workdir, free_port(), driver="psycopg",
+                          extra_args=["-c", "shared_buffers=128MB", "-c", "max_wal_size=2GB"])
+        server.start()
         url = server.url
-        dbschema.create_schema(url)
-        engine = create_engine(dbschema.sync_url(url))
+    try:
+        return _time_queries(url, tenants, rows, outdir)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _time_queries(url: str, tenants: int, rows: int, outdir: Path) -> list[dict]:
+    dbschema.create_schema(url)
+    engine = create_engine(dbschema.sync_url(url))
+    with engine.connect() as conn:
+        loaded = conn.execute(text("SELECT count(*) FROM tenants")).scalar()
+    if not loaded:
         start = time.perf_counter()
         with engine.begin() as conn:
             for statement in PG_FILL:
                 conn.execute(text(statement), {"tenants": tenants, "rows": rows})
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE"))
         print(f"  loaded {tenants} tenants, {rows} messages and {rows} API calls in "
               f"{time.perf_counter() - start:.0f}s", flush=True)
-        section = load(None, environ={}, overrides={
-            "collectors.database.databases": {"main": {"url": url}}}).collector("business")
-        params = {"now": datetime.now(timezone.utc).replace(tzinfo=None)}
-        params["today_start"] = params["now"].replace(hour=0, minute=0, second=0, microsecond=0)
-        results = []
-        with engine.connect() as conn:
-            for query in configured_queries(section):
-                if "tenant" not in query.labels:
-                    continue
-                conn.execute(text(query.sql), params).all()  # warm the cache, as every run after
-                start = time.perf_counter()
-                count = len(conn.execute(text(query.sql), params).all())
-                seconds = time.perf_counter() - start
-                plan = "\n".join(row[0] for row in conn.execute(
-                    text("EXPLAIN (ANALYZE, BUFFERS) " + query.sql), params))
-                (outdir / f"plan-{query.name}.txt").write_text(query.sql + "\n" + plan + "\n")
-                results.append({"query": query.name, "rows": count, "seconds": seconds,
-                                "timeout": query.timeout})
-        engine.dispose()
-        return results
-    finally:
-        server.stop()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+    section = load(None, environ={}, overrides={
+        "collectors.database.databases": {"main": {"url": url}}}).collector("business")
+    params = {"now": datetime.now(timezone.utc).replace(tzinfo=None)}
+    params["today_start"] = params["now"].replace(hour=0, minute=0, second=0, microsecond=0)
+    results = []
+    with engine.connect() as conn:
+        for query in configured_queries(section):
+            if "tenant" not in query.labels:
+                continue
+            conn.execute(text(query.sql), params).all()  # warm the cache, as every run after
+            start = time.perf_counter()
+            count = len(conn.execute(text(query.sql), params).all())
+            seconds = time.perf_counter() - start
+            plan = "\n".join(row[0] for row in conn.execute(
+                text("EXPLAIN (ANALYZE, BUFFERS) " + query.sql), params))
+            (outdir / f"plan-{query.name}.txt").write_text(query.sql + "\n" + plan + "\n")
+            results.append({"query": query.name, "rows": count, "seconds": seconds,
+                            "timeout": query.timeout})
+    engine.dispose()
+    return results
 
 
 # ------------------------------------------------------------------ report
 
 def report_scale(results: dict[int, dict]) -> list[str]:
     lines = ["| tenants | samples | bytes (gzip) | full render ms | generate_latest ms | ratio | "
-             "system-only render ms (% of full) | bounded: samples, render ms |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "system-only render ms (% of full) | bounded: samples, render ms | "
+             "event loop late during full renders (without) ms | longest loop callback, CPU ms |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for tenants, r in results.items():
         lines.append(
             f"| {tenants:,} | {r['samples']:,} | {r['bytes']:,} ({r['gzip_bytes']:,}) | "
@@ -327,7 +407,9 @@ def report_scale(results: dict[int, dict]) -> list[str]:
             f"{r['full_render_s'] / r['generate_latest_s']:.2f}x | "
             f"{r['system_only_render_s'] * 1000:.1f} "
             f"({100 * r['system_only_render_s'] / r['full_render_s']:.1f} %) | "
-            f"{r['bounded_samples']:,}, {r['bounded_render_s'] * 1000:.1f} |")
+            f"{r['bounded_samples']:,}, {r['bounded_render_s'] * 1000:.1f} | "
+            f"{r['loop_lag_render_ms']:.1f} ({r['loop_lag_idle_ms']:.1f}) | "
+            f"{r['loop_cpu_ms']:.1f} ({r['loop_cpu_where']}) |")
     lines += ["", "| tenants | renders in window (last ms) | /metrics gzip p50 / p99 / max ms | "
               "/health/live p50 / p99 / max ms | bare aiohttp, same bytes, gzip p50 / p99 / max ms "
               "| p99 ratio | RSS MiB (bare aiohttp) | bytes per sample over 100 tenants |",
@@ -370,6 +452,8 @@ def main() -> int:
     parser.add_argument("--pg-tenants", type=int, default=10_000)
     parser.add_argument("--pg-rows", type=int, default=3_000_000,
                         help="messages, and as many API calls")
+    parser.add_argument("--pg-url", help="a PostgreSQL database loaded by an earlier run "
+                        "(default: a throwaway server, loaded now)")
     parser.add_argument("--outdir", type=Path, default=Path(tempfile.gettempdir()) / "vigil-tenants")
     args = parser.parse_args()
     counts = args.tenants or (QUICK if args.quick else FULL)
@@ -391,7 +475,8 @@ def main() -> int:
                 results[tenants] = {**costs, **served}
             print("\n".join(["", *report_scale(results)]), flush=True)
         if not (args.quick or args.skip_postgres):
-            rows = postgres_queries(work / "pg", args.pg_tenants, args.pg_rows, args.outdir)
+            rows = postgres_queries(work / "pg", args.pg_tenants, args.pg_rows, args.outdir,
+                                    args.pg_url)
             print("\n".join(["", f"PostgreSQL, {args.pg_tenants:,} tenants, {args.pg_rows:,} "
                              f"messages and API calls (plans in {args.outdir}):",
                              *report_postgres(rows)]), flush=True)

@@ -90,6 +90,8 @@
       redisSlowlogEntriesPerMinute: 1,  // slowlog entries a minute over windows.redisSlowlog
       // business and tenants
       tenantLimitUsageRatio: 0.95,
+      tenantCapacityForecastDays: 7,  // TenantCapacityRunningOut: a limit reached within this
+      dailyQuotaForecastAfterHours: 2,  // TenantDailyQuotaRunningOut: judged after this much of the day
       // Anomalies: the hourly rate against the same hour one season (week) earlier. The change
       // counts as an anomaly when it departs from the season's usual change by more than
       // anomalyStddevs standard deviations, and by more than anomalyMinChangeRatio of last
@@ -118,6 +120,23 @@
     llmBudget: {
       perHourUsd: 10,
       perDayUsd: 100,  // "today" is the UTC day
+      // Per tenant and calendar month (UTC), for LLM calls that carry a `tenant` label:
+      // TenantLlmCostOverBudget fires when the month is heading above it.
+      perTenantPerMonthUsd: 100,
+      perTenantPerMonthUsdOverrides: {},  // tenant -> its own monthly budget, e.g. {acme: 500}
+    },
+
+    // ---- Usage rollups and forecasts (prometheus/lib/usage.libsonnet, docs/tenants.md) ------
+    usage: {
+      // The steps of the daily rollups are evaluated this often: the scrape interval of
+      // prometheus.yml. "Today" is exact within one step.
+      step: '15s',
+      // A counter unseen for longer than this (exporter down, scrapes failing) loses the growth
+      // of the gap; shorter gaps are counted in full when it is seen again.
+      gap: '1h',
+      // History predict_linear() extrapolates for the capacity limits (agents, channels,
+      // storage): a whole daily cycle, so that working hours alone do not make a trend.
+      forecastLookback: '1d',
     },
 
     // ---- Windows: ranges inside alert expressions -------------------------------------------
@@ -214,6 +233,9 @@
       RedisReplicaLagging: '10m',
       RedisSlowlogGrowing: '10m',
       TenantNearLimit: '5m',
+      TenantCapacityRunningOut: '1h',
+      TenantDailyQuotaRunningOut: '30m',
+      TenantLlmCostOverBudget: '1h',
       TenantMessageVolumeAnomaly: '15m',
       TenantApiCallsAnomaly: '15m',
       AgentErrorRatioHigh: '5m',
@@ -338,6 +360,7 @@
       database: 'vigil-database',
       redis: 'vigil-redis',
       business: 'vigil-business',
+      tenants: 'vigil-tenants',
       application: 'vigil-application',
       exporter: 'vigil-exporter',
       slo: 'vigil-slo',

@@ -91,13 +91,13 @@ class Pair:
 @pytest.fixture(scope="session")
 def postgres_pair(tmp_path_factory) -> Iterator[Pair]:
     workdir = tmp_path_factory.mktemp("postgres-pair")
-    settings = ["-c", "shared_preload_libraries=pg_stat_statements", "-c", "shared_buffers=16MB"]
-    primary = Postgres("primary", workdir, free_port(), driver="psycopg", extra_args=settings)
+    settings = ["-c", "shared_buffers=16MB"]
+    primary = Postgres("primary", workdir, free_port(), driver="psycopg", statements=True,
+                       extra_args=settings)
     replica = PostgresReplica("replica", workdir, free_port(), driver="psycopg",
-                              primary=primary, extra_args=settings)
+                              statements=True, primary=primary, extra_args=settings)
     with contextlib.ExitStack() as running:
         running.enter_context(contextlib.closing(_Served(primary)))
-        primary.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         running.enter_context(contextlib.closing(_Served(replica)))
         yield Pair(primary, replica)
 
@@ -186,3 +186,35 @@ def live_stack(tmp_path_factory):
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def vigil_cli(tmp_path, monkeypatch, capsys):
+    """`vigil(*argv)`: the command line run in this process, in tmp_path (no interpreter start-up,
+    which costs a second or more per run): `.returncode`, `.stdout`, `.stderr`. An exception
+    escaping `main()` is a "Traceback" in stderr, as in a real run."""
+    import logging
+    import sys
+    import traceback
+    from types import SimpleNamespace
+
+    from vigil_exporter.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv) -> SimpleNamespace:
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        try:
+            code = main([str(arg) for arg in argv])
+        except SystemExit as exc:
+            code = exc.code
+        except Exception:  # noqa: BLE001 - reported the way the interpreter would
+            code = 1
+            sys.stderr.write("Traceback (most recent call last):\n" + traceback.format_exc())
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+    return run

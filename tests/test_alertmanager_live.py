@@ -133,9 +133,11 @@ def test_alerts_test_then_list_shows_it(stack, capsys):
 
     assert vigil("alerts", "list", "--alertmanager", am) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:5] == ["ALERTNAME", "SEVERITY", "STATE", "INSTANCE", "STARTED"]
+    assert table[0].split()[:6] == ["ALERTNAME", "SEVERITY", "STATE", "INSTANCE", "LABELS",
+                                    "STARTED"]
     row = next(line for line in table if line.startswith("VigilCliTest"))
     assert row.split()[1:3] == ["warning", "active"]
+    assert "source=vigil-alerts-test" in row  # the label that is not shown in a column
     assert "Synthetic alert sent by" in row
 
     assert vigil("alerts", "list", "--json", "--filter", "alertname=VigilCliTest",

@@ -185,13 +185,30 @@ def test_alerts_log_filters_by_severity_and_time(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "Recent" in out and "Old" not in out and "Chatty" not in out
     assert out.splitlines()[0].split() == ["RECEIVED", "STATUS", "SEVERITY", "ALERTNAME",
-                                           "INSTANCE", "SUMMARY"]
+                                           "INSTANCE", "LABELS", "SUMMARY"]
     assert "skipped 1 unreadable line" in err
 
     since = (datetime.now(timezone.utc) - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert run_cli(["alerts", "log", "--file", str(path), "--since", since, "--json"]) == 0
     names = [json.loads(line)["alertname"] for line in capsys.readouterr().out.splitlines()]
     assert names == ["Recent", "Chatty", "Soft"]
+
+
+def test_alerts_log_tells_alerts_of_one_name_apart(tmp_path, capsys):
+    """Six TenantNearLimit alerts of one tenant differ by `resource`: each row says which."""
+    resources = ["agents", "channels", "messages_per_day", "api_calls_per_day", "storage",
+                 "connections"]
+    records = []
+    for resource in resources:
+        alert = record("TenantNearLimit", "warning", 1)
+        alert["labels"].update(tenant="acme", resource=resource, area="business", job="vigil")
+        records.append(alert)
+    write_log(tmp_path / "alerts.jsonl", records)
+    assert run_cli(["alerts", "log", "--file", str(tmp_path / "alerts.jsonl")]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[6:8] for row in rows] == [
+        [f"resource={resource}", "tenant=acme"] for resource in resources]
+    assert all("area=" not in row and "job=" not in row for row in rows)
 
 
 def test_alerts_log_reads_env_default_and_reports_missing_file(tmp_path, capsys, monkeypatch):

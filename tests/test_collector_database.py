@@ -298,10 +298,11 @@ def test_config_defaults_and_faults():
     DatabaseCollector.config_schema.validate(
         {"databases": {"a": {"url": "not a url"}, "b": {"url": f"postgresql://u:{PASSWORD}@h:x/d"}}},
         "collectors.database", errors)
-    assert [str(f) for f in errors.faults] == [
-        'collectors.database.databases.a.url: expected an SQLAlchemy URL, got "not a url"',
-        'collectors.database.databases.b.url: expected an SQLAlchemy URL, '
-        'got "postgresql://u:***@h:x/d"']
+    faults = [str(f) for f in errors.faults]  # never the value: it may hold a password
+    assert [f.split(":")[0] for f in faults] == ["collectors.database.databases.a.url",
+                                                 "collectors.database.databases.b.url"]
+    assert all("expected an SQLAlchemy URL such as" in f and "not a url" not in f
+               and PASSWORD not in f for f in faults)
     errors = Errors()
     DatabaseCollector.config_schema.validate(
         {"databases": {"a": {"url": "postgresql+asyncpg://h/d?sslmode=require&sslrootcert=/ca.pem"},

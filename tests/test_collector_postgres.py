@@ -256,3 +256,44 @@ def test_short_text():
 def test_every_feature_declares_its_metrics_once():
     names = [name for cls in postgres.FEATURES for name in cls.metrics]
     assert len(names) == len(set(names)) == len(features.all_metrics(postgres.FEATURES))
+
+
+def test_health_says_what_is_not_available(postgres_pair, start_exporter):
+    """Through `vigil serve`: a role without pg_monitor and a database without the extension
+    read "not available" with what to do, the exporter stays healthy enough to serve, and the
+    features it can read are served."""
+    primary = postgres_pair.primary
+    primary.sql("DO $$ BEGIN CREATE ROLE plain LOGIN; EXCEPTION WHEN duplicate_object THEN "
+                "NULL; END $$")
+    exporter = start_exporter({"collectors": {
+        "business": {"enabled": False}, "redis": {"enabled": False},
+        "database": {"databases": {"app": {"url": pair_url(primary, user="plain")}}}}})
+    try:
+        health = {c["name"]: c for c in exporter.get_json("/health")["checks"]}
+        metrics = exporter.text("/metrics")
+    finally:
+        exporter.stop()
+    assert health["database:app"]["status"] == OK
+    activity = health["database:app:activity"]
+    assert activity["status"] == DEGRADED
+    assert activity["message"].startswith("not available: ") and "GRANT pg_monitor" in activity["message"]
+    assert health["collector:postgres"]["status"] == OK  # the round itself succeeds
+    assert 'vigil_db_blocks_hit_total{database="app"}' in metrics
+    assert "vigil_db_locks" not in metrics
+
+
+async def test_every_feature_reads_through_asyncpg(postgres_pair, postgres_server, collect):
+    """The same features through the other driver, and its errors recognised as well."""
+    families, collector = await collect(
+        postgres_pair.primary.url.replace("+psycopg", "+asyncpg"))
+    assert all(status == OK for status, _ in checks(collector).values()), checks(collector)
+    assert "vigil_db_statement_info" in render(families)
+    if not postgres_server.sql("SELECT 1 FROM pg_database WHERE datname = 'no_preload'"):
+        postgres_server.sql("CREATE DATABASE no_preload")
+    postgres_server.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+                        database="no_preload")
+    _, collector = await collect(
+        postgres_server.database_url("no_preload").replace("+psycopg", "+asyncpg"),
+        **{**OFF, "statements": {}})
+    status, message = checks(collector)["database:main:statements"]
+    assert status == DEGRADED and "shared_preload_libraries" in message, message

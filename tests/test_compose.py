@@ -21,6 +21,7 @@ import vigil_exporter
 from vigil_exporter.tools.stack import configs
 from vigil_exporter.tools.stack.compose import VARIANTS, render_variants
 from vigil_exporter.tools.stack.stack import DEFAULT_PORTS
+from vigil_exporter.validation import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -523,8 +524,12 @@ def test_every_mount_of_the_local_stack_exists():
 def test_local_stack_retention_is_the_compose_default(full):
     from vigil_exporter.tools.stack.components import RETENTION
 
-    assert flag(services(full)["prometheus"], "--storage.tsdb.retention.time") == \
-        RETENTION["prometheus"]
+    for prometheus in ("prometheus", "prometheus-2"):
+        assert flag(services(full)[prometheus], "--storage.tsdb.retention.time") == \
+            RETENTION["prometheus"]
+        assert flag(services(full)[prometheus], "--storage.tsdb.retention.size") == \
+            RETENTION["prometheus_size"]
+    assert parse_duration(RETENTION["prometheus"]) >= 90 * 86400, "90 days of usage reports"
     assert flag(services(full)["victoriametrics"], "-retentionPeriod") == \
         RETENTION["victoriametrics"]
 

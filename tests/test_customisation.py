@@ -32,7 +32,7 @@ DOCS = [ROOT / "docs" / "customising.md", ROOT / "prometheus" / "README.md",
 
 # The module's site build (the documented commands) runs in the first test that needs it: on a
 # busy machine that takes longer than the default timeout.
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
 
 SITE_ALERT = {"expr": 'up{job="api"} == 0', "severity": "warning", "summary": "API down.",
               "runbookUrl": "https://wiki.example.com/api"}
@@ -92,6 +92,8 @@ def faults(overrides: dict) -> list[str]:
      'siteAlerts.ApiDown.channels[0]: no receiver "pagr" in alertmanager/alertmanager.yml'),
     ({"siteAlerts": {"ApiDown": {**SITE_ALERT, "chanels": ["pager"]}}},
      'siteAlerts.ApiDown.chanels: unknown key (did you mean "channels"?)'),
+    ({"siteAlerts": {"ApiDown": None}},
+     "siteAlerts.ApiDown: null removes a site alert of _config, and none has that name"),
     ({"siteAlerts": {"RedisDown": SITE_ALERT}},
      "siteAlerts.RedisDown: is the name of an alert of the bundle"),
 ], ids=lambda value: json.dumps(value)[:60] if isinstance(value, dict) else None)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,16 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_render_config_writes_the_rendered_file_0600(tmp_path):
+def test_render_config_writes_the_rendered_file_0600(tmp_path, vigil_cli, monkeypatch):
     output = tmp_path / "alertmanager.yml"
     output.write_text("old")
     output.chmod(0o644)
-    env = {**os.environ, "VIGIL_AM_PAGER_URL": "https://events.example.com/v1/KEY"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import os, sys; os.umask(0o022); from vigil_exporter.cli import "
-         "main; sys.exit(main(sys.argv[1:]))", "alerts", "render-config",
-         str(ROOT / "alertmanager/alertmanager.yml"), "--output", str(output)],
-        capture_output=True, text=True, timeout=60, env=env)
+    monkeypatch.setenv("VIGIL_AM_PAGER_URL", "https://events.example.com/v1/KEY")
+    umask = os.umask(0o022)
+    try:
+        result = vigil_cli("alerts", "render-config", ROOT / "alertmanager/alertmanager.yml",
+                           "--output", output)
+    finally:
+        os.umask(umask)
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
     assert "events.example.com/v1/KEY" in output.read_text()
@@ -55,7 +54,7 @@ def _tables(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("default_queries", [True, False])
-def test_a_watched_sqlite_file_gets_no_tables(tmp_path, default_queries):
+def test_a_watched_sqlite_file_gets_no_tables(tmp_path, vigil_cli, default_queries):
     database = tmp_path / "shop.db"
     _user_database(database)
     config = tmp_path / "vigil.yml"
@@ -64,16 +63,14 @@ def test_a_watched_sqlite_file_gets_no_tables(tmp_path, default_queries):
                       f"  business:\n    default_queries: {str(default_queries).lower()}\n"
                       "    queries:\n      - {name: shop_orders, help: Orders., "
                       "sql: 'SELECT count(*) AS value FROM orders'}\n")
-    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "metrics", "--config",
-                             str(config)], capture_output=True, text=True, timeout=60,
-                            cwd=tmp_path)
+    result = vigil_cli("metrics", "--config", config)
     assert "shop_orders 1.0" in result.stdout, result.stderr
     assert _tables(database) == ["orders"]
 
 
-def test_the_embedded_default_still_gets_its_schema(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "metrics"],
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")})
+def test_the_embedded_default_still_gets_its_schema(tmp_path, vigil_cli, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("VIGIL_")]:
+        monkeypatch.delenv(name)
+    result = vigil_cli("metrics")
     assert result.returncode == 0, result.stderr
     assert "tenants" in _tables(tmp_path / "vigil.db")

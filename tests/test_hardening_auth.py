@@ -123,3 +123,53 @@ def test_allowed_sans_rate_limit_and_http2_are_read(certificate):
     assert config.allowed_sans == ["a.example"]
     assert config.rate_limit == (0.1, 5)
     assert any("HTTP/1.1" in w for w in config.warnings)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, a server certificate for 127.0.0.1 and two client certificates, one with an
+    allowed SAN."""
+    d = tmp_path_factory.mktemp("pki")
+
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-days", "1", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.pem")
+    for name, san in (("server", "IP:127.0.0.1"), ("allowed", "DNS:allowed.example"),
+                      ("other", "DNS:other.example")):
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
+            f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-extfile", f"{name}.ext", "-out", f"{name}.pem")
+    return d
+
+
+async def test_only_clients_with_an_allowed_san_get_in(pki, tmp_path):
+    import json
+
+    import aiohttp
+
+    from vigil_exporter.app import make_app
+    from vigil_exporter.config import load
+    from vigil_exporter.server import listening
+
+    (pki / "web.yml").write_text(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
+        "  client_allowed_sans: [allowed.example]\n")
+    web = webconfig.load(str(pki / "web.yml"))
+    path = tmp_path / "vigil.yml"
+    path.write_text(json.dumps({"collectors": {"system": {"enabled": False}, "business": {
+        "enabled": False}, "database": {"enabled": False}}}))
+    statuses = {}
+    async with listening(make_app(load(path, environ={}), web), "127.0.0.1", 0,
+                         shutdown_timeout=1, ssl_context=web.ssl_context) as port:
+        for name in ("allowed", "other"):
+            client_context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+            client_context.load_cert_chain(str(pki / f"{name}.pem"), str(pki / f"{name}.key"))
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"https://127.0.0.1:{port}/metrics",
+                                       ssl=client_context) as response:
+                    statuses[name] = response.status
+    assert statuses == {"allowed": 200, "other": 403}

@@ -73,14 +73,14 @@ async def test_idle_sockets_beyond_the_cap_never_lock_out_a_scrape():
 
 
 async def test_a_client_that_never_reads_is_cut_off_and_does_not_hold_shutdown():
-    limits = Limits(write_timeout=0.5)
+    limits = Limits(write_timeout=0.3)
     loop = asyncio.get_running_loop()
     async with listening(app_with_a_big_answer(), "127.0.0.1", 0, shutdown_timeout=3,
                          limits=limits) as port:
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 50)  # pipelined, never read
-        await asyncio.sleep(2.0)  # write_timeout and a sweep
+        await asyncio.sleep(1.0)  # write_timeout and a sweep
         stopping = loop.time()
     assert loop.time() - stopping < 1.0  # nothing left for the shutdown to wait for
     sock.setblocking(False)

@@ -11,11 +11,6 @@ import pytest
 from vigil_exporter.config import ConfigError, load
 
 
-def check_config(path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vigil_exporter", "check-config", str(path), *args],
-                          capture_output=True, text=True, timeout=60)
-
-
 def faults_of(tmp_path, text: str | bytes, environ: dict | None = None) -> str:
     path = tmp_path / "vigil.yml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -33,11 +28,21 @@ NOT_UTF8 = {
 }
 
 
+def test_a_binary_config_file_exits_2_without_a_traceback(tmp_path):
+    """One real process: the exit status and stderr as a shell sees them."""
+    path = tmp_path / "vigil.yml"
+    path.write_bytes(NOT_UTF8["binary"])
+    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "check-config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.startswith(f"{path}: not UTF-8 text")
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("name", NOT_UTF8)
-def test_a_config_file_that_is_not_utf8_yaml_is_named(tmp_path, name):
+def test_a_config_file_that_is_not_utf8_yaml_is_named(tmp_path, vigil_cli, name):
     path = tmp_path / "vigil.yml"
     path.write_bytes(NOT_UTF8[name])
-    result = check_config(path)
+    result = vigil_cli("check-config", path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith(f"{path}: ")
@@ -87,25 +92,23 @@ def test_duplicate_keys_are_refused_with_both_lines(tmp_path):
     ("collectors:\n  system:\n    timeout: .nan\n", "collectors.system.timeout: expected a duration"),
     ("web:\n  shutdown_timeout: 1y\n", "web.shutdown_timeout: expected a duration from 1ms to 1m"),
 ])
-def test_values_serve_cannot_run_fail_check_config(tmp_path, text, fault):
+def test_values_serve_cannot_run_fail_check_config(tmp_path, vigil_cli, text, fault):
     path = tmp_path / "vigil.yml"
     path.write_text(text)
-    result = check_config(path)
+    result = vigil_cli("check-config", path)
     assert result.returncode == 2, result.stdout
     assert f"{path}: {fault}" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_serve_names_an_address_it_cannot_bind(tmp_path):
+def test_serve_names_an_address_it_cannot_bind(vigil_cli):
     import socket
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
     try:
-        result = subprocess.run([sys.executable, "-m", "vigil_exporter", "serve", "--listen",
-                                 f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60,
-                                cwd=tmp_path)
+        result = vigil_cli("serve", "--listen", f"127.0.0.1:{port}")
     finally:
         taken.close()
     assert result.returncode == 2
@@ -233,22 +236,21 @@ async def test_the_read_only_transaction_cannot_be_left_on_postgresql(postgres_s
     ("tls_server_config:\n  cert_file: c\n  key_file: k\n  cipher_suites: [TLS_FOO]\n",
      "tls_server_config.cipher_suites[0]: expected one of"),
 ])
-def test_a_web_config_that_would_fail_every_request_is_refused_at_start(tmp_path, text, fault):
+def test_a_web_config_that_would_fail_every_request_is_refused_at_start(tmp_path, vigil_cli, text,
+                                                                       fault):
     web = tmp_path / "web.yml"
     web.write_bytes(text if isinstance(text, bytes) else text.encode())
-    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "serve", "--listen",
-                             "127.0.0.1:0", "--web.config.file", str(web)],
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    result = vigil_cli("serve", "--listen", "127.0.0.1:0", "--web.config.file", web)
     assert result.returncode == 2
     assert f"{web}: " in result.stderr and fault in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_web_config_file_from_the_config_is_used_and_checked(tmp_path):
+def test_web_config_file_from_the_config_is_used_and_checked(tmp_path, vigil_cli):
     (tmp_path / "web.yml").write_text("http_server_config:\n  headers:\n    Content-Type: x\n")
     path = tmp_path / "vigil.yml"
     path.write_text("web:\n  config_file: web.yml\n")
-    result = check_config(path)
+    result = vigil_cli("check-config", path)
     assert result.returncode == 2
     assert "http_server_config.headers.Content-Type: cannot be configured" in result.stderr
 

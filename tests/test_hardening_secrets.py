@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import subprocess
-import sys
 
 import pytest
 
@@ -31,10 +29,9 @@ def _config_file(tmp_path, url: str):
 
 
 @pytest.mark.parametrize("url", MALFORMED)
-def test_malformed_url_is_refused_without_its_password(tmp_path, url):
+def test_malformed_url_is_refused_without_its_password(tmp_path, vigil_cli, url):
     path = _config_file(tmp_path, url)
-    result = subprocess.run([sys.executable, "-m", "vigil_exporter", "check-config", str(path)],
-                            capture_output=True, text=True, timeout=60)
+    result = vigil_cli("check-config", path)
     assert result.returncode == 2
     assert "collectors.database.databases.main.url: expected an SQLAlchemy URL" in result.stderr
     for piece in (SECRET, "Xy7", "Zk"):

@@ -139,14 +139,13 @@ async def test_the_webhook_has_its_own_basic_auth_users(make_client):
     assert (await client.get("/metrics")).status == 200
 
 
-def test_a_short_or_missing_token_file_is_a_config_error(tmp_path):
+def test_a_short_or_missing_token_file_is_a_config_error(tmp_path, vigil_cli):
     (tmp_path / "token").write_text("short\n")
     for token_file, fault in ((tmp_path / "token", "expected a token of 16 characters or more"),
                               (tmp_path / "missing", "cannot read")):
         path = tmp_path / "vigil.yml"
         path.write_text(f"alerts:\n  bearer_token_file: {token_file}\n")
-        result = subprocess.run([sys.executable, "-m", "vigil_exporter", "check-config", str(path)],
-                                capture_output=True, text=True, timeout=60)
+        result = vigil_cli("check-config", path)
         assert result.returncode == 2
         assert f"{path}: alerts.bearer_token_file: " in result.stderr and fault in result.stderr
 

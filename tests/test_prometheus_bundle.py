@@ -33,6 +33,8 @@ GLOBAL_ALERTS = {"Watchdog", "LlmCostPerHourOverBudget", "LlmCostTodayOverBudget
 ALWAYS_FIRING = {"Watchdog"}
 # Alerts with one rule per service level objective (told apart by their `slo` label).
 PER_SLO_ALERTS = {"SloFastBurn", "SloSlowBurn"}
+# Alerts that open the tenant dashboard on their tenant.
+PER_TENANT_LINKED = {"TenantCapacityRunningOut", "TenantDailyQuotaRunningOut", "TenantLlmCostOverBudget"}
 
 
 def promtool() -> str:
@@ -156,6 +158,8 @@ def test_alert_conventions(rule):
     assert notes["runbook_url"] == CONFIG["runbookUrlPattern"] % name.lower()
     uid = CONFIG["dashboardUids"][CONFIG["areaDashboards"][labels["area"]]]
     query = f"?var-slo={labels['slo']}" if name in PER_SLO_ALERTS else ""
+    if name in PER_TENANT_LINKED:
+        uid, query = CONFIG["dashboardUids"]["tenants"], "?var-tenant={{ $labels.tenant }}"
     assert notes["dashboard_url"] == f"{CONFIG['grafanaUrl']}/d/{uid}{query}"
     if name in CONFIG["forDurations"] and CONFIG["forDurations"][name] != "0s":
         assert rule["for"] == CONFIG["forDurations"][name]

@@ -237,3 +237,33 @@ def test_vigil_stack_up_refuses_busy_ports(tmp_path):
 def test_free_ports_are_distinct():
     ports = free_ports(20)
     assert len(set(ports)) == 20
+
+
+def test_the_state_file_is_a_default_below_flags_and_environment(tmp_path, monkeypatch):
+    """`vigil alerts` and `vigil slo status`: a flag, else the environment, else the running
+    stack's state file, else the built-in default; a file left by a dead stack is ignored."""
+    from vigil_exporter.cli import build_parser
+    from vigil_exporter.tools.stack import state
+
+    monkeypatch.setenv("VIGIL_STACK_STATE", str(tmp_path / "state.json"))
+    for name in ("VIGIL_ALERTMANAGER_URL", "VIGIL_ALERT_LOG", "VIGIL_PROMETHEUS_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+    def parsed(*argv: str):
+        return build_parser(argv[0]).parse_args(list(argv))
+
+    assert parsed("alerts", "list").alertmanager == "http://127.0.0.1:9093"
+    state.write({"alertmanager": "http://127.0.0.1:1", "alert_log": "/x/alerts.jsonl",
+                 "prometheus": "http://127.0.0.1:2"})
+    assert parsed("alerts", "list").alertmanager == "http://127.0.0.1:1"
+    assert parsed("alerts", "log").file == "/x/alerts.jsonl"
+    assert parsed("slo", "status").url == "http://127.0.0.1:2"
+    assert parsed("alerts", "list", "--alertmanager", "http://a:3").alertmanager == "http://a:3"
+    monkeypatch.setenv("VIGIL_ALERTMANAGER_URL", "http://b:4")
+    assert parsed("alerts", "list").alertmanager == "http://b:4"
+    state.clear()
+    assert not (tmp_path / "state.json").exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / "state.json").write_text(f'{{"pid": {dead}, "prometheus": "http://c:5"}}')
+    assert parsed("slo", "status").url == "http://127.0.0.1:9090"

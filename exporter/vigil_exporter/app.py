@@ -19,6 +19,7 @@ from vigil_exporter.config import Config, ConfigError
 from vigil_exporter.exposition import RENDER_SWITCH_INTERVAL, accepts_gzip
 from vigil_exporter.health import UNHEALTHY, health_document, info_document
 from vigil_exporter.scheduler import Scheduler
+from vigil_exporter.usage.endpoint import setup_usage_endpoint
 from vigil_exporter.webconfig import BasicAuth, WebConfig
 from vigil_exporter.webconfig import middleware as web_config_middleware
 from vigil_exporter.wiring import Wiring, build
@@ -43,6 +44,7 @@ def make_app(config: Config, web_config: WebConfig | None = None) -> web.Applica
     setup_alert_receiver(app, alerts["log_file"], wiring.alert_notifications,
                          limits=WebhookLimits.from_config(alerts), authorize=webhook_auth,
                          on_update=wiring.exposition.mark_dirty)
+    setup_usage_endpoint(app, config["usage"])
     for warning in web_config.warnings:
         log.warning("web config: %s", warning)
     if not webhook_auth and not web_config.users:

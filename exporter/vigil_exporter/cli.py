@@ -19,7 +19,7 @@ CORE_COMMANDS = ("serve", "check-config", "metrics", "status")
 # exporter's own process stays small.
 COMMAND_MODULES = ("vigil_exporter.alerting.cli", "vigil_exporter.tools.bundle",
                    "vigil_exporter.tools.dashboards.cli", "vigil_exporter.tools.stack.cli",
-                   "vigil_exporter.slo.cli")
+                   "vigil_exporter.slo.cli", "vigil_exporter.usage.cli")
 DEMO_MODULE = "vigil_demo.cli"  # the vigil-demo distribution, when installed
 
 

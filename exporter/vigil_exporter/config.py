@@ -25,6 +25,7 @@ ENVIRONMENT = {
     "VIGIL_DATABASE_URL": ("collectors", "database", "databases", "main", "url"),
     "VIGIL_REDIS_URL": ("collectors", "redis", "instances", "main", "url"),
     "VIGIL_ALERT_LOG": ("alerts", "log_file"),
+    "VIGIL_USAGE_PROMETHEUS_URL": ("usage", "prometheus_url"),
 }
 # Configuration key -> the command-line flag that overrides it.
 FLAGS = {"listen_address": "--listen", "log_level": "--log-level"}
@@ -86,6 +87,11 @@ def root_schema() -> Object:
             "basic_auth_users": Map(Str(pattern=BCRYPT_HASH), dict,
                                     "Users of the webhook: name -> bcrypt hash, instead of the "
                                     "web config's basic auth."),
+        }),
+        "usage": Object({
+            "prometheus_url": Str(None, "Prometheus (running the bundle's rules) that "
+                                        "GET /api/v1/usage-metrics reads; unset: no such path."),
+            "timeout": Duration("10s", "How long one query of a usage report may take."),
         }),
         "collectors": Object(collectors),
     }, check=_check_listen_address)

@@ -7,7 +7,7 @@ scrapers use, the classic text format always and OpenMetrics from the first scra
 it, each also gzip-compressed. A scrape only picks the right pre-rendered bytes, so its cost
 does not depend on how slow the database is or how many Prometheus replicas scrape.
 
-A render never runs on the event loop: it runs in a worker thread, one at a time, while scrapes
+A render never runs on the event loop: it runs in the worker thread (worker.py), while scrapes
 keep getting the previous bytes. Rendering 10,000 tenants (about 180,000 samples) takes several
 hundred milliseconds of CPU; on the loop, every request arriving meanwhile waited for all of it.
 In a thread it only competes for the GIL, which the interpreter hands over every switch interval
@@ -41,6 +41,8 @@ from prometheus_client import exposition as text_format
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.utils import floatToGoString
+
+from vigil_exporter.worker import off_loop
 
 # The classic text format every Prometheus since 2.0 reads; names here are all legacy-safe.
 TEXT = text_format.CONTENT_TYPE_PLAIN_0_0_4
@@ -98,9 +100,9 @@ class Exposition:
         task.add_done_callback(self._background.discard)
 
     async def refresh(self) -> None:
-        """Render in a worker thread, after any render in progress."""
+        """Render in the worker thread, after any render in progress."""
         async with self._render_lock():
-            await asyncio.to_thread(self.render)
+            await off_loop(self.render)
 
     async def flush(self) -> None:
         """Render now if a render is due, and wait for one in progress (readiness: the first
@@ -147,7 +149,7 @@ class Exposition:
             async with self._render_lock():
                 if self.rendered.get(name) is None:
                     self.rendered[name] = None
-                    await asyncio.to_thread(self.render)
+                    await off_loop(self.render)
         return self.rendered[name]
 
     def get_now(self, name: str) -> Rendered:
@@ -264,21 +266,21 @@ def _escape(value: str) -> str:
 def _simple_samples(family: Metric) -> str | None:
     """The sample lines of a gauge or counter whose samples are plain (legacy names, no
     timestamp, exemplar or native histogram), the same in both formats; None for any other
-    family."""
+    family. A family that offers `pairs()` (the business collector's RowFamily) is plain by
+    construction and is read without making its samples."""
     if family.type not in _SAMPLE_SUFFIX:
         return None
     name = family.name + _SAMPLE_SUFFIX[family.type]
     if not _LEGACY_NAME.fullmatch(name):
         return None
+    pairs = family.pairs() if hasattr(family, "pairs") else _plain_pairs(family, name)
+    if pairs is None:
+        return None
     lines: list[str] = []
     orders: dict[tuple, list[str]] = {}  # label names as stored -> sorted, once checked
-    for sample in family.samples:
-        if (sample.name != name or sample.timestamp is not None or sample.exemplar is not None
-                or sample.native_histogram is not None):
-            return None
-        labels = sample.labels
+    for labels, value in pairs:
         if not labels:
-            lines.append(f"{name} {floatToGoString(sample.value)}\n")
+            lines.append(f"{name} {floatToGoString(value)}\n")
             continue
         keys = tuple(labels)
         order = orders.get(keys)
@@ -286,6 +288,16 @@ def _simple_samples(family: Metric) -> str | None:
             if not all(_LEGACY_LABEL.fullmatch(key) for key in keys):
                 return None
             order = orders[keys] = sorted(keys)
-        pairs = ",".join([f'{key}="{_escape(labels[key])}"' for key in order])
-        lines.append(f"{name}{{{pairs}}} {floatToGoString(sample.value)}\n")
+        text = ",".join([f'{key}="{_escape(labels[key])}"' for key in order])
+        lines.append(f"{name}{{{text}}} {floatToGoString(value)}\n")
     return "".join(lines)
+
+
+def _plain_pairs(family: Metric, name: str) -> list[tuple[dict, float]] | None:
+    pairs = []
+    for sample in family.samples:
+        if (sample.name != name or sample.timestamp is not None or sample.exemplar is not None
+                or sample.native_histogram is not None):
+            return None
+        pairs.append((sample.labels, sample.value))
+    return pairs

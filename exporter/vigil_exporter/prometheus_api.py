@@ -24,29 +24,41 @@ class PrometheusAPI:
     def query(self, expr: str, at: float | None = None) -> dict:
         """An instant query: the answer's `data` ({"resultType": ..., "result": [...]})."""
         params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
-        return self._post("/api/v1/query", params)
+        return self._request("/api/v1/query", params)
 
     def query_range(self, expr: str, start: float, end: float, step: float | str) -> dict:
-        return self._post("/api/v1/query_range", {"query": expr, "start": f"{start:.3f}",
+        return self._request("/api/v1/query_range", {"query": expr, "start": f"{start:.3f}",
                                                   "end": f"{end:.3f}", "step": step})
 
-    def _post(self, path: str, params: dict) -> dict:
-        request = urllib.request.Request(self.url + path, method="POST",
-                                         data=urllib.parse.urlencode(params).encode())
+    def runtime_info(self) -> dict | None:
+        """/api/v1/status/runtimeinfo (storage retention and more), or None where the server
+        has no such page (VictoriaMetrics)."""
+        try:
+            return self._request("/api/v1/status/runtimeinfo", None)
+        except Unreachable:
+            raise
+        except PrometheusError:
+            return None
+
+    def _request(self, path: str, params: dict | None) -> dict:
+        """POST `params` (GET without); the answer's `data`."""
+        data = None if params is None else urllib.parse.urlencode(params).encode()
+        request = urllib.request.Request(self.url + path, data=data,
+                                         method="GET" if params is None else "POST")
+        what = path if params is None else repr(params["query"])
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 document = json.load(response)
         except urllib.error.HTTPError as exc:
             document = _error_document(exc)
             if document is None:
-                raise PrometheusError(f"{self.url}{path}: HTTP {exc.code} for "
-                                      f"{params['query']!r}") from None
+                raise PrometheusError(f"{self.url}{path}: HTTP {exc.code} for {what}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise Unreachable(f"cannot reach Prometheus at {self.url}: "
                               f"{getattr(exc, 'reason', exc)}") from None
         if document.get("status") != "success":
             raise PrometheusError(f"{document.get('errorType')}: {document.get('error')} "
-                                  f"for {params['query']!r}")
+                                  f"for {what}")
         return document["data"]
 
 

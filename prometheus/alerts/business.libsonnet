@@ -1,5 +1,18 @@
-// Alerts about tenants: subscription limits and traffic anomalies.
+// Alerts about tenants: subscription limits, their forecasts, LLM budgets and traffic anomalies.
 local lib = import '../lib/alert.libsonnet';
+
+// Projected LLM cost of the month over the tenant's budget: one branch per tenant with a budget
+// of its own, one for every other tenant.
+local overBudget(budget) =
+  local projected(matcher) = 'sum by (tenant) (job_tenant:llm_cost_usd:projected_month%s)' % matcher;
+  local own = std.objectFields(budget.perTenantPerMonthUsdOverrides);
+  std.join('\nor\n', [
+    '%s / %s > 1' % [projected('{tenant="%s"}' % t), lib.num(budget.perTenantPerMonthUsdOverrides[t])]
+    for t in own
+  ] + [
+    '%s / %s > 1' % [projected(if own == [] then '' else '{tenant!~"%s"}' % std.join('|', own)),
+                     lib.num(budget.perTenantPerMonthUsd)],
+  ]);
 
 // Fires while a tenant's hourly rate has changed from the same hour a season (week) ago by
 // more than `stddevs` standard deviations of its usual change, and by more than a share of last
@@ -33,6 +46,36 @@ local anomaly(m, p) = |||
           expr: 'tenant:vigil_tenant_limit_usage:ratio > %(tenantLimitUsageRatio)s' % p,
           summary: 'A tenant is close to a subscription limit.',
           description: 'Tenant {{ $labels.tenant }} uses {{ $value | humanizePercentage }} of its {{ $labels.resource }} limit, above %(tenantLimitUsageRatioPct)s.' % p,
+        }),
+        alert('TenantCapacityRunningOut', {
+          severity: 'warning',
+          expr: |||
+            tenant:vigil_tenant_limit_days_left:deriv < %(tenantCapacityForecastDays)s
+              and tenant:vigil_tenant_limit_usage:ratio_predicted >= 1
+          ||| % p,
+          summary: 'A tenant will reach a capacity limit soon at its current trend.',
+          description: 'Tenant {{ $labels.tenant }} will reach its {{ $labels.resource }} limit in about {{ $value | printf "%%.1f" }} days at the trend of the last %(forecastLookback)s.' % p,
+          dashboard: 'tenants',
+          dashboardQuery: 'var-tenant={{ $labels.tenant }}',
+        }),
+        alert('TenantDailyQuotaRunningOut', {
+          severity: 'warning',
+          expr: |||
+            tenant:vigil_tenant_limit_usage:ratio_projected_today >= 1
+              and tenant:vigil_tenant_limit_usage:ratio < 1
+          |||,
+          summary: 'A tenant will use up a daily quota before 00:00 UTC at today\'s rate.',
+          description: 'At its rate since 00:00 UTC, tenant {{ $labels.tenant }} will use {{ $value | humanizePercentage }} of its {{ $labels.resource }} limit by the end of the UTC day.',
+          dashboard: 'tenants',
+          dashboardQuery: 'var-tenant={{ $labels.tenant }}',
+        }),
+        alert('TenantLlmCostOverBudget', {
+          severity: 'warning',
+          expr: overBudget(c.llmBudget),
+          summary: 'A tenant\'s LLM cost is heading above its monthly budget.',
+          description: 'At the pace of the last 24 hours, the LLM calls of tenant {{ $labels.tenant }} will cost {{ $value | humanizePercentage }} of its monthly budget by the end of the month (UTC).',
+          dashboard: 'tenants',
+          dashboardQuery: 'var-tenant={{ $labels.tenant }}',
         }),
         alert('TenantMessageVolumeAnomaly', {
           severity: 'warning',

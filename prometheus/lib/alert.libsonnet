@@ -2,6 +2,7 @@
 //
 // spec: { severity: 'critical'|'warning'|'info', area: ..., expr: ..., summary: ...,
 //         description: ..., labels: {...} (optional),
+//         dashboard: a key of config.dashboardUids (optional, default: the area's dashboard),
 //         dashboardQuery: 'var-x=y' (optional, appended to the dashboard URL) }
 // The `for` window comes from config.forDurations[name], `keep_firing_for` from
 // config.keepFiringFor[name] (alerts that would otherwise flap); runbook_url and dashboard_url
@@ -23,7 +24,7 @@
   // The strings alert expressions and descriptions are formatted with: selectors, windows,
   // thresholds as numbers, `<name>Pct` for every ratio threshold (0.8 -> "80%"), and the LLM
   // budget as budgetPerHour / budgetPerDay.
-  params(c):: c + c.windows + {
+  params(c):: c + c.windows + c.usage + {
     [k]: $.num(c.thresholds[k])
     for k in std.objectFields(c.thresholds)
   } + {
@@ -51,7 +52,7 @@
       summary: spec.summary,
       description: spec.description,
       runbook_url: c.runbookUrlPattern % std.asciiLower(name),
-      dashboard_url: '%s/d/%s' % [c.grafanaUrl, c.dashboardUids[c.areaDashboards[spec.area]]]
+      dashboard_url: '%s/d/%s' % [c.grafanaUrl, c.dashboardUids[std.get(spec, 'dashboard', c.areaDashboards[spec.area])]]
                      + (if std.objectHas(spec, 'dashboardQuery') then '?' + spec.dashboardQuery else ''),
     },
   },

@@ -48,27 +48,23 @@ local rules = import '../lib/rules.libsonnet';
               record: 'job:llm_cost_usd:increase1h',
               expr: 'sum by (job) (increase(llm_cost_usd_total{%s}[1h]))' % sel,
             },
-          ],
-      },
-      {
-        name: 'vigil-llm-cost-today.rules',
-        interval: c.slowRuleInterval,
-        rules: [
-          {
-            // US dollars spent since 00:00 UTC: the cost rate integrated minute by minute over
-            // the minutes of the current UTC day. PromQL has no "since midnight" range, so the
-            // last 24 hours are summed twice, once over the minutes of odd days since the epoch
-            // and once over those of even days; a 24-hour window holds at most today and
-            // yesterday, which differ in parity, and the outer factor keeps today's sum.
-            record: 'job:llm_cost_usd:increase_today',
-            expr: |||
-              sum_over_time((job:llm_cost_usd:rate5m * 60 * (time() % 172800 >= bool 86400))[1d:1m])
-                * (time() % 172800 >= bool 86400)
-              + sum_over_time((job:llm_cost_usd:rate5m * 60 * (time() % 172800 < bool 86400))[1d:1m])
-                * (time() % 172800 < bool 86400)
-            |||,
-          },
-        ],
+          ]
+          // Who the spend is for (tenant) and who makes it (agent); how fast answers start.
+          + [
+            {
+              record: 'job_%s:llm_cost_usd:rate5m' % by,
+              expr: 'sum by (job, %s) (rate(llm_cost_usd_total{%s}[5m]))' % [by, sel],
+            }
+            for by in ['tenant', 'agent']
+          ]
+          + [
+            {
+              record: 'job_%s_type:llm_tokens:rate5m' % by,
+              expr: 'sum by (job, %s, type) (rate(llm_tokens_total{%s}[5m]))' % [by, sel],
+            }
+            for by in ['tenant', 'agent']
+          ]
+          + rules.histogram(['job', 'provider', 'model'], 'llm_time_to_first_token_seconds', sel),
       },
       {
         name: 'vigil-cache-auth.rules',

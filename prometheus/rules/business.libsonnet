@@ -1,12 +1,34 @@
-// Recording rules of the business area: tenant usage against subscription limits, and the
-// per-tenant traffic rates with their seasonal baselines for anomaly detection.
+// Recording rules of the business area: tenant usage against subscription limits (the daily
+// quotas from the rollups of usage.libsonnet), the forecasts of when a limit is reached, and
+// the per-tenant traffic rates with their seasonal baselines for anomaly detection.
 local limitUsage(resource, usage, limit, selector) = |||
   label_replace(
     %(usage)s
       / (%(limit)s{%(selector)s} > 0),
     "resource", "%(resource)s", "tenant", ".*"
   )
-||| % { resource: resource, usage: usage % selector, limit: limit, selector: selector };
+||| % { resource: resource, usage: std.strReplace(usage, '%s', selector), limit: limit, selector: selector };
+
+// Usage of a day: the exporter's own "today" gauge, counted by the database, where the business
+// queries have one (exact from the first scrape on); the rollup of the counters otherwise.
+local dailyCount(gauge, rollup) = '(%s or %s)' % [gauge, rollup];
+
+// (limit - usage) / growth per day, where usage grows and is below a set limit.
+local daysLeft(resource, usage, limit, window, selector) = |||
+  label_replace(
+    (%(limit)s{%(selector)s} - %(usage)s{%(selector)s})
+      / (deriv(%(usage)s{%(selector)s}[%(window)s]) * 86400 > 0)
+      and %(usage)s{%(selector)s} < %(limit)s{%(selector)s},
+    "resource", "%(resource)s", "tenant", ".*"
+  )
+||| % { resource: resource, usage: usage, limit: limit, selector: selector, window: window };
+
+// The capacity limits: resource, usage gauge, limit gauge.
+local capacity = [
+  ['agents', 'vigil_tenant_agents', 'vigil_tenant_agents_limit'],
+  ['channels', 'vigil_tenant_channels', 'vigil_tenant_channels_limit'],
+  ['storage', 'vigil_tenant_storage_bytes', 'vigil_tenant_storage_limit_bytes'],
+];
 
 {
   prometheusRules+:: {
@@ -27,13 +49,26 @@ local limitUsage(resource, usage, limit, selector) = |||
             expr: std.join('or\n', [
               limitUsage('agents', 'vigil_tenant_agents{%s}', 'vigil_tenant_agents_limit', sel),
               limitUsage('channels', 'vigil_tenant_channels{%s}', 'vigil_tenant_channels_limit', sel),
-              limitUsage('messages_per_day', 'sum without (direction) (vigil_tenant_messages_today{%s})',
+              limitUsage('messages_per_day', dailyCount('sum without (direction) (vigil_tenant_messages_today{%s})',
+                                                        'sum without (direction) (tenant:vigil_tenant_messages:increase_today{%s})'),
                          'vigil_tenant_messages_per_day_limit', sel),
-              limitUsage('api_calls_per_day', 'vigil_tenant_api_calls_today{%s}',
+              limitUsage('api_calls_per_day', dailyCount('vigil_tenant_api_calls_today{%s}',
+                                                         'tenant:vigil_tenant_api_calls:increase_today{%s}'),
                          'vigil_tenant_api_calls_per_day_limit', sel),
               limitUsage('storage', 'vigil_tenant_storage_bytes{%s}', 'vigil_tenant_storage_limit_bytes', sel),
               limitUsage('connections', 'vigil_tenant_connections{%s}', 'vigil_tenant_connections_limit', sel),
             ]),
+          },
+          {
+            // Daily quotas at today's average rate (usage since 00:00 UTC over the time since),
+            // projected to the end of the UTC day; only once `dailyQuotaForecastAfterHours`
+            // of the day have passed, so that the first minutes of a day predict nothing.
+            record: 'tenant:vigil_tenant_limit_usage:ratio_projected_today',
+            expr: |||
+              tenant:vigil_tenant_limit_usage:ratio{resource=~"messages_per_day|api_calls_per_day"}
+                * 86400 / (time() %% 86400)
+                and on () (vector(time()) %% 86400 >= %d)
+            ||| % (c.thresholds.dailyQuotaForecastAfterHours * 3600),
           },
           {
             // Messages per second per tenant, both directions.
@@ -43,6 +78,31 @@ local limitUsage(resource, usage, limit, selector) = |||
           {
             record: 'tenant:vigil_tenant_api_calls:rate5m',
             expr: 'rate(vigil_tenant_api_calls_total{%s}[5m])' % sel,
+          },
+        ],
+      },
+      {
+        // Capacity limits (agents, channels, storage) at the trend of `usage.forecastLookback`.
+        name: 'vigil-tenants-forecast.rules',
+        interval: c.slowRuleInterval,
+        rules: [
+          {
+            // Usage over limit `tenantCapacityForecastDays` from now, by predict_linear().
+            record: 'tenant:vigil_tenant_limit_usage:ratio_predicted',
+            expr: std.join('or\n', [
+              limitUsage(r[0], 'predict_linear(%s{%%s}[%s], %d)' % [r[1], c.usage.forecastLookback,
+                                                                   c.thresholds.tenantCapacityForecastDays * 86400],
+                         r[2], sel)
+              for r in capacity
+            ]),
+          },
+          {
+            // Days until the limit at the same trend, for tenants below it whose usage grows.
+            record: 'tenant:vigil_tenant_limit_days_left:deriv',
+            expr: std.join('or\n', [
+              daysLeft(r[0], r[1], r[2], c.usage.forecastLookback, sel)
+              for r in capacity
+            ]),
           },
         ],
       },

@@ -171,14 +171,27 @@ def run_list(args) -> int:
     alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a["labels"].get("severity"), 9),
                                a["labels"].get("alertname", ""), a.get("startsAt", "")))
     rows = [(a["labels"].get("alertname", ""), a["labels"].get("severity", ""), alert_state(a),
-             a["labels"].get("instance", ""), short_time(a.get("startsAt")),
-             a.get("annotations", {}).get("summary", "")) for a in alerts]
-    print(table(("ALERTNAME", "SEVERITY", "STATE", "INSTANCE", "STARTED", "SUMMARY"), rows)
-          if rows else "no alerts")
+             a["labels"].get("instance", ""), identifying_labels(a["labels"]),
+             short_time(a.get("startsAt")), a.get("annotations", {}).get("summary", ""))
+            for a in alerts]
+    print(table(("ALERTNAME", "SEVERITY", "STATE", "INSTANCE", "LABELS", "STARTED", "SUMMARY"),
+                rows) if rows else "no alerts")
     return 0
 
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+# Labels with a column of their own, or the same on every alert of a name (the bundle's area,
+# the scrape job, Prometheus's external labels): the rest tell alerts of one name apart
+# (six TenantNearLimit alerts of one tenant differ by `resource`).
+SHOWN_ELSEWHERE = frozenset({"alertname", "severity", "instance", "area", "job", "monitor",
+                             "prometheus", "prometheus_replica", "replica"})
+
+
+def identifying_labels(labels: dict) -> str:
+    """`tenant=acme resource=agents`: the labels that identify an alert among those of its
+    name, sorted by name."""
+    return " ".join(f"{name}={value}" for name, value in sorted(labels.items())
+                    if name not in SHOWN_ELSEWHERE)
 
 
 def alert_state(alert: dict) -> str:
@@ -298,9 +311,10 @@ def run_log(args) -> int:
         return 0
     rows = [(short_time(r.get("received_at")), r.get("status", ""), r.get("severity", ""),
              r.get("alertname", ""), (r.get("labels") or {}).get("instance", ""),
+             identifying_labels(r.get("labels") or {}),
              (r.get("annotations") or {}).get("summary", "")) for r in records]
-    print(table(("RECEIVED", "STATUS", "SEVERITY", "ALERTNAME", "INSTANCE", "SUMMARY"), rows)
-          if rows else "no alerts")
+    print(table(("RECEIVED", "STATUS", "SEVERITY", "ALERTNAME", "INSTANCE", "LABELS", "SUMMARY"),
+                rows) if rows else "no alerts")
     return 0
 
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 from sqlalchemy import text
@@ -51,6 +51,7 @@ from vigil_exporter.validation import (
     Str,
     format_duration,
 )
+from vigil_exporter.worker import off_loop
 
 log = logging.getLogger("vigil.business")
 
@@ -74,8 +75,9 @@ PG_SETTINGS = text(
 # docs/metrics.md to keep this complete). A query named like one of them would be served next
 # to it, and Prometheus would store whichever sample it read last.
 BUILT_IN_PREFIXES = ("process_", "python_", "vigil_db_", "vigil_redis_", "vigil_system_",
-                     "vigil_collector_", "vigil_business_query_", "vigil_exposition_",
-                     "vigil_alert_notifications", "vigil_build_info", "vigil_start_time_seconds")
+                     "vigil_collector_", "vigil_business_query_", "vigil_business_omitted_",
+                     "vigil_business_tenants", "vigil_exposition_", "vigil_alert_notifications",
+                     "vigil_build_info", "vigil_start_time_seconds")
 
 
 def _check_query(query: dict, path: str, errors: Errors) -> None:
@@ -218,7 +220,9 @@ async def run_query(engine: AsyncEngine, query: Query) -> tuple[list[str], list[
                 "timeout": str(max(1, int(query.timeout * 1000))),
                 "application": f"{APPLICATION}:{query.name}"})
         result = await _execute_interruptibly(conn, query.sql, bind_values(dialect))
-        return list(result.keys()), result.all()
+        # The rows are in memory already; making thousands of them into Row objects is not
+        # loop work. The connection stays checked out while the worker reads them.
+        return list(result.keys()), await off_loop(result.all)
 
 
 async def _execute_interruptibly(conn: AsyncConnection, sql: str, params: dict):
@@ -274,28 +278,67 @@ class LabelSets:
     first query's runs mark rounds) is forgotten."""
 
     def __init__(self):
-        self.current: dict[tuple, dict[str, str]] = {}
-        self.previous: dict[tuple, dict[str, str]] = {}
+        # (label names, values) -> that key and its dict: a set carried into a new round keeps
+        # its first key, so the strings of later rows are not held
+        self.current: dict[tuple, tuple[tuple, dict[str, str]]] = {}
+        self.previous: dict[tuple, tuple[tuple, dict[str, str]]] = {}
 
     def new_round(self) -> None:
         self.previous, self.current = self.current, {}
 
     def get(self, names: tuple[str, ...], values: tuple[str, ...]) -> dict[str, str]:
         key = (names, values)
-        labels = self.current.get(key)
-        if labels is None:
-            labels = self.previous.get(key) or dict(zip(names, values))
-            self.current[key] = labels
-        return labels
+        entry = self.current.get(key)
+        if entry is None:
+            entry = self.previous.get(key) or (key, dict(zip(names, values)))
+            self.current[entry[0]] = entry
+        return entry[1]
+
+
+class RowFamily(Metric):
+    """A business query's family, kept as its rows: one shared labels dict (LabelSets) and one
+    float per series, instead of a `Sample` tuple per series.
+
+    A `Sample` holds a dict, so the garbage collector tracks it for as long as it lives: with
+    10,000 tenants a round kept 180,000 of them, and every full collection walked them all while
+    holding the GIL, for hundreds of milliseconds. Here nothing per series is tracked (a dict of
+    strings is not), and a series costs two pointers' worth of memory plus its label set's share.
+    `samples` is made on demand for whoever reads it; the exposition writes from `pairs()`.
+    """
+
+    def __init__(self, name: str, documentation: str, typ: str):
+        super().__init__(name, documentation, typ)
+        self.sample_name = name + ("_total" if typ == "counter" else "")
+        self.labelsets: list[dict[str, str]] = []
+        self.values = array("d")
+
+    def add(self, labels: dict[str, str], value: float) -> None:
+        self.labelsets.append(labels)
+        self.values.append(value)
+
+    def pairs(self):
+        """(labels, value) of every series, for writers that need nothing else."""
+        return zip(self.labelsets, self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def samples(self) -> list[Sample]:
+        return [Sample(self.sample_name, labels, value) for labels, value in self.pairs()]
+
+    @samples.setter
+    def samples(self, samples: list[Sample]) -> None:
+        if samples:  # Metric.__init__ sets an empty list; rows are added with add()
+            raise AttributeError("add rows with RowFamily.add()")
 
 
 def to_family(query: Query, columns: list[str], rows: list[tuple],
-              label_sets: LabelSets | None = None) -> tuple[Metric, int]:
+              label_sets: LabelSets | None = None) -> tuple[RowFamily, int]:
     """The metric family of a result, and how many rows the series cap dropped."""
     value_at, label_at = column_positions(query, columns)
-    cls = CounterMetricFamily if query.type == "counter" else GaugeMetricFamily
-    family = cls(query.name, query.help_text, labels=query.labels)
-    sample_name = family.name + ("_total" if query.type == "counter" else "")
+    family = RowFamily(query.name.removesuffix("_total") if query.type == "counter"
+                       else query.name, query.help_text, query.type)
     label_sets = label_sets or LabelSets()
     seen: set[tuple[str, ...]] = set()
     dropped = 0
@@ -309,9 +352,14 @@ def to_family(query: Query, columns: list[str], rows: list[tuple],
             dropped += 1
             continue
         seen.add(labels)
-        family.samples.append(Sample(sample_name, label_sets.get(query.labels, labels),
-                                     _number(row[value_at], query.value)))
+        family.add(label_sets.get(query.labels, labels), _number(row[value_at], query.value))
     return family, dropped
+
+
+def _to_family_freeing(query: Query, columns: list[str], box: list,
+                       label_sets: LabelSets) -> tuple[RowFamily, int]:
+    """to_family of the rows in `box`, which are freed here, in the calling thread."""
+    return to_family(query, columns, box.pop(), label_sets)
 
 
 def _number(value, column: str) -> float:
@@ -346,6 +394,10 @@ class BusinessCollector(Collector):
         "max_series": Int(DEFAULT_MAX_SERIES, "Default cap on the rows (series) one query may "
                           "return; the rest are dropped, counted, and reported in /health and "
                           "the log.", minimum=1),
+        "concurrency": Int(4, "Queries whose results are fetched and converted at once; the "
+                              "others wait for a slot (the wait counts toward their timeout). "
+                              "Bounds the memory and CPU of a round with thousands of rows per "
+                              "query.", minimum=1),
         "queries": List(QUERY, list, "Queries; each one becomes a metric family."),
         "bounded_tenants": BOUNDED_TENANTS,
     }, check=_check_section)
@@ -358,6 +410,7 @@ class BusinessCollector(Collector):
         self.queries = configured_queries(config)
         self.engine: AsyncEngine | None = None
         self.label_sets = LabelSets()
+        self._slots: asyncio.Semaphore | None = None  # made on the loop, on first use
         self._jobs = [self._job(query) for query in self.queries]
         bounded = config["bounded_tenants"]
         self.bounded = BoundedTenants(bounded, [
@@ -374,18 +427,27 @@ class BusinessCollector(Collector):
         job = Job(query.name, "query", query.interval, query.timeout, run=None)
 
         async def run() -> list[Metric]:
-            columns, rows = await run_query(self.get_engine(), query)
             if query is self.queries[0]:
                 self.label_sets.new_round()
-            # Thousands of rows take tens of milliseconds to become samples: not on the loop.
-            family, dropped = await asyncio.to_thread(to_family, query, columns, rows,
-                                                      self.label_sets)
-            report_cap(query, len(family.samples), dropped, job.series_dropped)
+            async with self.slots():  # a round's results are in memory a few at a time
+                columns, rows = await run_query(self.get_engine(), query)
+                # Thousands of rows take tens of milliseconds to become samples, and to free:
+                # the worker does both (it takes the only reference to the rows).
+                box = [rows]
+                del rows
+                family, dropped = await off_loop(_to_family_freeing, query, columns, box,
+                                                 self.label_sets)
+            report_cap(query, len(family), dropped, job.series_dropped)
             job.series, job.series_limit, job.series_dropped = (
-                len(family.samples), query.max_series, dropped)
+                len(family), query.max_series, dropped)
             return [family]
         job.run = run
         return job
+
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.config["concurrency"])
+        return self._slots
 
     def get_engine(self) -> AsyncEngine:
         if self.engine is None:

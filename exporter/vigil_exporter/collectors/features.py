@@ -104,6 +104,8 @@ class FeatureSet:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - one feature's failure never fails the round
+            if unreachable(exc):
+                raise  # the server's failure, not the feature's: its probe logs it once
             reason = str(exc) if isinstance(exc, NotAvailable) else feature.not_available(exc)
             if reason is None:
                 cause = describe_error(exc)
@@ -126,3 +128,15 @@ class FeatureSet:
 
     def checks(self) -> list[Check]:
         return [state.check for state in self.states.values()]
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether an error says the server cannot be reached (connection refused, reset or lost, a
+    timeout) rather than that one feature failed: redis-py's ConnectionError and TimeoutError,
+    a DBAPI error that invalidated the connection, any OSError."""
+    if isinstance(exc, (OSError, asyncio.TimeoutError, TimeoutError)):
+        return True
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    return type(exc).__module__.startswith("redis") and type(exc).__name__ in (
+        "ConnectionError", "TimeoutError")

@@ -162,7 +162,7 @@ def _field(key: str, default, given=None) -> Field:
     if isinstance(default, bool):
         return Bool(None)
     if isinstance(default, (int, float)):
-        if key.endswith("Ratio"):
+        if key.endswith("Ratio") and 0 <= default <= 1:   # a share (not e.g. fragmentation)
             return Ratio(None)
         return Number(unit="seconds" if key.endswith("Seconds") else "")
     if isinstance(default, str):
@@ -250,12 +250,25 @@ def check(overrides: dict, source: str, defaults: dict, alert_names: set[str],
     _nulls(overrides, "", errors)
     for key in sorted(set(overrides) & set(READ_ONLY)):
         errors.add(key, READ_ONLY[key])
-    settings = {k: v for k, v in overrides.items() if k not in READ_ONLY}
+    settings = _without_removed_site_alerts(
+        {k: v for k, v in overrides.items() if k not in READ_ONLY}, defaults, errors)
     value = settings_schema(defaults, settings).validate(settings, "", errors)
     _cross_checks(value, errors, alert_names, receivers)
     faults = [_explained(fault.path, fault.message, defaults) for fault in errors.faults]
     if faults:
         raise ConfigError(source, list(dict.fromkeys(faults)))
+
+
+def _without_removed_site_alerts(settings: dict, defaults: dict, errors: Errors) -> dict:
+    """`siteAlerts: {Name: null}` removes a site alert that `_config` declares (in Jsonnet)."""
+    site = settings.get("siteAlerts")
+    if not isinstance(site, dict):
+        return settings
+    declared = defaults.get("siteAlerts") or {}
+    for name in [name for name, spec in site.items() if spec is None and name not in declared]:
+        errors.add(f"siteAlerts.{name}", "null removes a site alert of _config, and none has "
+                   "that name" + _hint(str(name), declared))
+    return {**settings, "siteAlerts": {n: spec for n, spec in site.items() if spec is not None}}
 
 
 def _nulls(value: dict, path: str, errors: Errors) -> None:

@@ -75,6 +75,8 @@ def exporter_families(servers: Servers) -> list:
     config = load(None, environ={}, overrides={
         "collectors.database.databases": databases,
         "collectors.redis.instances": instances,
+        # on, so that its aggregate families are listed too (the five demo tenants all stay)
+        "collectors.business.bounded_tenants": {"enabled": True},
     })
     wiring = build(config)
     asyncio.run(wiring.collect_once())
@@ -227,12 +229,10 @@ def throwaway_servers(postgres_url: str | None, redis_url: str | None):
 
         servers = Servers(postgres_url, redis_url)
         if postgres_url is None:
-            preload = ["-c", "shared_preload_libraries=pg_stat_statements"]
             primary = start(Postgres("postgres", Path(workdir), free_port(), driver="psycopg",
-                                     extra_args=preload))
-            primary.sql("CREATE EXTENSION pg_stat_statements")
+                                     statements=True))
             replica = start(PostgresReplica("postgres-replica", Path(workdir), free_port(),
-                                            driver="psycopg", primary=primary, extra_args=preload))
+                                            driver="psycopg", statements=True, primary=primary))
             servers.postgres, servers.postgres_replica = primary.url, replica.url
         if redis_url is None:
             redis = start(Redis("redis", Path(workdir), free_port(),

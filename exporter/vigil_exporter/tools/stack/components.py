@@ -44,10 +44,13 @@ from vigil_exporter.tools.stack.process import (
 ConfigText = Callable[[], str]
 
 # How long the local stack keeps its data: the compose defaults (docker-compose.yml's
-# PROMETHEUS_RETENTION and VICTORIAMETRICS_RETENTION; tests/test_compose.py keeps them equal).
-# The one place for the stack's retention flags. Enough for the week-long baselines of the
-# anomaly alerts, as long as the data survives: only a kept --workdir does (docs/deployment.md).
-RETENTION = {"prometheus": "15d", "victoriametrics": "90d"}
+# PROMETHEUS_RETENTION, PROMETHEUS_RETENTION_SIZE and VICTORIAMETRICS_RETENTION;
+# tests/test_compose.py keeps them equal). The one place for the stack's retention flags.
+# Prometheus keeps the 90 days of tenant usage reports, and deletes its oldest blocks before
+# its data outgrows the size cap, so a disk never fills; VictoriaMetrics (scale-out) keeps a
+# year and a month of history (docs/deployment.md, "Retention and disk"). As long as the data
+# survives: only a kept --workdir does.
+RETENTION = {"prometheus": "90d", "prometheus_size": "10GB", "victoriametrics": "400d"}
 
 
 class Component:
@@ -297,9 +300,11 @@ class Postgres(Component):
     user = "vigil"
     database = "vigil"
 
-    def __init__(self, *args, driver: str | None = None, **kwargs):
+    def __init__(self, *args, driver: str | None = None, statements: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.driver = driver  # in `url`: e.g. "psycopg" or "asyncpg"; None lets the user pick
+        # pg_stat_statements preloaded and created in the database, as in docker-compose.yml
+        self.statements = statements
         self.datadir = self.dir / "data"
         self._outside: Path | None = None
 
@@ -367,7 +372,8 @@ class Postgres(Component):
         return [find_binary("postgres"), "-D", str(self.datadir), "-p", str(self.port),
                 "-h", self.host, "-c", "unix_socket_directories=", "-c", "fsync=off",
                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                "-c", "max_connections=100", "-c", "shared_buffers=32MB"]
+                "-c", "max_connections=100", "-c", "shared_buffers=32MB",
+                *(["-c", "shared_preload_libraries=pg_stat_statements"] if self.statements else [])]
 
     def _connect(self, dbname: str):
         import psycopg
@@ -390,6 +396,8 @@ class Postgres(Component):
                                   (self.database,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.database}"')
+        if self.statements:
+            self.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 
     def sql(self, statement: str, params=None, database: str | None = None) -> list[tuple]:
         """Run a statement (several without `params`) in autocommit, in the `vigil` database
@@ -518,7 +526,8 @@ class Prometheus(HttpComponent):
                 f"--storage.tsdb.path={self.dir / 'data'}",
                 f"--web.listen-address={self.address}", f"--web.external-url={self.url}/",
                 "--web.enable-lifecycle",
-                f"--storage.tsdb.retention.time={RETENTION['prometheus']}"]
+                f"--storage.tsdb.retention.time={RETENTION['prometheus']}",
+                f"--storage.tsdb.retention.size={RETENTION['prometheus_size']}"]
         if self.resend_delay:
             # firing alerts are sent again this often (default 1m): short in tests
             argv.append(f"--rules.alert.resend-delay={self.resend_delay}")

@@ -162,7 +162,7 @@ class Stack:
                        **common, **kwargs)
 
         self.redis: Redis = make(Redis, "redis")
-        self.postgres: Postgres = make(Postgres, "postgres")
+        self.postgres: Postgres = make(Postgres, "postgres", statements=True)
         self.exporter: Exporter = make(Exporter, "exporter", seed=seed, env=env,
                                        config_text=self._exporter_config_text)
         self.demo: Demo | None = make(Demo, "demo", database_url=self.postgres.url,

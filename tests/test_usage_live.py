@@ -1,0 +1,277 @@
+"""Tenant usage end to end, with real processes only.
+
+1. `vigil serve --demo` (the demo data set, no traffic: its counts hold still) scraped by a real
+   Prometheus running the bundle's rules, the exporter pointed back at that Prometheus
+   (`usage.prometheus_url`): `vigil usage` for today gives every tenant's counts exactly as the
+   exporter's own per-tenant gauges say, `GET /api/v1/usage-metrics` answers the same JSON, and
+   every bad input gets its status and message.
+2. A second exporter behind basic auth whose Prometheus does not answer: 401 without
+   credentials, 503 naming the cause with them.
+3. The shared live stack (demo traffic, LLM calls per tenant): the LLM cost of the day recorded
+   by the rollups equals the increase of the cost counters themselves, within one scrape.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import date, datetime, timedelta, timezone
+
+import bcrypt
+import pytest
+import yaml
+
+from vigil_exporter.cli import main
+from vigil_exporter.prometheus_api import PrometheusAPI
+from vigil_exporter.tools import bundle
+from vigil_exporter.tools.stack.components import RETENTION, Prometheus
+from vigil_exporter.tools.stack.process import free_port, wait_for
+from vigil_exporter.usage.report import FIELDS, LIMITS
+from vigil_exporter.validation import parse_duration
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+TODAY = datetime.now(timezone.utc).date()
+RETENTION_DAYS = int(parse_duration(RETENTION["prometheus"]) // 86400)  # the stack's Prometheus
+# Exporter gauge (with its label filter) -> the report's field for today.
+GAUGES = {
+    ("vigil_tenant_agents", ""): "agents_count",
+    ("vigil_tenant_agents_active", ""): "active_agents_count",
+    ("vigil_tenant_channels", ""): "channels_count",
+    ("vigil_tenant_channels_active", ""): "active_channels_count",
+    ("vigil_tenant_storage_bytes", ""): "storage_used_bytes",
+    ("vigil_tenant_messages_today", "in"): "messages_in_count",
+    ("vigil_tenant_messages_today", "out"): "messages_out_count",
+    ("vigil_tenant_api_calls_today", ""): "api_calls_count",
+    ("vigil_tenant_agents_limit", ""): "max_agents",
+    ("vigil_tenant_channels_limit", ""): "max_channels",
+    ("vigil_tenant_messages_per_day_limit", ""): "max_messages_per_day",
+    ("vigil_tenant_api_calls_per_day_limit", ""): "max_api_calls_per_day",
+    ("vigil_tenant_storage_limit_bytes", ""): "max_storage_bytes",
+    ("vigil_tenant_connections_limit", ""): "concurrent_connections",
+}
+
+
+@pytest.fixture(scope="module")
+def usage_setup(start_exporter, tmp_path_factory):
+    """(exporter, prometheus): the seeded exporter serving the usage endpoint, scraped every
+    second by Prometheus with the bundle's rules."""
+    prometheus_port = free_port()
+    exporter = start_exporter({"usage": {"prometheus_url": f"http://127.0.0.1:{prometheus_port}"}},
+                              seed=True)
+    config = bundle.local_prometheus_config({"vigil": [exporter.address]}, [],
+                                            scrape_interval="1s", evaluation_interval="1s")
+    prometheus = Prometheus("prometheus", tmp_path_factory.mktemp("usage-prometheus"),
+                            prometheus_port, config_text=lambda: yaml.safe_dump(config))
+    prometheus.start()
+    try:
+        api = PrometheusAPI(prometheus.url)
+        wait_for(lambda: api.query("vigil_tenant_connections_limit")["result"], 30,
+                 what="the tenant series in Prometheus")
+        yield exporter, prometheus
+    finally:
+        prometheus.stop()
+        prometheus.cleanup()
+
+
+def gauges(exporter) -> dict[str, dict[str, float]]:
+    """tenant -> report field -> the exporter's own value, from its /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(exporter.url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            field = GAUGES.get((sample.name, sample.labels.get("direction", "")))
+            if field:
+                out.setdefault(sample.labels["tenant"], {})[field] = sample.value
+    return out
+
+
+def run_usage(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["usage", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def get(exporter, params: dict, auth: str | None = None) -> tuple[int, dict]:
+    url = exporter.url + "/api/v1/usage-metrics?" + urllib.parse.urlencode(params)
+    request = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        return exc.code, json.loads(body) if body.startswith(b"{") else {"body": body.decode()}
+
+
+def test_usage_today_matches_the_exporter_gauges(usage_setup, capsys):
+    exporter, prometheus = usage_setup
+    code, out, err = run_usage(capsys, "--prometheus", prometheus.url, "--from", str(TODAY),
+                               "--to", str(TODAY), "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    expected = gauges(exporter)
+    assert len(expected) >= 3
+    assert [t["tenant_id"] for t in report["tenants"]] == sorted(expected)
+    for tenant in report["tenants"]:
+        [day] = tenant["days"]
+        assert day["date"] == str(TODAY)
+        got = {**{f: day[f] for f in FIELDS if f != "llm_cost_usd"}, **tenant["limits"]}
+        assert got == {f: int(v) for f, v in expected[tenant["tenant_id"]].items()}, \
+            tenant["tenant_id"]
+        assert tenant["totals"]["messages_in_count"] == day["messages_in_count"]
+        assert tenant["peaks"]["agents_count"] == day["agents_count"]
+    assert any(t["days"][0]["messages_in_count"] > 0 for t in report["tenants"])
+
+
+def test_the_endpoint_answers_the_same_json(usage_setup, capsys):
+    exporter, prometheus = usage_setup
+    tenant = sorted(gauges(exporter))[0]
+    start = str(TODAY - timedelta(days=0))
+    code, out, _ = run_usage(capsys, "--prometheus", prometheus.url, "--tenant", tenant,
+                             "--from", start, "--to", str(TODAY), "--format", "json")
+    assert code == 0
+    status, document = get(exporter, {"tenant_id": tenant, "start_date": start,
+                                       "end_date": str(TODAY)})
+    assert status == 200
+    assert document == json.loads(out)
+    assert [t["tenant_id"] for t in document["tenants"]] == [tenant]
+
+
+def test_csv_and_table(usage_setup, capsys):
+    exporter, prometheus = usage_setup
+    code, out, _ = run_usage(capsys, "--prometheus", prometheus.url, "--from", str(TODAY),
+                             "--to", str(TODAY), "--format", "csv")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split(",") == ["tenant_id", "date", *FIELDS, *LIMITS]
+    assert len(rows) == len(gauges(exporter))
+    code, out, _ = run_usage(capsys, "--prometheus", prometheus.url, "--from", str(TODAY),
+                             "--to", str(TODAY))
+    assert code == 0
+    assert out.count("tenant ") == len(rows) and "limits: max_agents=" in out
+
+
+def _days_ago(days: int) -> str:
+    return str(TODAY - timedelta(days=days))
+
+
+BAD_INPUT = [
+    ({"tenant_id": "no-such-tenant", "start_date": str(TODAY), "end_date": str(TODAY)},
+     "unknown tenant 'no-such-tenant'"),
+    ({"start_date": "2024-13-01", "end_date": str(TODAY)},
+     "start_date must be a date as YYYY-MM-DD, got '2024-13-01'"),
+    ({"start_date": "yesterday", "end_date": str(TODAY)},
+     "start_date must be a date as YYYY-MM-DD"),
+    ({"start_date": str(TODAY), "end_date": _days_ago(1)},
+     f"start_date {TODAY} is after end_date {_days_ago(1)}"),
+    ({"start_date": _days_ago(RETENTION_DAYS), "end_date": str(TODAY)},
+     f"start_date {_days_ago(RETENTION_DAYS)} is beyond the retention of Prometheus "
+     f"({RETENTION_DAYS} days)"),
+    ({"start_date": _days_ago(400), "end_date": str(TODAY)},
+     "the range covers 401 days, more than a year (366 days)"),
+    ({"start_date": str(TODAY), "end_date": str(TODAY + timedelta(days=1))},
+     "is in the future"),
+    ({"end_date": str(TODAY)}, "start_date is required, as YYYY-MM-DD"),
+]
+
+
+@pytest.mark.parametrize(("params", "message"), BAD_INPUT, ids=[m[:30] for _, m in BAD_INPUT])
+def test_bad_input_gets_400_and_the_cli_exit_2(usage_setup, capsys, params, message):
+    exporter, prometheus = usage_setup
+    status, document = get(exporter, params)
+    assert status == 400
+    assert document["status"] == "error" and message in document["error"]
+    argv = ["--prometheus", prometheus.url]
+    for flag, key in (("--tenant", "tenant_id"), ("--from", "start_date"), ("--to", "end_date")):
+        if key in params:
+            argv += [flag, params[key]]
+    if "start_date" in params:   # argparse itself requires --from
+        code, out, err = run_usage(capsys, *argv)
+        assert code == 2 and not out
+        assert message in err and "Traceback" not in err
+
+
+def test_auth_and_an_unreachable_prometheus(start_exporter, tmp_path, capsys):
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(yaml.safe_dump({"basic_auth_users": {"portal": hashed}}))
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    exporter = start_exporter({"usage": {"prometheus_url": nowhere, "timeout": "2s"}},
+                              args=("--web.config.file", str(web_config)),
+                              ready_path="/health/live")
+    try:
+        params = {"start_date": str(TODAY), "end_date": str(TODAY)}
+        assert get(exporter, params)[0] == 401
+        token = "Basic " + base64.b64encode(b"portal:s3cret").decode()
+        status, document = get(exporter, params, auth=token)
+        assert status == 503
+        assert document["error"].startswith(f"cannot reach Prometheus at {nowhere}: ")
+    finally:
+        exporter.stop()
+    code, _, err = run_usage(capsys, "--prometheus", nowhere, "--from", str(TODAY),
+                             "--to", str(TODAY))
+    assert code == 1 and f"cannot reach Prometheus at {nowhere}" in err
+
+
+def test_without_a_prometheus_url_there_is_no_endpoint():
+    from vigil_exporter.app import make_app
+    from vigil_exporter.config import load
+
+    app = make_app(load(environ={}))
+    assert "/api/v1/usage-metrics" not in {r.resource.canonical for r in app.router.routes()}
+
+
+def test_llm_cost_today_equals_the_increase_of_the_counters(live_stack):
+    """job:llm_cost_usd:increase_today against the raw samples of llm_cost_usd_total: the sum
+    over series of (value at the last step - first value), give or take the samples of one
+    scrape that arrived after the step was evaluated."""
+    api = PrometheusAPI(live_stack.urls["prometheus"])
+    wait_for(lambda: api.query("job:llm_cost_usd:increase_today > 0")["result"], 90,
+             what="LLM cost recorded today")
+    at = datetime.now(timezone.utc).timestamp()
+    if datetime.fromtimestamp(at - 3600, timezone.utc).date() != TODAY:
+        pytest.skip("the stack may have started before midnight: today is not all its history")
+
+    def raw(expr: str) -> list[dict]:
+        return api.query(f"{expr}[1h]", at)["result"]
+
+    [today] = raw('job:llm_cost_usd:increase_today{job="vigil-demo"}')
+    rollup_at, rollup = float(today["values"][-1][0]), float(today["values"][-1][1])
+    step_times = [float(t) for s in raw('job_day:llm_cost_usd:increase_step{job="vigil-demo"}')
+                  for t, _ in s["values"] if float(t) <= rollup_at]
+    last_step = max(step_times)
+    low = high = 0.0
+    for series in raw('llm_cost_usd_total{job="vigil-demo"}'):
+        values = [(float(t), float(v)) for t, v in series["values"]]
+        assert all(b >= a for (_, a), (_, b) in zip(values, values[1:])), "a reset: not here"
+        seen = [v for t, v in values if t <= last_step]
+        if not seen:
+            continue
+        high += seen[-1] - values[0][1]
+        low += (seen[-2] if len(seen) > 1 else seen[-1]) - values[0][1]
+    assert high > 0
+    assert low - 1e-9 <= rollup <= high + 1e-9, (low, rollup, high)
+
+
+def test_report_carries_the_llm_cost_per_tenant(live_stack, capsys):
+    api = PrometheusAPI(live_stack.urls["prometheus"])
+    wait_for(lambda: api.query("job_tenant:llm_cost_usd:increase_today > 0")["result"], 90,
+             what="LLM cost per tenant recorded today")
+    code, out, err = run_usage(capsys, "--prometheus", live_stack.urls["prometheus"],
+                               "--from", str(TODAY), "--to", str(TODAY), "--format", "json")
+    assert code == 0, err
+    costs = {t["tenant_id"]: t["days"][0]["llm_cost_usd"] for t in json.loads(out)["tenants"]}
+    assert any(cost and cost > 0 for cost in costs.values()), costs
+
+
+def test_dates_are_checked_before_prometheus_is_asked():
+    from vigil_exporter.usage.report import BadRequest, Request
+
+    with pytest.raises(BadRequest, match="2024-02-30"):
+        Request.parse("2024-02-30", "2024-03-01", today=date(2024, 3, 2))
+    assert len(Request.parse("2024-01-01", "2024-12-31", today=date(2025, 1, 1)).days) == 366
