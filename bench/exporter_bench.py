@@ -21,16 +21,29 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.exporter_fixtures import Exporter  # noqa: E402
-from tests.servers import PostgresServer, RedisServer, tempdir  # noqa: E402
+from vigil_exporter.tools.stack.components import Exporter, Postgres, Redis  # noqa: E402
+from vigil_exporter.tools.stack.process import free_port, wait_until  # noqa: E402
+
+
+def start_servers(workdir: Path) -> tuple[Postgres, Redis]:
+    """PostgreSQL and Redis from Debian's binaries, on free ports under `workdir`."""
+    postgres = Postgres("postgres", workdir, free_port(), driver="psycopg").start()
+    return postgres, Redis("redis", workdir, free_port()).start()
+
+
+def start_exporter(workdir: Path, name: str, config: dict) -> Exporter:
+    return Exporter(name, workdir, free_port(), config=config, seed=False).start()
 
 SHARED_BENCH = ROOT.parent / "shared" / "bench"
 SLOW_QUERY = {"name": "vigil_bench_slow", "help": "Sleeps 5 s on the server.", "interval": "6s",
@@ -50,12 +63,19 @@ def exporter_config(pg_url: str, redis_url: str, slow: bool) -> dict:
 
 def start_same_bytes_ref(exporter) -> tuple[subprocess.Popen, int]:
     """bare aiohttp serving a frozen copy of Vigil's own body: the fair CPU reference."""
-    from tests.servers import free_port, wait_for_port
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "same_bytes_ref.py"),
                              "--source", f"{exporter.url}/metrics", "--port", str(port)])
-    wait_for_port(port)
+    wait_until(lambda: _answers(port), 30)
     return proc, port
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def add_tenants(url: str, count: int) -> None:
@@ -155,9 +175,8 @@ def main() -> int:
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
 
-    work = tempdir("bench")
-    postgres = PostgresServer(tempdir("bench-pg")).start()
-    redis_server = RedisServer(work).start()
+    workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
+    postgres, redis_server = start_servers(workdir)
     exporters, same_bytes = [], None
     try:
         from vigil_exporter import dbschema
@@ -168,13 +187,11 @@ def main() -> int:
         client = redis.Redis.from_url(redis_server.url)
         for i in range(10):
             client.rpush(f"queue:{i}", *range(i + 1))
-        exporters = [Exporter(exporter_config(postgres.url, redis_server.url, slow)).start()
-                     for slow in (False, True)]
-        for exporter in exporters:
-            exporter.wait_for("/health/ready", timeout=30)
+        exporters = [start_exporter(workdir, name, exporter_config(postgres.url, redis_server.url, slow))
+                     for name, slow in (("vigil", False), ("vigil-slow-query", True))]
         time.sleep(6)  # let the slow query start sleeping
         same_bytes = start_same_bytes_ref(exporters[0])
-        extra = " ".join(f"{name}=http://127.0.0.1:{e.port}/metrics@{e.proc.pid}"
+        extra = " ".join(f"{name}=http://127.0.0.1:{e.port}/metrics@{e.pid}"
                          for name, e in zip(("vigil", "vigil_slow_query"), exporters))
         extra += f" aiohttp_same_bytes=http://127.0.0.1:{same_bytes[1]}/metrics@{same_bytes[0].pid}"
         series = sum(1 for line in exporters[0].text().splitlines()
@@ -182,10 +199,10 @@ def main() -> int:
         print(f"vigil serves {series} samples")
         subprocess.run(["bash", str(SHARED_BENCH / "run_baseline.sh"), args.label, str(outdir)],
                        env={**os.environ, "EXTRA_TARGETS": extra}, check=True)
-        rss = [rss_mib(e.proc.pid) for e in exporters]
+        rss = [rss_mib(e.pid) for e in exporters]
         results = json.loads((outdir / f"{args.label}.json").read_text())
         print("\n## Vigil against the references (same run)\n")
-        gzip_targets = {name: (f"http://127.0.0.1:{e.port}/metrics", e.proc.pid)
+        gzip_targets = {name: (f"http://127.0.0.1:{e.port}/metrics", e.pid)
                         for name, e in zip(("vigil", "vigil_slow_query"), exporters)}
         gzip_targets["aiohttp_same_bytes"] = (f"http://127.0.0.1:{same_bytes[1]}/metrics",
                                               same_bytes[0].pid)
@@ -201,6 +218,7 @@ def main() -> int:
             exporter.stop()
         redis_server.stop()
         postgres.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

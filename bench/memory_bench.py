@@ -30,10 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from exporter_bench import add_tenants, exporter_config, rss_mib, start_same_bytes_ref  # noqa: E402
-
-from tests.exporter_fixtures import Exporter  # noqa: E402
-from tests.servers import PostgresServer, RedisServer, tempdir  # noqa: E402
+from exporter_bench import (  # noqa: E402
+    add_tenants,
+    exporter_config,
+    rss_mib,
+    start_exporter,
+    start_same_bytes_ref,
+    start_servers,
+)
 
 AIOHTTP = ["asyncio", "aiohttp.web"]
 REQUIRED = [*AIOHTTP, "prometheus_client", "psutil", "yaml", "sqlalchemy", "redis.asyncio"]
@@ -99,8 +103,8 @@ def load(url: str, scrapes: int) -> None:
 
 
 def exporters_after_load(scrapes: int) -> list[str]:
-    postgres = PostgresServer(tempdir("membench-pg")).start()
-    redis_server = RedisServer(tempdir("membench")).start()
+    workdir = Path(tempfile.mkdtemp(prefix="vigil-membench-"))
+    postgres, redis_server = start_servers(workdir)
     started = []
     try:
         from vigil_exporter import dbschema
@@ -116,7 +120,7 @@ def exporters_after_load(scrapes: int) -> list[str]:
         lines = ["| exporter | samples | RSS after load MiB | vs same-bytes aiohttp |",
                  "|---|---:|---:|---:|"]
         for name, config in configs.items():
-            exporter = Exporter(config).start(wait="/health/ready", timeout=30)
+            exporter = start_exporter(workdir, f"exporter-{len(started)}", config)
             started.append(exporter)
             reference, port = start_same_bytes_ref(exporter)
             try:
@@ -124,7 +128,7 @@ def exporters_after_load(scrapes: int) -> list[str]:
                               if line and not line.startswith("#"))
                 load(f"{exporter.url}/metrics", scrapes)
                 load(f"http://127.0.0.1:{port}/metrics", scrapes)
-                vigil, bare = rss_mib(exporter.proc.pid), rss_mib(reference.pid)
+                vigil, bare = rss_mib(exporter.pid), rss_mib(reference.pid)
             finally:
                 reference.terminate()
                 reference.wait()
@@ -137,6 +141,7 @@ def exporters_after_load(scrapes: int) -> list[str]:
             exporter.stop()
         redis_server.stop()
         postgres.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> int:

@@ -92,8 +92,15 @@
       tenantLimitUsageRatio: 0.95,
       tenantCapacityForecastDays: 7,  // TenantCapacityRunningOut: a limit reached within this
       dailyQuotaForecastAfterHours: 2,  // TenantDailyQuotaRunningOut: judged after this much of the day
-      anomalyStddevs: 3,  // deviations from the one-week average that count as an anomaly
-      anomalyMinMessagesPerSecond: 0.05,  // quieter tenants are not judged (3 per minute)
+      // Anomalies: the hourly rate against the same hour one season (week) earlier. The change
+      // counts as an anomaly when it departs from the season's usual change by more than
+      // anomalyStddevs standard deviations, and by more than anomalyMinChangeRatio of last
+      // season's rate (the floor on sigma: a flat tenant has sigma ~ 0), ...
+      anomalyStddevs: 3,
+      anomalyMinChangeRatio: 0.25,
+      // ... and the tenant sends, or sent a season ago, at least this much (and the change is
+      // at least as large): quieter tenants are not judged (3 per minute).
+      anomalyMinMessagesPerSecond: 0.05,
       anomalyMinApiCallsPerSecond: 0.05,
       // application: agents and tools
       agentErrorRatio: 0.1,
@@ -140,6 +147,8 @@
       dbLockWait: '5m',  // DatabaseSessionsBlockedOnLocks: waiters throughout this window
       redisSlowlog: '10m',  // RedisSlowlogGrowing: the rate of new entries over this window
       dbProbeSlow: '10m',  // DatabaseProbeSlow: the median probe over this window
+      anomalySeason: '1w',  // tenant anomalies: compare with the same hour this long ago ...
+      anomalyBaseline: '1w',  // ... and learn the usual change over this window
       deadlocks: '15m',
       dbRollbacks: '10m',
       redisRestart: '15m',  // RedisRestarted fires this long after a restart
@@ -157,6 +166,8 @@
       DatabaseProbeSlow: '10m',
       RedisCacheHitRatioLow: '15m',
       CacheHitRatioLow: '15m',
+      TenantMessageVolumeAnomaly: '30m',
+      TenantApiCallsAnomaly: '30m',
     },
 
     // ---- `for`: how long a condition must hold before its alert fires -----------------------
@@ -225,8 +236,8 @@
       TenantCapacityRunningOut: '1h',
       TenantDailyQuotaRunningOut: '30m',
       TenantLlmCostOverBudget: '1h',
-      TenantMessageVolumeAnomaly: '30m',
-      TenantApiCallsAnomaly: '30m',
+      TenantMessageVolumeAnomaly: '15m',
+      TenantApiCallsAnomaly: '15m',
       AgentErrorRatioHigh: '5m',
       AgentLatencyHigh: '10m',
       ToolErrorRatioHigh: '10m',
@@ -312,8 +323,12 @@
     // them equal): an http-latency threshold must be one of them.
     httpDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
 
-    // Evaluation interval of the expensive rule groups (one-week baselines, cost of the day).
+    // Evaluation interval of the expensive rule groups (cost of the day, long SLO windows).
     slowRuleInterval: '1m',
+    // Evaluation interval of the tenants' hourly rates and their one-week baselines: every
+    // 5 minutes, so that a week is 2,016 samples per tenant, not 40,320 (docs/performance.md).
+    // At most 5m: the alerts read these series as instant vectors (5-minute lookback).
+    tenantBaselineInterval: '5m',
 
     // ---- The site's own alerts, and the bundle's alerts it turns off ----------------------
     // Both are usually set in a customisation file (`vigil bundle build --override FILE`,

@@ -164,13 +164,17 @@ def start_exporter(tmp_path_factory) -> Iterator[Callable[..., Exporter]]:
 def live_stack(tmp_path_factory):
     """The whole stack from local binaries, shared by the live tests: Redis, PostgreSQL, the
     exporter, the demo service with traffic, Prometheus with the bundle's rules (RedisDown's
-    `for` shortened, the way a user overrides the bundle), Alertmanager and VictoriaMetrics with
+    `for` and the anomaly season shortened, the way a user overrides the bundle), Alertmanager and VictoriaMetrics with
     remote_write (the compose `scale-out` shape); 1 s intervals."""
     from vigil_exporter.tools import bundle
     from vigil_exporter.tools.stack.stack import Stack
 
     rules = tmp_path_factory.mktemp("rules")
-    bundle.build_rules(directory=rules, overrides={"forDurations": {"RedisDown": "10s"}})
+    # the anomaly baselines compare with the same hour a week ago: 2 minutes here, so that
+    # every recording rule has series within the tests' minutes
+    bundle.build_rules(directory=rules, overrides={"forDurations": {"RedisDown": "10s"},
+                                                   "windows": {"anomalySeason": "2m",
+                                                               "anomalyBaseline": "1h"}})
     stack = Stack(free_ports=True, demo=True, traffic=20, victoriametrics=True,
                   scrape_interval="1s", evaluation_interval="1s", collector_interval="1s",
                   rules_dir=rules)

@@ -32,7 +32,7 @@ DOCS = [ROOT / "docs" / "customising.md", ROOT / "prometheus" / "README.md",
 
 # The module's site build (the documented commands) runs in the first test that needs it: on a
 # busy machine that takes longer than the default timeout.
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
 
 SITE_ALERT = {"expr": 'up{job="api"} == 0', "severity": "warning", "summary": "API down.",
               "runbookUrl": "https://wiki.example.com/api"}

@@ -444,11 +444,14 @@ def test_anomaly_panels_use_the_alerts_band():
     for title, metric in (("Message volume and its normal band", "messages"),
                           ("API-call volume and its normal band", "api_calls")):
         exprs = [t["expr"] for t in panel("business", title)["targets"]]
-        assert exprs[0].startswith(f"tenant:vigil_tenant_{metric}:rate5m{{")
-        assert f"+ {k} * tenant:vigil_tenant_{metric}:stddev1w_rate5m" in exprs[1]
-        assert f"- {k} * tenant:vigil_tenant_{metric}:stddev1w_rate5m" in exprs[2]
+        assert exprs[0].startswith(f"tenant:vigil_tenant_{metric}:rate1h{{")
+        for expr in exprs[1:]:
+            assert re.search(rf"tenant:vigil_tenant_{metric}:rate1h{{[^}}]*}} offset 1w", expr)
+            assert f"tenant:vigil_tenant_{metric}:avg1w_change1w_rate1h" in expr
+        assert f"+ {k} * tenant:vigil_tenant_{metric}:stddev1w_change1w_rate1h" in exprs[1]
+        assert f"- {k} * tenant:vigil_tenant_{metric}:stddev1w_change1w_rate1h" in exprs[2]
     outside = panel("business", "Messages outside the normal band")
-    assert f"- {k} * tenant:vigil_tenant_messages:stddev1w_rate5m" in outside["targets"][0]["expr"]
+    assert f"- {k} * tenant:vigil_tenant_messages:stddev1w_change1w_rate1h" in outside["targets"][0]["expr"]
     assert threshold_values(outside) == [0]
 
 

@@ -56,7 +56,8 @@ REDIS_SAMPLES = {"redis_client_operations_total", "redis_client_operation_durati
 NOT_SERVICE = ("up", "ALERTS", "ALERTS_FOR_STATE")
 NOT_SERVICE_PREFIXES = ("scrape_", "process_", "python_", "prometheus_", "alertmanager_")
 # Counters whose series exist from the start but that a few seconds of traffic may not move.
-MAY_STAY_ZERO = {"agent_errors_total", "vigil_db_pool_invalidations_total"}
+MAY_STAY_ZERO = {"agent_errors_total", "vigil_db_pool_invalidations_total", "llm_errors_total",
+                 "llm_retries_total", "agent_message_errors_total"}
 BUSINESS_TABLES = ("tenants", "users", "api_keys", "sessions", "agents", "channels", "messages",
                    "api_calls", "documents")
 

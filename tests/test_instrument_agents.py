@@ -319,3 +319,19 @@ def test_llm_reads_openai_and_anthropic_responses(r):
     assert r("llm_cost_usd_total", model="claude-3-5-sonnet-20241022") == pytest.approx(0.00675)
     assert prices.price("openai", "gpt-4o-mini-2024-07-18") == Price(0.15, 0.6)  # longest version prefix
     assert prices.price("openai", "gpt-4o1") is None
+
+
+def test_agent_to_agent_context_retries_and_errors(r):
+    record_agent_message("planner", "researcher", "task", 512, context_tokens=3000, retries=2, metrics=r.metrics)
+    record_agent_message("planner", "researcher", "task", 256, error=TimeoutError(), metrics=r.metrics)
+    with pytest.raises(KeyError):
+        with track_agent("researcher", metrics=r.metrics):
+            with track_message("task", source_agent="planner", metrics=r.metrics):
+                raise KeyError("no such document")
+    edge = dict(source_agent="planner", target_agent="researcher")
+    assert r("agent_message_context_tokens_sum", **edge) == 3000
+    assert r("agent_message_context_tokens_count", **edge) == 1
+    assert r("agent_message_retries_total", message_type="task", **edge) == 2
+    assert r("agent_message_errors_total", error_type="TimeoutError", **edge) == 1
+    assert r("agent_message_errors_total", error_type="KeyError", **edge) == 1   # target: the agent running
+    assert r("agent_messages_total", message_type="task", **edge) == 2

@@ -3,7 +3,6 @@ LLM histograms, served only with OpenMetrics, stored and read back by a real Pro
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 
@@ -14,8 +13,8 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
-from werkzeug.serving import make_server
 
+from tests.test_instrument_wsgi import serve
 from vigil_exporter.tools.stack.components import Prometheus
 from vigil_exporter.tools.stack.process import free_port
 from vigil_instrument import (
@@ -136,14 +135,8 @@ def traced_flask_service():
         return {"answer": 42}
 
     instrument_flask(app, metrics)
-    server = make_server("127.0.0.1", 0, TraceparentWSGI(app.wsgi_app), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
+    for url in serve(TraceparentWSGI(app.wsgi_app)):
+        yield url.removeprefix("http://")
 
 
 def test_exemplars_round_trip_through_prometheus(traced_flask_service, tmp_path):

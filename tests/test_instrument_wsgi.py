@@ -101,6 +101,14 @@ def flask_site():
     def boom():
         raise RuntimeError("handler failed")
 
+    @app.get("/healthplans/<int:plan_id>")
+    def plan(plan_id):
+        return {"plan": plan_id}
+
+    @app.get("/health/ready")
+    def ready():
+        return "ok"
+
     api = Blueprint("api", "api", url_prefix="/api")
 
     @api.get("/tenants/<tenant>/usage")
@@ -127,7 +135,11 @@ def test_flask_route_templates_sizes_and_unmatched(flask_site):
     assert client.post("/items/1").status_code == 405                   # no rule for POST
     for n in range(30):
         assert client.get(f"/scan/{random.getrandbits(40):x}/{n}").status_code == 404
+    assert client.get("/healthplans/3").status_code == 200               # a route, not /health
+    assert client.get("/health/ready").status_code == 200                # excluded by default
     settled(registry)
+    assert value(registry, "http_requests_total", route="/healthplans/<int:plan_id>") == 1
+    assert value(registry, "http_requests_total", route="/health/ready") == 0
 
     assert value(registry, "http_requests_total", route="/items/<int:item_id>", status="200") == 1
     assert value(registry, "http_requests_total", route="/items/<int:item_id>", status="404") == 1
@@ -140,7 +152,7 @@ def test_flask_route_templates_sizes_and_unmatched(flask_site):
     assert 0.06 <= value(registry, "http_request_duration_seconds_sum", route="/stream") <= stream_seconds
     routes = {s.labels["route"] for s in samples(registry, "http_requests_total")}
     assert routes <= {"/items/<int:item_id>", "/upload", "/stream", "/boom", "/api/tenants/<tenant>/usage",
-                      "unmatched"}
+                      "/healthplans/<int:plan_id>", "unmatched"}
     assert value(registry, "http_requests_in_flight") == 0
 
 

@@ -63,8 +63,10 @@ class AgentRuntime:
     async def _handover(self, source: str, target: str, message_type: str, payload: str, handler):
         """Send `payload` from one agent to another and time its processing."""
         record_agent_message(source, target, message_type, len(payload.encode()),
-                             metrics=self.metrics)
-        async with track_message(message_type, metrics=self.metrics):
+                             context_tokens=len(payload) // 4 + self.rng.randint(200, 4000),
+                             retries=1 if self.rng.random() < 0.03 else 0, metrics=self.metrics)
+        async with track_message(message_type, source_agent=source, target_agent=target,
+                                 metrics=self.metrics):
             return await handler(payload)
 
     async def planner(self, task: str) -> AgentResult:

@@ -46,7 +46,7 @@ class LLMError(Exception):
 
 
 class RateLimitError(LLMError):
-    pass
+    status_code = 429
 
 
 class ProviderTimeoutError(LLMError):
@@ -54,7 +54,7 @@ class ProviderTimeoutError(LLMError):
 
 
 class ProviderUnavailableError(LLMError):
-    pass
+    status_code = 503
 
 
 ERROR_TYPES = (RateLimitError, ProviderTimeoutError, ProviderUnavailableError)
@@ -107,14 +107,23 @@ class FakeLLM:
         return latency * self.latency_scale, prompt_tokens, completion_tokens, failure
 
     async def complete(self, model_name: str, prompt: str, max_tokens: int = 300) -> Completion:
+        """One streamed call: the first token after about a fifth of the latency; a rate limit
+        is retried once (counted) before it fails the call."""
         model = MODELS[model_name]
         latency, prompt_tokens, completion_tokens, failure = self.draw(model, prompt, max_tokens)
+        cached = self.rng.randint(0, prompt_tokens // 2) if model.provider != "local" else 0
         async with track_llm(model.provider, model.name, prices=PRICES,
                              metrics=self.metrics) as call:
-            await asyncio.sleep(latency)
+            if isinstance(failure, RateLimitError) and self.rng.random() < 0.5:
+                call.retry()
+                await asyncio.sleep(latency * 0.1)
+            await asyncio.sleep(latency * 0.2)
             if failure is not None:
                 raise failure
-            call.usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            call.first_token()
+            await asyncio.sleep(latency * 0.8)
+            call.usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                       cached_tokens=cached)
         words = max(1, completion_tokens * 3 // 4)
         return Completion(f"[{model.name}] " + " ".join(["lorem"] * min(words, 200)),
                           prompt_tokens, completion_tokens)

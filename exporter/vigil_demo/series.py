@@ -28,6 +28,10 @@ def prime(m: Metrics) -> None:
     for source, target, message_type in EDGES:
         m.agent_messages.labels(source, target, message_type)
         m.agent_message_size.labels(source, target, message_type)
+        m.agent_message_retries.labels(source, target, message_type)
+        m.agent_message_context.labels(source, target)
+        for error_type in AGENT_ERRORS:
+            m.agent_message_errors.labels(source, target, error_type)
     for message_type in MESSAGE_TYPES:
         m.agent_message_duration.labels(message_type)
     for tool in TOOLS:
@@ -36,10 +40,15 @@ def prime(m: Metrics) -> None:
             m.tool_executions.labels(tool, status)
     for model in MODELS.values():  # tenant and agent "none": calls made outside both
         m.llm_duration.labels(model.provider, model.name)
+        m.llm_time_to_first_token.labels(model.provider, model.name)
+        m.llm_streaming_duration.labels(model.provider, model.name)
+        m.llm_retries.labels(model.provider, model.name)
+        for error_class in ("rate_limit", "timeout", "server"):
+            m.llm_errors.labels(model.provider, model.name, error_class)
         m.llm_cost.labels(model.provider, model.name, NONE, NONE)
         for status in STATUSES:
             m.llm_requests.labels(model.provider, model.name, status, NONE, NONE)
-        for kind in ("prompt", "completion"):
+        for kind in ("prompt", "cached", "completion"):
             m.llm_tokens.labels(model.provider, model.name, kind, NONE, NONE)
     for cache in CACHES:
         m.cache_hits.labels(cache)

@@ -28,6 +28,7 @@ from .cardinality import Cardinality, LabelLimiter, hash_id
 from .connections import record_websocket_message, set_queue_depth, track_websocket
 from .context import current_agent, current_tenant, tenant_scope
 from .llm import LLMCall, Price, PriceTable, openai_usage, track_llm
+from .llm_usage import TokenUsage, error_class, read_usage
 from .logging import configure_logging, current_request_id, request_id_var
 from .metrics import DuplicateMetricsError, Metrics, default_metrics
 from .request_labels import RequestLabels, from_header, from_path_param, from_state
@@ -59,7 +60,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "Cardinality", "DuplicateMetricsError", "LLMCall", "LabelLimiter", "Metrics", "Price", "PriceTable",
-    "RequestLabels", "from_header", "from_path_param", "from_state",
+    "RequestLabels", "TokenUsage", "error_class", "from_header", "from_path_param", "from_state", "read_usage",
     "configure_logging", "current_agent", "current_request_id", "current_tenant", "default_metrics",
     "hash_id", "openai_usage", "record_agent_message", "record_api_key_created", "record_api_key_revoked",
     "record_auth_request", "record_cache", "record_failed_attempt", "record_login",

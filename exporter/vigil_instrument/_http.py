@@ -10,7 +10,8 @@ STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS"
 METHOD_LABEL = {method: method for method in STANDARD_METHODS}
 OTHER_METHOD = "other"
 UNMATCHED = "unmatched"
-DEFAULT_EXCLUDE = ("/metrics", "/health*")
+# Exact paths, and /health's subpaths: a prefix "/health*" would also skip /healthplans/{id}.
+DEFAULT_EXCLUDE = ("/metrics", "/health", "/health/*")
 
 
 def exclusions(patterns: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:

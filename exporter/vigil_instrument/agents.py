@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Callable
 from time import perf_counter
 
-from .context import agent_var, restore
+from .context import NONE, agent_var, restore
 from .metrics import Metrics, resolve
 
 SUCCESS = "success"
@@ -120,23 +120,39 @@ class track_tool(_Tracked):
 
 
 class track_message(_Tracked):
-    """agent_message_processing_duration_seconds{message_type}: time to handle one message."""
+    """agent_message_processing_duration_seconds{message_type}: time to handle one message; a
+    failure counts in agent_message_errors_total{source_agent,target_agent,error_type} (the
+    target defaults to the agent running, the source to "none")."""
 
-    def __init__(self, message_type: str, *, metrics: Metrics | None = None):
+    def __init__(self, message_type: str, *, source_agent: str | None = None, target_agent: str | None = None,
+                 metrics: Metrics | None = None):
         self._m = resolve(metrics)
         self._duration = self._m.agent_message_duration.labels(message_type)
+        self._source, self._target = source_agent, target_agent
 
     def _end(self, started, exc, result=None) -> None:
         self._duration.observe(perf_counter() - started, self._m.current_exemplar())
+        if exc is not None:
+            target = self._target or agent_var.get() or NONE
+            self._m.agent_message_errors.labels(self._source or NONE, target, type(exc).__name__).inc()
 
 
 def record_agent_message(source_agent: str, target_agent: str, message_type: str,
-                         size_bytes: int | None = None, *, metrics: Metrics | None = None) -> None:
-    """agent_messages_total and agent_message_size_bytes for one message sent."""
+                         size_bytes: int | None = None, *, context_tokens: int | None = None, retries: int = 0,
+                         error: BaseException | str | None = None, metrics: Metrics | None = None) -> None:
+    """One message sent from an agent to another: agent_messages_total, its size, the context
+    it carried (tokens), the retries it took to deliver, and a delivery failure's type."""
     m = resolve(metrics)
     m.agent_messages.labels(source_agent, target_agent, message_type).inc()
     if size_bytes is not None:
         m.agent_message_size.labels(source_agent, target_agent, message_type).observe(size_bytes)
+    if context_tokens is not None:
+        m.agent_message_context.labels(source_agent, target_agent).observe(context_tokens)
+    if retries:
+        m.agent_message_retries.labels(source_agent, target_agent, message_type).inc(retries)
+    if error is not None:
+        error_type = error if isinstance(error, str) else type(error).__name__
+        m.agent_message_errors.labels(source_agent, target_agent, error_type).inc()
 
 
 def record_cache(cache: str, hit: bool, *, metrics: Metrics | None = None) -> None:

@@ -33,6 +33,8 @@ SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 167
 AGENT_BUCKETS = (.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TOOL_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
 LLM_BUCKETS = (.1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120)
+TTFT_BUCKETS = (.05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 10, 20)
+CONTEXT_TOKEN_BUCKETS = (256, 1024, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 1048576)
 MESSAGE_BUCKETS = (.0005, .001, .005, .01, .025, .05, .1, .25, .5, 1, 5)
 DB_QUERY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
 POOL_CHECKOUT_BUCKETS = (.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30)
@@ -196,6 +198,15 @@ class Metrics:
         self.agent_message_size = f(_histogram(
             "agent_message_size_bytes", "Agent-to-agent message size.",
             ("source_agent", "target_agent", "message_type"), SIZE_BUCKETS))
+        self.agent_message_context = f(_histogram(
+            "agent_message_context_tokens", "Context carried by an agent-to-agent message, in tokens.",
+            ("source_agent", "target_agent"), CONTEXT_TOKEN_BUCKETS))
+        self.agent_message_retries = f(_counter(
+            "agent_message_retries_total", "Retries to deliver agent-to-agent messages.",
+            ("source_agent", "target_agent", "message_type")))
+        self.agent_message_errors = f(_counter(
+            "agent_message_errors_total", "Agent-to-agent messages that failed, by exception type.",
+            ("source_agent", "target_agent", "error_type")))
         self.agent_message_duration = f(_histogram(
             "agent_message_processing_duration_seconds", "Time to process one agent message.",
             ("message_type",), MESSAGE_BUCKETS))
@@ -207,10 +218,22 @@ class Metrics:
         self.llm_requests = f(_counter(
             "llm_requests_total", "LLM requests by status (success|error), tenant and agent.",
             ("provider", "model", "status", "tenant", "agent")))
+        self.llm_errors = f(_counter(
+            "llm_errors_total",
+            "Failed LLM requests by class (rate_limit|timeout|server|content_filter|other).",
+            ("provider", "model", "error_class")))
+        self.llm_retries = f(_counter("llm_retries_total", "LLM request retries.", ("provider", "model")))
         self.llm_duration = f(_histogram(
             "llm_request_duration_seconds", "LLM request duration.", ("provider", "model"), LLM_BUCKETS))
+        self.llm_time_to_first_token = f(_histogram(
+            "llm_time_to_first_token_seconds", "Time from the request to the first streamed token.",
+            ("provider", "model"), TTFT_BUCKETS))
+        self.llm_streaming_duration = f(_histogram(
+            "llm_streaming_duration_seconds", "Time from the first streamed token to the end of the stream.",
+            ("provider", "model"), LLM_BUCKETS))
         self.llm_tokens = f(_counter(
-            "llm_tokens_total", "LLM tokens used by type (prompt|completion), tenant and agent.",
+            "llm_tokens_total",
+            "LLM tokens by type (prompt|cached|completion|reasoning, disjoint), tenant and agent.",
             ("provider", "model", "type", "tenant", "agent")))
         self.llm_cost = f(_counter(
             "llm_cost_usd_total", "LLM cost in USD from the configured price table, by tenant and agent.",

@@ -14,14 +14,18 @@ local usage(resource) =
   g.target('max by (tenant) (tenant:vigil_tenant_limit_usage:ratio{%s})' % tsel('resource="%s"' % resource));
 local value(expr) = g.target(expr % tsel());
 
-// Current traffic, and the band of "normal" the anomaly alerts use: the one-week average plus or
-// minus `anomalyStddevs` standard deviations (never below 0).
+// The hourly rate, and the band of "normal" the anomaly alerts use: the same hour a season ago
+// plus the usual change, plus or minus `anomalyStddevs` standard deviations of that change
+// (never below 0).
+local expected(metric) = '(tenant:vigil_tenant_%(m)s:rate1h{%(s)s} offset %(season)s + tenant:vigil_tenant_%(m)s:avg1w_change1w_rate1h{%(s)s})' % {
+  m: metric, s: tsel(), season: v.windows.anomalySeason,
+};
 local band(metric) = [
-  g.target('tenant:vigil_tenant_%s:rate5m{%s}' % [metric, tsel()], '{{tenant}}'),
-  g.target('tenant:vigil_tenant_%s:avg1w_rate5m{%s} + %s * tenant:vigil_tenant_%s:stddev1w_rate5m{%s}'
-           % [metric, tsel(), t.anomalyStddevs, metric, tsel()], '{{tenant}} upper'),
-  g.target('clamp_min(tenant:vigil_tenant_%s:avg1w_rate5m{%s} - %s * tenant:vigil_tenant_%s:stddev1w_rate5m{%s}, 0)'
-           % [metric, tsel(), t.anomalyStddevs, metric, tsel()], '{{tenant}} lower'),
+  g.target('tenant:vigil_tenant_%s:rate1h{%s}' % [metric, tsel()], '{{tenant}}'),
+  g.target('%s + %s * tenant:vigil_tenant_%s:stddev1w_change1w_rate1h{%s}'
+           % [expected(metric), t.anomalyStddevs, metric, tsel()], '{{tenant}} upper'),
+  g.target('clamp_min(%s - %s * tenant:vigil_tenant_%s:stddev1w_change1w_rate1h{%s}, 0)'
+           % [expected(metric), t.anomalyStddevs, metric, tsel()], '{{tenant}} lower'),
 ];
 local bandOverrides = [
   g.override('.* (upper|lower)$', { 'custom.lineStyle': { fill: 'dash', dash: [4, 4] }, 'custom.fillOpacity': 0 }),
@@ -29,8 +33,8 @@ local bandOverrides = [
 // How far the current rate sits outside (> 0) or inside (< 0) that band: exactly the condition
 // of the anomaly alerts, and defined even while the baseline has no variance yet.
 local outside(metric) = g.target(|||
-  abs(tenant:vigil_tenant_%(m)s:rate5m{%(s)s} - tenant:vigil_tenant_%(m)s:avg1w_rate5m{%(s)s})
-    - %(k)s * tenant:vigil_tenant_%(m)s:stddev1w_rate5m{%(s)s}
+  abs(tenant:vigil_tenant_%(m)s:change1w_rate1h{%(s)s} - tenant:vigil_tenant_%(m)s:avg1w_change1w_rate1h{%(s)s})
+    - %(k)s * tenant:vigil_tenant_%(m)s:stddev1w_change1w_rate1h{%(s)s}
 ||| % { m: metric, s: tsel(), k: t.anomalyStddevs }, '{{tenant}}');
 
 // Dollars per second of the services' LLM calls, at the pace of the last hour.
@@ -86,13 +90,13 @@ v.dashboard(
     g.timeseries('Connections by tenant', 'Active sessions per tenant, stacked.', 'short',
                  [g.target('sum by (tenant) (vigil_tenant_connections{%s})' % tsel(), '{{tenant}}')], w=12, h=7, min=0, stack=true),
 
-    g.row('Volume against its weekly norm'),
-    g.timeseries('Message volume and its normal band', 'Messages per second per tenant (5m rate), with the band of the one-week average plus or minus %s standard deviations (dashed). TenantMessageVolumeAnomaly fires when a tenant stays outside it.' % t.anomalyStddevs,
+    g.row('Volume against the same hour last week'),
+    g.timeseries('Message volume and its normal band', 'Messages per second per tenant over the last hour, with the band of the same hour a week ago plus its usual change, plus or minus %s standard deviations of that change (dashed). TenantMessageVolumeAnomaly fires when a tenant stays outside it by more than a quarter of last week\'s rate.' % t.anomalyStddevs,
                  'ops', band('messages'), w=12, h=9, min=0, overrides=bandOverrides, links=[v.runbook('TenantMessageVolumeAnomaly')]),
     g.timeseries('Messages outside the normal band', 'How far each tenant\'s message rate is outside its band (above 0) or inside it (below 0). TenantMessageVolumeAnomaly fires while a tenant stays above 0 for %s and sends, or usually sends, at least %s messages per second.' % [v.config.forDurations.TenantMessageVolumeAnomaly, t.anomalyMinMessagesPerSecond],
                  'ops', [outside('messages')], w=12, h=9, thresholds=[g.threshold(0)],
                  links=[v.runbook('TenantMessageVolumeAnomaly')]),
-    g.timeseries('API-call volume and its normal band', 'API calls per second per tenant (5m rate), with the band of the one-week average plus or minus %s standard deviations (dashed). TenantApiCallsAnomaly fires when a tenant stays outside it.' % t.anomalyStddevs,
+    g.timeseries('API-call volume and its normal band', 'API calls per second per tenant over the last hour, with the band of the same hour a week ago plus its usual change, plus or minus %s standard deviations of that change (dashed). TenantApiCallsAnomaly fires when a tenant stays outside it by more than a quarter of last week\'s rate.' % t.anomalyStddevs,
                  'reqps', band('api_calls'), w=12, h=9, min=0, overrides=bandOverrides, links=[v.runbook('TenantApiCallsAnomaly')]),
     g.timeseries('API calls outside the normal band', 'How far each tenant\'s API-call rate is outside its band (above 0) or inside it (below 0). TenantApiCallsAnomaly fires while a tenant stays above 0 for %s and calls, or usually calls, at least %s times per second.' % [v.config.forDurations.TenantApiCallsAnomaly, t.anomalyMinApiCallsPerSecond],
                  'reqps', [outside('api_calls')], w=12, h=9, thresholds=[g.threshold(0)],

@@ -14,18 +14,24 @@ local overBudget(budget) =
                      lib.num(budget.perTenantPerMonthUsd)],
   ]);
 
-// Fires while the current rate of a tenant sits more than N standard deviations from its
-// one-week average, unless both the current rate and the average are too low to judge.
-local anomaly(metric, minRate, stddevs) = |||
-  tenant:vigil_tenant_%(metric)s:rate5m
-  and
-    abs(tenant:vigil_tenant_%(metric)s:rate5m - tenant:vigil_tenant_%(metric)s:avg1w_rate5m)
-      > %(stddevs)s * tenant:vigil_tenant_%(metric)s:stddev1w_rate5m
-  and (
-    tenant:vigil_tenant_%(metric)s:rate5m >= %(minRate)s
-    or tenant:vigil_tenant_%(metric)s:avg1w_rate5m >= %(minRate)s
+// Fires while a tenant's hourly rate has changed from the same hour a season (week) ago by
+// more than `stddevs` standard deviations of its usual change, and by more than a share of last
+// season's rate (the floor on sigma), unless the tenant is too quiet to judge, now and then.
+local anomaly(m, p) = |||
+  tenant:vigil_tenant_%(m)s:rate1h
+  and on (job, instance, tenant)
+    abs(tenant:vigil_tenant_%(m)s:change1w_rate1h - tenant:vigil_tenant_%(m)s:avg1w_change1w_rate1h)
+      > %(anomalyStddevs)s * tenant:vigil_tenant_%(m)s:stddev1w_change1w_rate1h
+  and on (job, instance, tenant)
+    abs(tenant:vigil_tenant_%(m)s:change1w_rate1h - tenant:vigil_tenant_%(m)s:avg1w_change1w_rate1h)
+      > %(anomalyMinChangeRatio)s * (tenant:vigil_tenant_%(m)s:rate1h offset %(anomalySeason)s)
+  and on (job, instance, tenant)
+    abs(tenant:vigil_tenant_%(m)s:change1w_rate1h) >= %(minRate)s
+  and on (job, instance, tenant) (
+    tenant:vigil_tenant_%(m)s:rate1h >= %(minRate)s
+    or tenant:vigil_tenant_%(m)s:rate1h offset %(anomalySeason)s >= %(minRate)s
   )
-||| % { metric: metric, minRate: minRate, stddevs: stddevs };
+||| % (p { m: m });
 
 {
   prometheusAlerts+:: {
@@ -73,15 +79,15 @@ local anomaly(metric, minRate, stddevs) = |||
         }),
         alert('TenantMessageVolumeAnomaly', {
           severity: 'warning',
-          expr: anomaly('messages', p.anomalyMinMessagesPerSecond, p.anomalyStddevs),
+          expr: anomaly('messages', p { minRate: p.anomalyMinMessagesPerSecond }),
           summary: 'A tenant sends an unusual volume of messages.',
-          description: 'Tenant {{ $labels.tenant }} exchanges {{ $value | humanize }} messages per second, more than %(anomalyStddevs)s standard deviations away from its one-week average.' % p,
+          description: 'Tenant {{ $labels.tenant }} exchanged {{ $value | humanize }} messages per second over the last hour, a change from the same hour %(anomalySeason)s ago more than %(anomalyStddevs)s standard deviations beyond its usual change.' % p,
         }),
         alert('TenantApiCallsAnomaly', {
           severity: 'warning',
-          expr: anomaly('api_calls', p.anomalyMinApiCallsPerSecond, p.anomalyStddevs),
+          expr: anomaly('api_calls', p { minRate: p.anomalyMinApiCallsPerSecond }),
           summary: 'A tenant makes an unusual number of API calls.',
-          description: 'Tenant {{ $labels.tenant }} makes {{ $value | humanize }} API calls per second, more than %(anomalyStddevs)s standard deviations away from its one-week average.' % p,
+          description: 'Tenant {{ $labels.tenant }} made {{ $value | humanize }} API calls per second over the last hour, a change from the same hour %(anomalySeason)s ago more than %(anomalyStddevs)s standard deviations beyond its usual change.' % p,
         }),
       ],
     }],

@@ -48,7 +48,23 @@ local rules = import '../lib/rules.libsonnet';
               record: 'job:llm_cost_usd:increase1h',
               expr: 'sum by (job) (increase(llm_cost_usd_total{%s}[1h]))' % sel,
             },
-          ],
+          ]
+          // Who the spend is for (tenant) and who makes it (agent); how fast answers start.
+          + [
+            {
+              record: 'job_%s:llm_cost_usd:rate5m' % by,
+              expr: 'sum by (job, %s) (rate(llm_cost_usd_total{%s}[5m]))' % [by, sel],
+            }
+            for by in ['tenant', 'agent']
+          ]
+          + [
+            {
+              record: 'job_%s_type:llm_tokens:rate5m' % by,
+              expr: 'sum by (job, %s, type) (rate(llm_tokens_total{%s}[5m]))' % [by, sel],
+            }
+            for by in ['tenant', 'agent']
+          ]
+          + rules.histogram(['job', 'provider', 'model'], 'llm_time_to_first_token_seconds', sel),
       },
       {
         name: 'vigil-cache-auth.rules',

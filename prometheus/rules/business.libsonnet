@@ -1,6 +1,6 @@
 // Recording rules of the business area: tenant usage against subscription limits (the daily
 // quotas from the rollups of usage.libsonnet), the forecasts of when a limit is reached, and
-// the per-tenant traffic rates with their one-week baselines for anomaly detection.
+// the per-tenant traffic rates with their seasonal baselines for anomaly detection.
 local limitUsage(resource, usage, limit, selector) = |||
   label_replace(
     %(usage)s
@@ -34,6 +34,10 @@ local capacity = [
   prometheusRules+:: {
     local c = $._config,
     local sel = c.exporterSelector,
+    local rates = {
+      messages: 'sum without (direction) (rate(vigil_tenant_messages_total{%s}[1h]))' % sel,
+      api_calls: 'rate(vigil_tenant_api_calls_total{%s}[1h])' % sel,
+    },
     groups+: [
       {
         name: 'vigil-tenants.rules',
@@ -103,17 +107,37 @@ local capacity = [
         ],
       },
       {
-        // The one-week baselines read a week of samples: evaluated less often.
+        // The seasonal baselines of the anomaly alerts, from hourly rates sampled every
+        // tenantBaselineInterval (a week is 2,016 samples per tenant, not 40,320 rate5m ones):
+        //   rate1h                    traffic over the last hour
+        //   change1w_rate1h           minus the same hour one season (anomalySeason) earlier:
+        //                             daily and weekly shapes cancel out
+        //   avg1w_/stddev1w_change... how that change usually moves over anomalyBaseline
         name: 'vigil-tenants-baseline.rules',
-        interval: c.slowRuleInterval,
-        rules: [
-          {
-            record: 'tenant:vigil_tenant_%s:%s1w_rate5m' % [metric, op],
-            expr: '%s_over_time(tenant:vigil_tenant_%s:rate5m[1w])' % [op, metric],
-          }
+        interval: c.tenantBaselineInterval,
+        rules: std.flattenArrays([
+          [
+            {
+              record: 'tenant:vigil_tenant_%s:rate1h' % metric,
+              expr: rates[metric],
+            },
+            {
+              record: 'tenant:vigil_tenant_%s:change1w_rate1h' % metric,
+              expr: |||
+                tenant:vigil_tenant_%(m)s:rate1h
+                  - tenant:vigil_tenant_%(m)s:rate1h offset %(season)s
+              ||| % { m: metric, season: c.windows.anomalySeason },
+            },
+          ] + [
+            {
+              record: 'tenant:vigil_tenant_%s:%s1w_change1w_rate1h' % [metric, op],
+              expr: '%s_over_time(tenant:vigil_tenant_%s:change1w_rate1h[%s])'
+                    % [op, metric, c.windows.anomalyBaseline],
+            }
+            for op in ['avg', 'stddev']
+          ]
           for metric in ['messages', 'api_calls']
-          for op in ['avg', 'stddev']
-        ],
+        ]),
       },
     ],
   },

@@ -394,6 +394,10 @@ class BusinessCollector(Collector):
         "max_series": Int(DEFAULT_MAX_SERIES, "Default cap on the rows (series) one query may "
                           "return; the rest are dropped, counted, and reported in /health and "
                           "the log.", minimum=1),
+        "concurrency": Int(4, "Queries whose results are fetched and converted at once; the "
+                              "others wait for a slot (the wait counts toward their timeout). "
+                              "Bounds the memory and CPU of a round with thousands of rows per "
+                              "query.", minimum=1),
         "queries": List(QUERY, list, "Queries; each one becomes a metric family."),
         "bounded_tenants": BOUNDED_TENANTS,
     }, check=_check_section)
@@ -406,6 +410,7 @@ class BusinessCollector(Collector):
         self.queries = configured_queries(config)
         self.engine: AsyncEngine | None = None
         self.label_sets = LabelSets()
+        self._slots: asyncio.Semaphore | None = None  # made on the loop, on first use
         self._jobs = [self._job(query) for query in self.queries]
         bounded = config["bounded_tenants"]
         self.bounded = BoundedTenants(bounded, [
@@ -422,21 +427,27 @@ class BusinessCollector(Collector):
         job = Job(query.name, "query", query.interval, query.timeout, run=None)
 
         async def run() -> list[Metric]:
-            columns, rows = await run_query(self.get_engine(), query)
             if query is self.queries[0]:
                 self.label_sets.new_round()
-            # Thousands of rows take tens of milliseconds to become samples, and to free:
-            # the worker does both (it takes the only reference to the rows).
-            box = [rows]
-            del rows
-            family, dropped = await off_loop(_to_family_freeing, query, columns, box,
-                                             self.label_sets)
+            async with self.slots():  # a round's results are in memory a few at a time
+                columns, rows = await run_query(self.get_engine(), query)
+                # Thousands of rows take tens of milliseconds to become samples, and to free:
+                # the worker does both (it takes the only reference to the rows).
+                box = [rows]
+                del rows
+                family, dropped = await off_loop(_to_family_freeing, query, columns, box,
+                                                 self.label_sets)
             report_cap(query, len(family), dropped, job.series_dropped)
             job.series, job.series_limit, job.series_dropped = (
                 len(family), query.max_series, dropped)
             return [family]
         job.run = run
         return job
+
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.config["concurrency"])
+        return self._slots
 
     def get_engine(self) -> AsyncEngine:
         if self.engine is None:

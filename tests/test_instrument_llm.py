@@ -1,0 +1,124 @@
+"""LLM calls in depth: OpenAI and Anthropic response shapes (objects and dicts), token types,
+streaming (time to first token), error classes and retries."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace as NS
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from vigil_instrument import Metrics, Price, PriceTable, TokenUsage, error_class, read_usage, track_llm
+
+PRICES = PriceTable({("openai", "gpt-4o"): Price(2.5, 10, cached=1.25),
+                     ("anthropic", "claude-3-5-sonnet"): Price(3, 15, cached=0.3)})
+
+
+@pytest.fixture
+def m():
+    return Metrics(CollectorRegistry())
+
+
+def total(metrics, name, **labels):
+    return sum(s.value for family in metrics.registry.collect() for s in family.samples
+               if s.name == name and labels.items() <= s.labels.items())
+
+
+def test_usage_of_every_response_shape():
+    openai_chat = NS(usage=NS(prompt_tokens=1000, completion_tokens=300,
+                              prompt_tokens_details=NS(cached_tokens=600),
+                              completion_tokens_details=NS(reasoning_tokens=200)))
+    openai_responses = {"usage": {"input_tokens": 50, "output_tokens": 20,
+                                  "input_tokens_details": {"cached_tokens": 10},
+                                  "output_tokens_details": {"reasoning_tokens": 5}}}
+    anthropic = NS(usage=NS(input_tokens=40, output_tokens=12, cache_read_input_tokens=900,
+                            cache_creation_input_tokens=60))
+    anthropic_start = {"type": "message_start", "message": {"usage": {"input_tokens": 7, "output_tokens": 1}}}
+    assert read_usage(openai_chat) == TokenUsage(prompt=400, cached=600, completion=100, reasoning=200)
+    assert read_usage(openai_responses) == TokenUsage(prompt=40, cached=10, completion=15, reasoning=5)
+    assert read_usage(anthropic) == TokenUsage(prompt=100, cached=900, completion=12)
+    assert read_usage(anthropic_start) == TokenUsage(prompt=7, completion=1)
+    assert read_usage({"usage": None}) is None and read_usage(NS(text="no usage")) is None
+
+
+def test_token_types_and_cost_with_a_cache_price(m):
+    with track_llm("openai", "gpt-4o", prices=PRICES, metrics=m) as call:
+        call.usage(prompt_tokens=1000, completion_tokens=300, cached_tokens=600, reasoning_tokens=200)
+    by_type = {kind: total(m, "llm_tokens_total", type=kind)
+               for kind in ("prompt", "cached", "completion", "reasoning")}
+    assert by_type == {"prompt": 400, "cached": 600, "completion": 100, "reasoning": 200}
+    expected = (400 * 2.5 + 600 * 1.25 + 100 * 10 + 200 * 10) / 1e6
+    assert total(m, "llm_cost_usd_total") == pytest.approx(expected)
+
+
+def test_sync_stream_of_openai_chunks(m):
+    def chunks():
+        for text in ("Hel", "lo"):
+            yield NS(model="gpt-4o-2024-08-06", choices=[NS(delta=NS(content=text), finish_reason=None)], usage=None)
+        yield NS(model="gpt-4o-2024-08-06", choices=[], usage=NS(prompt_tokens=20, completion_tokens=2))
+
+    with track_llm("openai", "gpt-4o", prices=PRICES, metrics=m) as call:
+        text = "".join(c.choices[0].delta.content for c in call.stream(chunks()) if c.choices)
+    assert text == "Hello"
+    labels = dict(provider="openai", model="gpt-4o-2024-08-06")
+    assert total(m, "llm_time_to_first_token_seconds_count", **labels) == 1
+    assert total(m, "llm_streaming_duration_seconds_count", **labels) == 1
+    assert total(m, "llm_tokens_total", type="prompt", **labels) == 20
+    assert total(m, "llm_cost_usd_total", **labels) == pytest.approx((20 * 2.5 + 2 * 10) / 1e6)
+
+
+async def test_async_stream_of_anthropic_events(m):
+    async def events():
+        yield {"type": "message_start", "message": {"model": "claude-3-5-sonnet-20241022",
+                                                   "usage": {"input_tokens": 30, "output_tokens": 1,
+                                                             "cache_read_input_tokens": 100}}}
+        await asyncio.sleep(0.02)
+        yield {"type": "content_block_delta", "delta": {"text": "hi"}}
+        yield {"type": "message_delta", "usage": {"output_tokens": 45}}
+
+    async with track_llm("anthropic", "claude-3-5-sonnet", prices=PRICES, metrics=m) as call:
+        async for _ in call.stream(events()):
+            pass
+    labels = dict(provider="anthropic", model="claude-3-5-sonnet-20241022")
+    assert total(m, "llm_tokens_total", type="prompt", **labels) == 30
+    assert total(m, "llm_tokens_total", type="cached", **labels) == 100
+    assert total(m, "llm_tokens_total", type="completion", **labels) == 45    # running total, not a sum
+    assert total(m, "llm_streaming_duration_seconds_sum", **labels) >= 0.02
+    assert total(m, "llm_time_to_first_token_seconds_sum", **labels) < 0.02
+
+
+class RateLimitError(Exception):
+    pass
+
+
+class APIStatusError(Exception):
+    def __init__(self, status_code):
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+
+
+def test_error_classes_and_retries(m):
+    failures = [RateLimitError("slow down"), APIStatusError(429), APIStatusError(529), APIStatusError(503),
+                asyncio.TimeoutError(), APIStatusError(408), ValueError("bad prompt")]
+    assert [error_class(e) for e in failures] == ["rate_limit", "rate_limit", "server", "server", "timeout",
+                                                  "timeout", "other"]
+    for failure in failures:
+        with pytest.raises(type(failure)):
+            with track_llm("openai", "gpt-4o", metrics=m) as call:
+                call.retry()
+                raise failure
+    with track_llm("openai", "gpt-4o", metrics=m) as call:        # refused by the content filter
+        call.record_response({"choices": [{"finish_reason": "content_filter"}], "usage": {"prompt_tokens": 9}})
+    errors = {kind: total(m, "llm_errors_total", error_class=kind) for kind in
+              ("rate_limit", "timeout", "server", "content_filter", "other")}
+    assert errors == {"rate_limit": 2, "timeout": 2, "server": 2, "content_filter": 1, "other": 1}
+    assert total(m, "llm_requests_total", status="error") == 8
+    assert total(m, "llm_retries_total") == 7
+    assert total(m, "llm_tokens_total", type="prompt") == 9
+
+
+def test_decorating_a_generator_is_refused(m):
+    with pytest.raises(TypeError, match="call.stream"):
+        @track_llm("openai", "gpt-4o", metrics=m)
+        def tokens():
+            yield "a"
