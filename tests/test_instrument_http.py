@@ -369,3 +369,20 @@ async def test_json_logs_carry_the_request_id(metrics, registry):
     assert served and served[0]["request_id"] == "trace-9"
     outside = [line for line in lines if line["msg"] == "outside any request"]
     assert outside and "request_id" not in outside[0]
+
+
+async def test_aiohttp_handler_error_keeps_the_request_id(metrics, registry):
+    """aiohttp answers a handler's exception itself, after the middleware: its 500 and its
+    "Error handling request" log line still carry the request id."""
+    stream = io.StringIO()
+    handler = configure_logging("info", stream)
+    try:
+        async with TestClient(TestServer(aiohttp_app(metrics, registry))) as client:
+            response = await client.get("/boom", headers={"X-Request-ID": "boom-7"})
+            assert response.status == 500
+            assert response.headers.get("X-Request-ID") == "boom-7"
+    finally:
+        logging.getLogger().removeHandler(handler)
+    errors = [json.loads(line) for line in stream.getvalue().splitlines() if "Error handling request" in line]
+    assert errors and errors[0]["request_id"] == "boom-7"
+    assert value(registry, "http_requests_total", method="GET", route="/boom", status="500") == 1
