@@ -344,6 +344,35 @@ async def test_asgi_mounted_apps_websockets_and_no_request_id(metrics, registry)
     assert value(registry, "http_requests_total", method="GET", route="/static/{path}", status="200") == 2
 
 
+async def test_fastapi_mount_is_labelled_with_its_prefix(metrics, registry):
+    """FastAPI's router names no route in the scope for `app.mount`: the mount prefix is the label,
+    as on Starlette, not `unmatched`; a route of a mounted FastAPI app keeps its own template."""
+    async def files(scope, receive, send):  # what StaticFiles is to the router
+        status = 200 if scope["path"].endswith(".css") else 404
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"file"})
+
+    sub = FastAPI()
+
+    @sub.get("/items/{item_id}")
+    async def item(item_id: int) -> dict:
+        return {"id": item_id}
+
+    app = FastAPI()
+    app.mount("/static", files)
+    app.mount("/v2", sub)
+    app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    async with asgi_client(app) as client:
+        for name in ("a.css", "b/c.css", "missing.js"):
+            await client.get(f"/static/{name}")
+        assert (await client.get("/v2/items/3")).status_code == 200
+        assert (await client.get("/nowhere")).status_code == 404
+    requests = {(dict(labels)["route"], dict(labels)["status"]) for labels in label_sets(registry, "http_requests")}
+    assert requests == {("/static/{path}", "200"), ("/static/{path}", "404"), ("/v2/items/{item_id}", "200"),
+                        ("unmatched", "404")}
+    assert value(registry, "http_requests_total", method="GET", route="/static/{path}", status="200") == 2
+
+
 async def test_route_cap_collapses_into_other(registry):
     metrics = Metrics(registry, cardinality=Cardinality(max_values={"route": 3}))
     app = Starlette(routes=[Route(f"/r{i}", lambda request: PlainTextResponse("x")) for i in range(6)])
