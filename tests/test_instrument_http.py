@@ -344,6 +344,47 @@ async def test_asgi_mounted_apps_websockets_and_no_request_id(metrics, registry)
     assert value(registry, "http_requests_total", method="GET", route="/static/{path}", status="200") == 2
 
 
+async def test_asgi_server_error_log_line_carries_the_request_id(metrics, registry):
+    """ASGI servers run each request in a task of its own and log an exception once it has left
+    every middleware (uvicorn: "Exception in ASGI application"): that line carries the id too,
+    and nothing leaks into the caller's context."""
+    app = FastAPI()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("handler failed")
+
+    app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": "/boom", "raw_path": b"/boom", "root_path": "", "query_string": b"",
+             "headers": [(b"x-request-id", b"asgi-5")], "server": ("test", 80), "client": ("c", 1)}
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def run_asgi():  # what the server does per request
+        try:
+            await app(scope, receive, send)
+        except RuntimeError:
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+
+    stream = io.StringIO()
+    handler = configure_logging("info", stream)
+    try:
+        await asyncio.create_task(run_asgi())
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert sent[0]["status"] == 500
+    errors = [json.loads(line) for line in stream.getvalue().splitlines() if "ASGI application" in line]
+    assert errors and errors[0]["request_id"] == "asgi-5"
+    assert current_request_id() is None
+    assert value(registry, "http_requests_total", method="GET", route="/boom", status="500") == 1
+
+
 async def test_fastapi_mount_is_labelled_with_its_prefix(metrics, registry):
     """FastAPI's router names no route in the scope for `app.mount`: the mount prefix is the label,
     as on Starlette, not `unmatched`; a route of a mounted FastAPI app keeps its own template."""

@@ -82,8 +82,12 @@ class PrometheusMiddleware:
         in_flight = self._in_flight[method]
         in_flight(1)
         start = perf_counter()
+        failed = False
         try:
             await self.app(scope, receive_counted, send_counted)
+        except BaseException:
+            failed = True
+            raise
         finally:
             elapsed = perf_counter() - start
             in_flight(-1)
@@ -101,7 +105,9 @@ class PrometheusMiddleware:
                 record = self.recorder.resolve(
                     key, method, _route_label(route, scope, base_root, status), status, route, extra)
             record(elapsed, received, sent, None if self._exemplar is None else self._exemplar())
-            if id_header is not None:
+            # The server logs an escaped exception after us, in this request's own task: keep
+            # the id set so that its log line carries it.
+            if id_header is not None and not failed:
                 request_id_var.reset(token)
             if self._tenant_early:
                 tenant_var.reset(tenant_token)
