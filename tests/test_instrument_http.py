@@ -344,6 +344,76 @@ async def test_asgi_mounted_apps_websockets_and_no_request_id(metrics, registry)
     assert value(registry, "http_requests_total", method="GET", route="/static/{path}", status="200") == 2
 
 
+async def test_asgi_server_error_log_line_carries_the_request_id(metrics, registry):
+    """ASGI servers run each request in a task of its own and log an exception once it has left
+    every middleware (uvicorn: "Exception in ASGI application"): that line carries the id too,
+    and nothing leaks into the caller's context."""
+    app = FastAPI()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("handler failed")
+
+    app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": "/boom", "raw_path": b"/boom", "root_path": "", "query_string": b"",
+             "headers": [(b"x-request-id", b"asgi-5")], "server": ("test", 80), "client": ("c", 1)}
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def run_asgi():  # what the server does per request
+        try:
+            await app(scope, receive, send)
+        except RuntimeError:
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+
+    stream = io.StringIO()
+    handler = configure_logging("info", stream)
+    try:
+        await asyncio.create_task(run_asgi())
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert sent[0]["status"] == 500
+    errors = [json.loads(line) for line in stream.getvalue().splitlines() if "ASGI application" in line]
+    assert errors and errors[0]["request_id"] == "asgi-5"
+    assert current_request_id() is None
+    assert value(registry, "http_requests_total", method="GET", route="/boom", status="500") == 1
+
+
+async def test_fastapi_mount_is_labelled_with_its_prefix(metrics, registry):
+    """FastAPI's router names no route in the scope for `app.mount`: the mount prefix is the label,
+    as on Starlette, not `unmatched`; a route of a mounted FastAPI app keeps its own template."""
+    async def files(scope, receive, send):  # what StaticFiles is to the router
+        status = 200 if scope["path"].endswith(".css") else 404
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"file"})
+
+    sub = FastAPI()
+
+    @sub.get("/items/{item_id}")
+    async def item(item_id: int) -> dict:
+        return {"id": item_id}
+
+    app = FastAPI()
+    app.mount("/static", files)
+    app.mount("/v2", sub)
+    app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    async with asgi_client(app) as client:
+        for name in ("a.css", "b/c.css", "missing.js"):
+            await client.get(f"/static/{name}")
+        assert (await client.get("/v2/items/3")).status_code == 200
+        assert (await client.get("/nowhere")).status_code == 404
+    requests = {(dict(labels)["route"], dict(labels)["status"]) for labels in label_sets(registry, "http_requests")}
+    assert requests == {("/static/{path}", "200"), ("/static/{path}", "404"), ("/v2/items/{item_id}", "200"),
+                        ("unmatched", "404")}
+    assert value(registry, "http_requests_total", method="GET", route="/static/{path}", status="200") == 2
+
+
 async def test_route_cap_collapses_into_other(registry):
     metrics = Metrics(registry, cardinality=Cardinality(max_values={"route": 3}))
     app = Starlette(routes=[Route(f"/r{i}", lambda request: PlainTextResponse("x")) for i in range(6)])
@@ -369,3 +439,20 @@ async def test_json_logs_carry_the_request_id(metrics, registry):
     assert served and served[0]["request_id"] == "trace-9"
     outside = [line for line in lines if line["msg"] == "outside any request"]
     assert outside and "request_id" not in outside[0]
+
+
+async def test_aiohttp_handler_error_keeps_the_request_id(metrics, registry):
+    """aiohttp answers a handler's exception itself, after the middleware: its 500 and its
+    "Error handling request" log line still carry the request id."""
+    stream = io.StringIO()
+    handler = configure_logging("info", stream)
+    try:
+        async with TestClient(TestServer(aiohttp_app(metrics, registry))) as client:
+            response = await client.get("/boom", headers={"X-Request-ID": "boom-7"})
+            assert response.status == 500
+            assert response.headers.get("X-Request-ID") == "boom-7"
+    finally:
+        logging.getLogger().removeHandler(handler)
+    errors = [json.loads(line) for line in stream.getvalue().splitlines() if "Error handling request" in line]
+    assert errors and errors[0]["request_id"] == "boom-7"
+    assert value(registry, "http_requests_total", method="GET", route="/boom", status="500") == 1

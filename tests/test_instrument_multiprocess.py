@@ -108,3 +108,17 @@ def test_two_workers_aggregate_and_live_gauges_follow_live_workers(tmp_path, mon
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
+
+
+def test_missing_or_empty_directory_is_logged_not_silent(tmp_path, monkeypatch, caplog):
+    directory = tmp_path / "vigil-metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    with caplog.at_level("WARNING", logger="vigil_instrument"):
+        registry = exposition_registry()
+        assert "imported before" in caplog.text  # this test process: prometheus_client came first
+        assert generate_latest(registry) == b""
+        assert generate_latest(registry) == b""
+        assert caplog.text.count("does not exist") == 1  # once per problem, not per scrape
+        directory.mkdir()
+        assert generate_latest(registry) == b""
+        assert "holds no worker files" in caplog.text

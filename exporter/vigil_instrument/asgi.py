@@ -82,25 +82,32 @@ class PrometheusMiddleware:
         in_flight = self._in_flight[method]
         in_flight(1)
         start = perf_counter()
+        failed = False
         try:
             await self.app(scope, receive_counted, send_counted)
+        except BaseException:
+            failed = True
+            raise
         finally:
             elapsed = perf_counter() - start
             in_flight(-1)
             if status == 0:  # the app raised before answering: the server answers 500
                 status, sent = 500, -1
             route = scope.get("route")
+            root = scope.get("root_path", "")
             extra = () if labels is None else labels.read(scope, _source)
-            if route is None or status == 405:
+            if status == 405 or (route is None and root == base_root):
                 key = (method, None, None, status, extra)
-            else:  # routes may be unhashable
-                key = (method, id(route), scope.get("root_path", ""), status, extra)
+            else:  # routes may be unhashable; FastAPI names no route for a mount, only its root_path
+                key = (method, None if route is None else id(route), root, status, extra)
             record = self._entries.get(key)
             if record is None:
                 record = self.recorder.resolve(
                     key, method, _route_label(route, scope, base_root, status), status, route, extra)
             record(elapsed, received, sent, None if self._exemplar is None else self._exemplar())
-            if id_header is not None:
+            # The server logs an escaped exception after us, in this request's own task: keep
+            # the id set so that its log line carries it.
+            if id_header is not None and not failed:
                 request_id_var.reset(token)
             if self._tenant_early:
                 tenant_var.reset(tenant_token)
@@ -122,12 +129,12 @@ def _source(scope, kind: str, key: str):
 
 
 def _route_label(route, scope, base_root: str, status: int) -> str:
-    if route is None or status == 405:
-        return UNMATCHED
     # Mounts add their prefix to root_path; the route inside only knows its own path.
     root = scope.get("root_path", "")
+    if status == 405 or (route is None and root == base_root):
+        return UNMATCHED
     prefix = root[len(base_root):] if root.startswith(base_root) else root
-    if _is_mount(route):
+    if route is None or _is_mount(route):  # FastAPI's router leaves scope["route"] unset for a mount
         return f"{prefix}/{{path}}"
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return prefix + template if template else UNMATCHED

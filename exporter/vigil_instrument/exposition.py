@@ -10,15 +10,51 @@ Content negotiation: OpenMetrics when the scraper asks for it, gzip when accepte
 """
 from __future__ import annotations
 
+import glob
 import gzip
+import logging
 import os
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, values
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.multiprocess import mark_process_dead as _mark_process_dead
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("vigil_instrument")
+
+
+class WorkerFiles:
+    """The aggregate of the workers' files. A missing or empty directory serves an empty body,
+    as prometheus_client would, but is logged (once per problem) instead of failing silently or
+    with a bare traceback."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._reported: str | None = None
+        if isinstance(values.ValueClass, type) and issubclass(values.ValueClass, values.MutexValue):
+            log.warning("%s is set but prometheus_client was imported before it was: this process's "
+                        "metrics are kept in memory, not written to %s. Set the variable in the "
+                        "environment the server starts with (not in its config file).", MULTIPROC_ENV, path)
+
+    def collect(self):
+        if not os.path.isdir(self.path):
+            self._report(f"{MULTIPROC_ENV}={self.path} does not exist or is not a directory: "
+                         "create it, empty, before the workers start; /metrics is empty")
+            return []
+        files = glob.glob(os.path.join(self.path, "*.db"))
+        if not files:
+            self._report(f"{MULTIPROC_ENV}={self.path} holds no worker files: no worker writes its "
+                         "metrics there (was prometheus_client imported before the variable was "
+                         "set?); /metrics is empty")
+            return []
+        self._reported = None
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+    def _report(self, problem: str) -> None:
+        if problem != self._reported:
+            self._reported = problem
+            log.warning("%s", problem)
 
 
 def exposition_registry(source=None) -> CollectorRegistry:
@@ -27,7 +63,7 @@ def exposition_registry(source=None) -> CollectorRegistry:
     path = os.environ.get(MULTIPROC_ENV)
     if path:
         aggregate = CollectorRegistry()
-        MultiProcessCollector(aggregate, path=path)
+        aggregate.register(WorkerFiles(path))
         return aggregate
     if source is None:
         return REGISTRY

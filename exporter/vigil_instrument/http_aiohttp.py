@@ -51,6 +51,7 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
         start = perf_counter()
         response = None
         status = 500
+        failed = False
         try:
             try:
                 response = await handler(request)
@@ -59,6 +60,10 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
                 raise
             except asyncio.TimeoutError:
                 status = 504  # what aiohttp answers to a handler timing out
+                failed = True
+                raise
+            except BaseException:
+                failed = True
                 raise
             finally:
                 if response is not None:
@@ -78,7 +83,9 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
                 record = recorder.resolve(key, method, label, status, extra=extra)
             record(elapsed, request.content.total_bytes, -1 if response is None else response.body_length,
                    None if exemplar is None else exemplar())
-            if request_id:
+            # aiohttp answers an escaped exception after us, in this request's own task: keep the
+            # id set so that its 500 (on_response_prepare) and its error log line carry it.
+            if request_id and not failed:
                 request_id_var.reset(token)
             if tenant_early:
                 tenant_var.reset(tenant_token)
