@@ -133,6 +133,12 @@ def test_the_linter_accepts(expr):
     assert lint.check_expr(expr) == []
 
 
+def test_only_instant_queries_may_rate_over_the_dashboard_range():
+    expr = "topk(10, rate(x_seconds_total[$__range]))"
+    assert lint.check_expr(expr, instant=True) == []
+    assert any("instead of [$__rate_interval]" in p for p in lint.check_expr(expr))
+
+
 def test_the_linter_catches_dashboard_problems():
     dashboard = json.loads(json.dumps(DASHBOARDS["redis"]))
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]

@@ -51,16 +51,22 @@ def targets(dashboard: dict):
             yield panel, target
 
 
-def check_expr(expr: str) -> list[str]:
+RATE_WINDOWS = ("$__rate_interval", "${__rate_interval}")
+# an instant query (a table or stat over the dashboard's time range) may rate over the range
+INSTANT_RATE_WINDOWS = (*RATE_WINDOWS, "$__range", "${__range}")
+
+
+def check_expr(expr: str, instant: bool = False) -> list[str]:
     """Problems of one expression: rate windows and bare counters."""
     problems = []
+    windows = INSTANT_RATE_WINDOWS if instant else RATE_WINDOWS
     try:
         found = selectors(expr)
     except ValueError as exc:
         return [str(exc)]
     for sel in found:
         if sel.range is not None and sel.function in RATE_FUNCTIONS \
-                and sel.range not in ("$__rate_interval", "${__rate_interval}"):
+                and sel.range not in windows:
             problems.append(f"{sel.function}() over [{sel.range}] instead of [$__rate_interval]")
         if sel.metric.endswith("_total") and not (
                 sel.range is not None and sel.function in COUNTER_FUNCTIONS):
@@ -164,7 +170,7 @@ def lint(dashboard: dict) -> list[str]:
             expr = target.get("expr", "")
             if not expr.strip():
                 problem(f"{where} target {ref} has no expression")
-            for text in check_expr(expr):
+            for text in check_expr(expr, instant=bool(target.get("instant"))):
                 problem(f"{where} target {ref}: {text}")
     return problems
 
