@@ -13,6 +13,7 @@ customises the bundle (`vigil bundle build --override`).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -47,7 +48,14 @@ def live(live_stack):
 
 
 # Names only a clustered Alertmanager exposes (the HA profile; test_alert_pipeline runs it).
+ROOT = Path(__file__).resolve().parent.parent
 HA_ONLY = {"alertmanager_cluster_members"}
+# Only a replica, or a primary with one, has these; the live stack runs none. docs/metrics.md
+# is generated against a real PostgreSQL and Redis replica pair (tools/docgen.py), and
+# tests/test_collector_postgres.py and test_collector_redis_stats.py read them from one.
+REPLICA_ONLY = {"vigil_db_replica_receiving", "vigil_db_replication_lag_seconds",
+                "vigil_db_replication_slot_retained_wal_bytes", "vigil_redis_master_link_up",
+                "vigil_redis_replica_lag_bytes"}
 
 
 def _exposed_names(live) -> set[str]:
@@ -58,7 +66,7 @@ def _exposed_names(live) -> set[str]:
 
 def test_every_metric_name_used_by_rules_is_exposed(live):
     used = bundle.metric_names_used_by_rules()
-    wanted = {name for name in used if name != "up"} - HA_ONLY  # `up` is Prometheus' own
+    wanted = {name for name in used if name != "up"} - HA_ONLY - REPLICA_ONLY  # `up`: Prometheus' own
     deadline = time.monotonic() + DATA_TIMEOUT
     while True:
         missing = sorted(wanted - _exposed_names(live))
@@ -67,6 +75,12 @@ def test_every_metric_name_used_by_rules_is_exposed(live):
         time.sleep(1)
     assert not missing, "rules read names no target exposes:\n" + "\n".join(
         f"  {name} (read by {', '.join(used[name])})" for name in missing)
+
+
+def test_the_replica_only_names_are_in_the_reference_made_with_replicas():
+    reference = (ROOT / "docs" / "metrics.md").read_text()
+    assert REPLICA_ONLY <= set(bundle.metric_names_used_by_rules())
+    assert not [name for name in sorted(REPLICA_ONLY) if f"`{name}`" not in reference]
 
 
 def test_every_recording_rule_returns_series(live):
