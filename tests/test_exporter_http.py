@@ -21,7 +21,9 @@ def full_config(postgres_server, redis_server, **business) -> dict:
     return {
         "collectors": {
             "system": FAST,
-            "database": {**FAST, "databases": {"main": {"url": postgres_server.url}}},
+            # the shared test server does not preload pg_stat_statements (the compose one does)
+            "database": {**FAST, "databases": {"main": {
+                "url": postgres_server.url, "postgres": {"statements": {"enabled": False}}}}},
             "redis": {**FAST, "instances": {"cache": {
                 "url": redis_server.url, "socket_timeout": "1s",
                 "keys": [{"key": "queue:jobs"}]}}},
