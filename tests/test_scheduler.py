@@ -205,6 +205,7 @@ def test_render_formats_only_new_families_and_matches_a_full_render(monkeypatch)
 async def test_what_exists_after_the_first_round_is_frozen_out_of_the_gc():
     from vigil_exporter.app import freeze_after_first_round
 
+    gc.unfreeze()  # an app started in-process by an earlier test of this worker froze it
     scheduler = Scheduler([Sleeper(seconds=0, interval=60, timeout=1)])
     freezing = asyncio.create_task(freeze_after_first_round(scheduler))
     try:
