@@ -1,4 +1,4 @@
-"""The stack's components: one class per server, each with start, wait-ready, stop, restart, log.
+"""The stack's components: one class per server, each with start, wait-ready, stop, kill, log.
 
 A component owns a directory (`workdir/<name>/`) and a log file (`workdir/logs/<name>.log`),
 listens on one port of 127.0.0.1 (`.port`, `.address`, `.url`), and keeps its data across a
@@ -154,10 +154,6 @@ class Component:
     def kill(self) -> None:
         """SIGKILL: a crash rather than a shutdown."""
         self.process.kill()
-
-    def restart(self, wait: bool = True) -> Component:
-        self.stop()
-        return self.start(wait=wait)
 
     def log(self, tail: int | None = None) -> str:
         return self.process.log(tail)
@@ -535,15 +531,6 @@ class Prometheus(HttpComponent):
             argv.append(f"--enable-feature={','.join(self.features)}")
         return argv
 
-    def reload(self) -> None:
-        """Write the config again and POST /-/reload."""
-        import urllib.request
-
-        self.config_path.write_text(self.config_text())
-        request = urllib.request.Request(self.url + "/-/reload", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
-
 
 class Alertmanager(HttpComponent):
     binaries = ("prometheus-alertmanager",)
@@ -574,14 +561,6 @@ class Alertmanager(HttpComponent):
                  f"--cluster.advertise-address={self.cluster_address}",
                  "--cluster.settle-timeout=5s", "--cluster.reconnect-interval=1s"]
         return argv + [f"--cluster.peer={peer}" for peer in self.peers]
-
-    def reload(self) -> None:
-        import urllib.request
-
-        self.config_path.write_text(self.config_text())
-        request = urllib.request.Request(self.url + "/-/reload", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
 
     def alerts(self, **filters: str) -> list[dict]:
         """GET /api/v2/alerts, e.g. `alerts(inhibited="false")`."""
