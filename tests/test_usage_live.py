@@ -34,6 +34,7 @@ from vigil_exporter.validation import parse_duration
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 TODAY = datetime.now(timezone.utc).date()
+STEP_SECONDS = parse_duration(bundle.evaluate_config()["usage"]["step"])  # the steps' group interval
 RETENTION_DAYS = int(parse_duration(RETENTION["prometheus"]) // 86400)  # the stack's Prometheus
 # Exporter gauge (with its label filter) -> the report's field for today.
 GAUGES = {
@@ -245,6 +246,8 @@ def test_llm_cost_today_equals_the_increase_of_the_counters(live_stack):
     step_times = [float(t) for s in raw('job_day:llm_cost_usd:increase_step{job="vigil-demo"}')
                   for t, _ in s["values"] if float(t) <= rollup_at]
     last_step = max(step_times)
+    # a step counts from one step back, and only for a series sampled by then: each series
+    # is counted from its value one step before the first step that could see it
     low = high = 0.0
     for series in raw('llm_cost_usd_total{job="vigil-demo"}'):
         values = [(float(t), float(v)) for t, v in series["values"]]
@@ -252,8 +255,12 @@ def test_llm_cost_today_equals_the_increase_of_the_counters(live_stack):
         seen = [v for t, v in values if t <= last_step]
         if not seen:
             continue
-        high += seen[-1] - values[0][1]
-        low += (seen[-2] if len(seen) > 1 else seen[-1]) - values[0][1]
+        counted_from = min((s - STEP_SECONDS for s in step_times if s - STEP_SECONDS >= values[0][0]),
+                           default=last_step)
+        base = [v for t, v in values if t <= counted_from][-1] if counted_from >= values[0][0] \
+            else values[0][1]
+        high += seen[-1] - base
+        low += (seen[-2] if len(seen) > 1 else seen[-1]) - base
     assert high > 0
     assert low - 1e-9 <= rollup <= high + 1e-9, (low, rollup, high)
 
