@@ -106,13 +106,15 @@ def _load(args) -> Config:
 def cmd_serve(args) -> int:
     from vigil_exporter import logs
     from vigil_exporter.app import make_app
-    from vigil_exporter.embedded import prepare_database
+    from vigil_exporter.embedded import prepare_database, prepare_later
 
     config = _load(args)
     web_config = _web_config(config, args.web_config_file)
     logs.setup(config["log_level"])
-    prepare_database(config, demo=args.demo)
+    prepared = prepare_database(config, demo=args.demo)
     app = make_app(config, web_config)
+    if not prepared:
+        app.cleanup_ctx.append(prepare_later(config, demo=args.demo))
     host, port = split_listen_address(config["listen_address"])
     asyncio.run(_serve(app, host, port, web_config, config))
     return 0
