@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import logging
+import os
 import threading
 from datetime import datetime
 
@@ -12,9 +14,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from sqlalchemy import create_engine, insert, inspect, text
 
-from vigil_exporter import dbschema
+from vigil_exporter import dbschema, forked
+from vigil_exporter import exposition as exposition_module
 from vigil_exporter.app import WIRING, make_app
 from vigil_exporter.collectors.business import BusinessCollector, LabelSets, Query, to_family
 from vigil_exporter.config import ConfigError, load
@@ -71,6 +75,65 @@ async def test_a_render_in_progress_blocks_no_request():
             assert wiring.exposition.renders >= 2
     finally:
         gc.unfreeze()  # the app froze what existed after its first round
+
+
+async def test_readiness_probes_that_retry_during_a_long_render_share_one_render(monkeypatch):
+    """A probe that gives up and asks again while jobs keep finishing used to start a render per
+    try: with 50,000 tenants they queued behind each other and the exporter never got ready."""
+    monkeypatch.setattr(exposition_module, "RENDER_DELAY", 60.0)  # only the probes render
+    app = make_app(quiet_config())
+    wiring = app[WIRING]
+    slow = BlockingCollector()
+    wiring.registry.register(slow)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            await asyncio.wait_for(wiring.scheduler.first_round_done.wait(), 10)
+            before = wiring.exposition.renders
+            slow.block = True
+            probes = []
+            for _ in range(3):
+                wiring.exposition.mark_dirty()  # a job finished meanwhile
+                probes.append(asyncio.create_task(client.get("/health/ready")))
+                await asyncio.sleep(0.05)
+            assert await asyncio.to_thread(slow.entered.wait, 10)
+            slow.release.set()
+            assert [r.status for r in await asyncio.gather(*probes)] == [200] * 3
+            assert wiring.exposition.renders == before + 1
+            assert (await client.get("/health/ready")).status == 200
+            assert wiring.exposition.renders == before + 1  # ready stays ready without a render
+    finally:
+        gc.unfreeze()
+
+
+def test_a_large_render_is_formatted_in_a_child_process_byte_for_byte(monkeypatch):
+    query = Query("vigil_test_rows", "Rows.", "", "value", ("tenant", "direction"), "counter",
+                  60, 10, 50_000, "queries[0]")
+    rows = [(f"tenant-{i}", direction, i) for i in range(3_000) for direction in ("in", "out")]
+    family, _ = to_family(query, ["tenant", "direction", "value"], rows, LabelSets())
+    assert len(family) >= exposition_module.FORK_MIN_SERIES
+    small = GaugeMetricFamily("vigil_test_small", "Small.", value=1)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(type("Rows", (), {"collect": lambda self: [family, small]})())
+    children = []
+
+    def in_child(func, *args):
+        children.append(forked.in_child(lambda: (os.getpid(), func(*args))))
+        return children[-1][1]
+    monkeypatch.setattr(exposition_module, "in_child", in_child)
+    exposition = Exposition(registry, formats=("text", "openmetrics"))
+    exposition.render()
+    assert len(children) == 1 and children[0][0] != os.getpid()  # one child for both formats
+    body = exposition.rendered["text"].body
+    assert body == generate_latest(registry)
+    assert gzip.decompress(exposition.rendered["text"].gzipped) == body
+    assert exposition.rendered["openmetrics"].body == generate_openmetrics(registry)
+    exposition.render()  # nothing new to format: no child
+    assert len(children) == 1 and exposition.rendered["text"].body == body
+
+
+def test_a_child_that_fails_is_reported():
+    with pytest.raises(forked.ChildFailed):
+        forked.in_child(lambda: 1 / 0)
 
 
 # ------------------------------------------------------------------ the series cap, bounded tenants

@@ -42,6 +42,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.utils import floatToGoString
 
+from vigil_exporter.forked import ChildFailed, in_child
 from vigil_exporter.worker import off_loop
 
 # The classic text format every Prometheus since 2.0 reads; names here are all legacy-safe.
@@ -53,6 +54,9 @@ RENDER_DELAY = 1.0  # seconds; values are at most this much older than their col
 # thread to hand the GIL back after each system call (CPython's default is 5 ms, and a request
 # makes several calls). docs/performance.md measures the difference.
 RENDER_SWITCH_INTERVAL = 0.001
+# Series to format from which a render formats in a forked child (forked.py); below, a fork
+# (a copy of the page tables) costs more than the GIL time it saves.
+FORK_MIN_SERIES = 5_000
 FORMATS = {"text": (text_format.generate_latest, TEXT),
            "openmetrics": (openmetrics_format.generate_latest, OPENMETRICS)}
 TRAILER = {"text": b"", "openmetrics": b"# EOF\n"}  # once per body, after every family
@@ -81,6 +85,7 @@ class Exposition:
         self._pending: asyncio.TimerHandle | None = None
         self._lock: asyncio.Lock | None = None  # made on the loop, on first use
         self._background: set[asyncio.Task] = set()
+        self._flushed: asyncio.Future | None = None  # flush_once's
         # id(family) -> (family, {format: bytes}); the family is kept so its id stays its own
         self._formatted: dict[int, tuple[Metric, dict[str, bytes]]] = {}
 
@@ -115,6 +120,15 @@ class Exposition:
             async with self._render_lock():
                 pass
 
+    async def flush_once(self) -> None:
+        """`flush()` on the first call; every later call waits for that one flush and, once it
+        is done, returns at once. A readiness probe gives up after a second and asks again:
+        with 50,000 tenants each try used to start a full render of its own, they queued up,
+        and the exporter never became ready."""
+        if self._flushed is None:
+            self._flushed = asyncio.ensure_future(self.flush())
+        await asyncio.shield(self._flushed)
+
     def _render_lock(self) -> asyncio.Lock:
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -124,21 +138,23 @@ class Exposition:
         """Render every format in use now, in the calling thread (a worker thread when
         serving; the caller makes sure that only one render runs at a time)."""
         start = time.perf_counter()
-        formatted = {}
+        formatted, in_order = {}, []
         names = tuple(self.rendered)
-        parts: dict[str, list] = {name: [] for name in names}
+        todo: list[tuple[list[str], Metric, dict]] = []  # what no earlier render formatted
         for family in self.registry.collect():
             kept = self._formatted.get(id(family))
             pieces = kept[1] if kept is not None and kept[0] is family else {}
             missing = [name for name in names if name not in pieces]
             if missing:
-                pieces.update(_format(missing, family))
-            for name, chunks in parts.items():
-                chunks.append(pieces[name])
+                todo.append((missing, family, pieces))
             formatted[id(family)] = (family, pieces)
+            in_order.append(pieces)
+        made = _format_all([(missing, family) for missing, family, _ in todo])
+        for (_, _, pieces), new in zip(todo, made):
+            pieces.update(new)
         self._formatted = formatted
-        for name, chunks in parts.items():
-            self.rendered[name] = _assemble(name, chunks)
+        for name in names:
+            self.rendered[name] = _assemble(name, [pieces[name] for pieces in in_order])
         self.render_seconds = time.perf_counter() - start
         self.renders += 1
 
@@ -214,6 +230,25 @@ def _assemble(name: str, pieces: list[_Piece]) -> Rendered:
     gzipped = b"".join([GZIP_HEADER, *deflated, struct.pack(
         "<II", zlib.crc32(body), len(body) & 0xFFFFFFFF)])
     return Rendered(body, gzipped, FORMATS[name][1])
+
+
+def _format_all(todo: list[tuple[list[str], Metric]]) -> list[dict[str, _Piece]]:
+    """`_format` of each family, in a forked child when there are many series (forked.py):
+    then this thread only waits, without the GIL, while the child formats and compresses."""
+    if sum(_series(family) for _, family in todo) < FORK_MIN_SERIES:
+        return [_format(names, family) for names, family in todo]
+    try:
+        return in_child(_format_each, todo)
+    except ChildFailed:  # formatting again here raises whatever the child ran into
+        return _format_each(todo)
+
+
+def _format_each(todo: list[tuple[list[str], Metric]]) -> list[dict[str, _Piece]]:
+    return [_format(names, family) for names, family in todo]
+
+
+def _series(family: Metric) -> int:
+    return len(family) if hasattr(family, "pairs") else len(family.samples)
 
 
 def _format(names: list[str], family: Metric) -> dict[str, _Piece]:
