@@ -5,7 +5,6 @@ import asyncio
 import gc
 import gzip
 import logging
-import os
 import threading
 from datetime import datetime
 
@@ -17,7 +16,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from sqlalchemy import create_engine, insert, inspect, text
 
-from vigil_exporter import dbschema, forked
+from vigil_exporter import dbschema
 from vigil_exporter import exposition as exposition_module
 from vigil_exporter.app import WIRING, make_app
 from vigil_exporter.collectors.business import BusinessCollector, LabelSets, Query, to_family
@@ -105,35 +104,28 @@ async def test_readiness_probes_that_retry_during_a_long_render_share_one_render
         gc.unfreeze()
 
 
-def test_a_large_render_is_formatted_in_a_child_process_byte_for_byte(monkeypatch):
-    query = Query("vigil_test_rows", "Rows.", "", "value", ("tenant", "direction"), "counter",
-                  60, 10, 50_000, "queries[0]")
-    rows = [(f"tenant-{i}", direction, i) for i in range(3_000) for direction in ("in", "out")]
-    family, _ = to_family(query, ["tenant", "direction", "value"], rows, LabelSets())
-    assert len(family) >= exposition_module.FORK_MIN_SERIES
-    small = GaugeMetricFamily("vigil_test_small", "Small.", value=1)
+def test_business_families_sharing_label_sets_render_byte_for_byte():
+    """The writer formats a shared label set once per render and a repeated value once per
+    family: the bytes must still be prometheus_client's, signed zeros and specials included."""
+    specials = [0.0, -0.0, 1.0, 1e22, 123456789.5, float("inf"), float("-inf"), float("nan")]
+    label_sets = LabelSets()
+    families = []
+    for n, name in enumerate(("vigil_test_a", "vigil_test_b_total")):
+        query = Query(name, "Rows.", "", "value", ("tenant", "direction"),
+                      "counter" if name.endswith("_total") else "gauge", 60, 10, 50_000, "q")
+        rows = [(f'tenant-"{i}"\\', direction, specials[(i + n) % len(specials)])
+                for i in range(50) for direction in ("in", "out")]
+        families.append(to_family(query, ["tenant", "direction", "value"], rows, label_sets)[0])
+    assert families[0].labelsets[0] is families[1].labelsets[0]  # shared, formatted once
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(type("Rows", (), {"collect": lambda self: [family, small]})())
-    children = []
-
-    def in_child(func, *args):
-        children.append(forked.in_child(lambda: (os.getpid(), func(*args))))
-        return children[-1][1]
-    monkeypatch.setattr(exposition_module, "in_child", in_child)
+    registry.register(type("Rows", (), {"collect": lambda self: families})())
     exposition = Exposition(registry, formats=("text", "openmetrics"))
     exposition.render()
-    assert len(children) == 1 and children[0][0] != os.getpid()  # one child for both formats
     body = exposition.rendered["text"].body
     assert body == generate_latest(registry)
-    assert gzip.decompress(exposition.rendered["text"].gzipped) == body
+    assert b"} -0.0\n" in body and b"} NaN\n" in body and b"} 1e+22\n" in body
     assert exposition.rendered["openmetrics"].body == generate_openmetrics(registry)
-    exposition.render()  # nothing new to format: no child
-    assert len(children) == 1 and exposition.rendered["text"].body == body
-
-
-def test_a_child_that_fails_is_reported():
-    with pytest.raises(forked.ChildFailed):
-        forked.in_child(lambda: 1 / 0)
+    assert gzip.decompress(exposition.rendered["text"].gzipped) == body
 
 
 # ------------------------------------------------------------------ the series cap, bounded tenants
