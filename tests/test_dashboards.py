@@ -160,6 +160,83 @@ def test_the_linter_catches_dashboard_problems():
     assert any("overlap" in p for p in lint.lint(dashboard))
 
 
+def _first_target(dashboard: dict, needle: str) -> tuple[dict, dict]:
+    return next((p, t) for p, t in lint.targets(dashboard) if needle in t["expr"])
+
+
+@pytest.mark.parametrize("label", ["job", "instance"])
+def test_target_rule_fails_a_dashboard_with_a_selector_missing_the_variable(label):
+    """dashboard-linter's target-job and target-instance rules, one failing dashboard each."""
+    dashboard = json.loads(json.dumps(DASHBOARDS["redis"]))
+    matcher = f'{label}=~"${label}"'
+    panel_, target = _first_target(dashboard, matcher)
+    target["expr"] = re.sub(r",?\s*" + re.escape(matcher) + r"\s*,?\s*", "", target["expr"], count=1)
+    problems = lint.lint(dashboard)
+    assert any(f"panel {panel_['title']!r}" in p and f'has no {matcher} matcher' in p
+               for p in problems), problems
+    assert all(matcher in p for p in problems), problems
+
+
+@pytest.mark.parametrize("expr, unfiltered, problem", [
+    ('sum(rate(x_total{job=~"$job"}[$__rate_interval]))', set(), 'metric x_total has no instance=~"$instance"'),
+    ('x{instance=~"$instance"} / y{job=~"$job", instance=~"$instance"}', set(), 'metric x has no job=~"$job"'),
+    ('x{job="vigil", instance=~"$instance"}', set(), 'no job=~"$job"'),
+    ('x{job=~"$job", instance=~"$instance"} and on (job) up', set(), 'metric up has no job'),
+    # a raw metric cannot be declared unfiltered; a recording rule must be
+    ('x{job=~"$job"}', {"instance"}, 'metric x has no instance'),
+    ('job:x:rate5m{job=~"$job"}', set(), 'recording rule job:x:rate5m has no instance=~"$instance"'),
+    ('job:x:rate5m{job=~"$job"} / on () slo:objective:ratio', {"instance"}, "slo:objective:ratio has no job"),
+])
+def test_the_filter_rules_catch(expr, unfiltered, problem):
+    assert any(problem in p for p in lint.check_filters(expr, unfiltered)), lint.check_filters(expr, unfiltered)
+
+
+@pytest.mark.parametrize("expr, unfiltered", [
+    ('sum by (le) (rate(x_bucket{job=~"$job", instance=~"$instance"}[$__rate_interval]))', set()),
+    ('job:x:rate5m{job=~"$job"}', {"instance"}),
+    ('job:x:rate5m{job=~"$job"} / on (slo) group_left () slo:objective:ratio', {"instance", "job"}),
+    ('count(ALERTS{alertstate="firing"})', {"job", "instance"}),
+])
+def test_the_filter_rules_accept(expr, unfiltered):
+    assert lint.check_filters(expr, unfiltered) == []
+
+
+@pytest.mark.parametrize("description, labels", [
+    ("Rules summed per job: not filtered by instance.", {"instance"}),
+    ("One per SLO: Not filtered by job or instance.", {"job", "instance"}),
+    ("Filtered by job and instance.", set()),
+])
+def test_a_description_declares_the_labels_it_is_not_filtered_by(description, labels):
+    assert lint.unfiltered_labels(description) == labels
+
+
+def test_a_recording_rule_panel_must_say_it_is_not_filtered_by_instance():
+    dashboard = json.loads(json.dumps(DASHBOARDS["application"]))
+    panel_, _ = _first_target(dashboard, "job:http_requests:rate5m")
+    panel_["description"] = panel_["description"].replace("not filtered by instance", "per job")
+    problems = lint.lint(dashboard)
+    assert any(f"panel {panel_['title']!r}" in p and "recording rule job:http_requests:rate5m has no"
+               ' instance=~"$instance" matcher (or a description saying "not filtered by instance")' in p
+               for p in problems), problems
+
+
+def test_a_description_may_not_claim_a_filter_is_missing_when_it_is_not():
+    dashboard = json.loads(json.dumps(DASHBOARDS["redis"]))
+    panel_, _ = _first_target(dashboard, 'instance=~"$instance"')
+    panel_["description"] += " Not filtered by instance."
+    assert f"vigil-redis: panel {panel_['title']!r} says it is not filtered by instance, but every " \
+        "selector is" in lint.lint(dashboard)
+
+
+def test_raw_metric_panels_say_nothing_about_filters():
+    """Only panels that read recording rules (or ALERTS) need the phrase: elsewhere it is noise."""
+    for name, dashboard in DASHBOARDS.items():
+        for p in lint.panels(dashboard):
+            names = {s.metric for t in p["targets"] for s in lint.selectors(t["expr"])}
+            if lint.unfiltered_labels(p["description"]):
+                assert any(":" in n or n == "ALERTS" for n in names), (name, p["title"])
+
+
 def test_layout_fills_the_grid_without_gaps_at_the_left():
     for name, dashboard in DASHBOARDS.items():
         for panel in dashboard["panels"]:

@@ -48,6 +48,13 @@ local c = bundle._config;
   // For recording rules that keep `job` but not `instance` (level `job_...:`).
   jobSel(extra=''):: 'job=~"$job"' + (if extra == '' then '' else ', ' + extra),
 
+  // What a panel says where its queries cannot honour the Job or Instance variable: the
+  // dashboard linter (tools/dashboards/lint.py) accepts a recording rule without the matcher
+  // only when the description says "not filtered by <label>".
+  perJob(description):: description + ' Recording rules summed over the instances of each job: not filtered by instance.',
+  perSlo(description):: self.perJob(description) + ' The objective is one series per SLO: not filtered by job or instance.',
+  servicesLlmCost(description):: description + " From the services' LLM cost rules, summed over their instances: not filtered by job or instance.",
+
   // Common queries.
   rate(metric, by='', extra='')::
     local inner = 'rate(%s{%s}[$__rate_interval])' % [metric, self.sel(extra)];

@@ -9,6 +9,7 @@ local sel(extra='') = v.sel(extra);
 local tsel(extra='') = v.sel('tenant=~"$tenant"' + (if extra == '' then '' else ', ' + extra));
 // The LLM cost rules keep `job` only: the `service` variable picks the instrumented services.
 local svc = 'job=~"$service"';
+local costNote(description) = v.servicesLlmCost(description) + ' The Service variable picks the services.';
 
 local usage(resource) =
   g.target('max by (tenant) (tenant:vigil_tenant_limit_usage:ratio{%s})' % tsel('resource="%s"' % resource));
@@ -103,21 +104,21 @@ v.dashboard(
                  links=[v.runbook('TenantApiCallsAnomaly')]),
 
     g.row('LLM spend'),
-    g.stat('LLM cost today', 'US dollars the selected services spent on LLM calls since 00:00 UTC. LlmCostTodayOverBudget fires at the red mark.',
+    g.stat('LLM cost today', costNote('US dollars the selected services spent on LLM calls since 00:00 UTC. LlmCostTodayOverBudget fires at the red mark.'),
            'currencyUSD', [g.target('sum(job:llm_cost_usd:increase_today{%s})' % svc)], decimals=2, w=3, h=6,
            thresholds=[g.threshold(budget.perDayUsd * 0.8, 'orange'), g.threshold(budget.perDayUsd)], links=[v.runbook('LlmCostTodayOverBudget')]),
-    g.stat('LLM cost, last hour', 'US dollars spent over the last hour. LlmCostPerHourOverBudget fires at the red mark.',
+    g.stat('LLM cost, last hour', costNote('US dollars spent over the last hour. LlmCostPerHourOverBudget fires at the red mark.'),
            'currencyUSD', [g.target('sum(job:llm_cost_usd:increase1h{%s})' % svc)], decimals=2, w=3, h=6,
            thresholds=[g.threshold(budget.perHourUsd * 0.8, 'orange'), g.threshold(budget.perHourUsd)], links=[v.runbook('LlmCostPerHourOverBudget')]),
-    g.stat('Projected by the end of the month', "Today's spend plus the last hour's pace until the end of the month (UTC): what will have been spent from 00:00 today to the month's last second if nothing changes.",
+    g.stat('Projected by the end of the month', costNote("Today's spend plus the last hour's pace until the end of the month (UTC): what will have been spent from 00:00 today to the month's last second if nothing changes."),
            'currencyUSD', [g.target('sum(job:llm_cost_usd:increase_today{%s}) + %s * ((days_in_month() - day_of_month()) * 86400 + 86400 - time() %% 86400)' % [svc, pace])],
            decimals=2, w=3, h=6),
-    g.stat('Month at the current pace', "The last hour's pace over the whole month: a monthly run rate to compare with the daily budget (%s USD) times the days of the month." % budget.perDayUsd,
+    g.stat('Month at the current pace', costNote("The last hour's pace over the whole month: a monthly run rate to compare with the daily budget (%s USD) times the days of the month." % budget.perDayUsd),
            'currencyUSD', [g.target('%s * 86400 * days_in_month()' % pace)], decimals=2, w=3, h=6),
-    g.timeseries('LLM cost per hour', 'US dollars per hour at the 5-minute pace, by service; the dashed line is the hourly budget of LlmCostPerHourOverBudget.',
+    g.timeseries('LLM cost per hour', costNote('US dollars per hour at the 5-minute pace, by service; the dashed line is the hourly budget of LlmCostPerHourOverBudget.'),
                  'currencyUSD', [g.target('sum by (job) (job:llm_cost_usd:rate5m{%s}) * 3600' % svc, '{{job}}')],
                  w=6, h=6, min=0, thresholds=[g.threshold(budget.perHourUsd)], links=[v.runbook('LlmCostPerHourOverBudget')]),
-    g.timeseries('LLM spend since 00:00 UTC', 'Spend of the day as it accumulates, by service; the dashed line is the daily budget of LlmCostTodayOverBudget.',
+    g.timeseries('LLM spend since 00:00 UTC', costNote('Spend of the day as it accumulates, by service; the dashed line is the daily budget of LlmCostTodayOverBudget.'),
                  'currencyUSD', [g.target('sum by (job) (job:llm_cost_usd:increase_today{%s})' % svc, '{{job}}')],
                  w=6, h=6, min=0, thresholds=[g.threshold(budget.perDayUsd)], links=[v.runbook('LlmCostTodayOverBudget')]),
   ],

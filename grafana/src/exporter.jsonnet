@@ -6,7 +6,7 @@ local t = v.thresholds;
 
 local sel = v.sel;
 // Generic series (scrape_*, process_*) of the targets that are Vigil exporters only.
-local vigilOnly(expr) = '%s and on (job, instance) vigil_build_info' % expr;
+local vigilOnly(expr) = '%s and on (job, instance) vigil_build_info{%s}' % [expr, sel()];
 // Time since the last success in units of the job's own interval: the Stale alerts fire above
 // `staleIntervals`.
 local staleness(kind) =

@@ -8,7 +8,9 @@ local t = v.thresholds;
 local budget = v.llmBudget;
 
 local one = 'tenant=~"$tenant"';
-local tsel(extra='') = v.jobSel(one + (if extra == '' then '' else ', ' + extra));
+local tsel(extra='') = v.sel(one + (if extra == '' then '' else ', ' + extra));
+// The LLM cost rules are the services' (their own jobs), summed over their instances.
+local cost = one;
 local limitColors = [g.threshold(t.tenantLimitUsageRatio * 0.8, 'orange'), g.threshold(t.tenantLimitUsageRatio)];
 
 // The count of a day: the exporter's database count where it has one, the counter rollup
@@ -30,7 +32,7 @@ v.dashboard(
   'One tenant against its subscription: every limit as a share, days until each capacity limit at the current trend, daily usage over 30 and 90 days, LLM cost of the month and its projection; the tenants closest to a limit.',
   jobMetric='vigil_tenant_agents_limit', jobSelector=v.selectors.exporter, time='now-7d',
   variables=[
-    g.variables.query('tenant', 'Tenant', 'label_values(vigil_tenant_agents_limit{job=~"$job"}, tenant)', multi=false),
+    g.variables.query('tenant', 'Tenant', 'label_values(vigil_tenant_agents_limit{%s}, tenant)' % v.sel(), multi=false),
   ],
   items=[
     g.row('Limits'),
@@ -61,20 +63,20 @@ v.dashboard(
                  overrides=[g.override('^storage$', { unit: 'bytes', 'custom.axisPlacement': 'right' })]) + days('90d'),
 
     g.row('LLM cost'),
-    g.stat('Month to date', 'US dollars of LLM calls made for the tenant since the 1st of the month, 00:00 UTC.',
-           'currencyUSD', [g.target('sum(job_tenant:llm_cost_usd:increase_month{%s})' % tsel())], decimals=2, w=4, h=6,
+    g.stat('Month to date', v.servicesLlmCost('US dollars of LLM calls made for the tenant since the 1st of the month, 00:00 UTC.'),
+           'currencyUSD', [g.target('sum(job_tenant:llm_cost_usd:increase_month{%s})' % cost)], decimals=2, w=4, h=6,
            thresholds=[g.threshold(budget.perTenantPerMonthUsd)]),
-    g.stat('Projected by the end of the month', 'Month to date plus the pace of the last 24 hours until the end of the month. TenantLlmCostOverBudget fires above the budget (%s USD unless the tenant has its own).' % budget.perTenantPerMonthUsd,
-           'currencyUSD', [g.target('sum(job_tenant:llm_cost_usd:projected_month{%s})' % tsel())], decimals=2, w=4, h=6,
+    g.stat('Projected by the end of the month', v.servicesLlmCost('Month to date plus the pace of the last 24 hours until the end of the month. TenantLlmCostOverBudget fires above the budget (%s USD unless the tenant has its own).' % budget.perTenantPerMonthUsd),
+           'currencyUSD', [g.target('sum(job_tenant:llm_cost_usd:projected_month{%s})' % cost)], decimals=2, w=4, h=6,
            thresholds=[g.threshold(budget.perTenantPerMonthUsd * 0.8, 'orange'), g.threshold(budget.perTenantPerMonthUsd)],
            links=[v.runbook('TenantLlmCostOverBudget')]),
-    g.timeseries('LLM cost per day', 'US dollars of each UTC day, 30 days.',
-                 'currencyUSD', [g.target('sum(last_over_time(job_tenant:llm_cost_usd:increase_today{%s}[1d]))' % tsel(), 'cost', interval='1d')],
+    g.timeseries('LLM cost per day', v.servicesLlmCost('US dollars of each UTC day, 30 days.'),
+                 'currencyUSD', [g.target('sum(last_over_time(job_tenant:llm_cost_usd:increase_today{%s}[1d]))' % cost, 'cost', interval='1d')],
                  w=16, h=6, min=0, drawStyle='bars', fill=80) + days('30d'),
 
     g.row('Every tenant'),
-    g.table('Closest to a limit', 'The 20 tenants and resources with the largest share of a limit in use, over the selected jobs.',
-            'percentunit', [g.target('topk(20, max by (tenant, resource) (tenant:vigil_tenant_limit_usage:ratio{job=~"$job"}))')],
+    g.table('Closest to a limit', 'The 20 tenants and resources with the largest share of a limit in use, over the selected jobs and instances.',
+            'percentunit', [g.target('topk(20, max by (tenant, resource) (tenant:vigil_tenant_limit_usage:ratio{%s}))' % v.sel())],
             w=24, h=9, thresholds=limitColors, sortBy='Share',
             columns={ tenant: 'Tenant', resource: 'Resource', Value: 'Share' }),
   ],

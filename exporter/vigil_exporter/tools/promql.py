@@ -46,11 +46,38 @@ def tokenize(expr: str) -> list[Token]:
     return tokens
 
 
+_MATCHER = re.compile(r"""\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*,?""")
+
+
+@dataclass(frozen=True)
+class Matcher:
+    label: str
+    op: str                # =, !=, =~ or !~
+    value: str             # unquoted (escapes kept as written)
+
+
+def matchers(text: str) -> list[Matcher]:
+    """The label matchers of a `{...}` token."""
+    body = text.strip()[1:-1]
+    found, pos = [], 0
+    while pos < len(body) and body[pos:].strip():
+        match = _MATCHER.match(body, pos)
+        if not match:
+            raise ValueError(f"cannot read label matchers at {body[pos:pos + 20]!r}")
+        found.append(Matcher(match.group(1), match.group(2), match.group(3)[1:-1]))
+        pos = match.end()
+    return found
+
+
 @dataclass
 class Selector:
     metric: str            # metric name, "" for {__name__=...} selectors
     range: str | None      # the text inside [...] when this is a range selector
     function: str          # innermost function call around it, "" when none
+    matchers: tuple[Matcher, ...] = ()
+
+    def has(self, label: str, op: str, value: str) -> bool:
+        return Matcher(label, op, value) in self.matchers
 
 
 def selectors(expr: str) -> list[Selector]:
@@ -79,12 +106,14 @@ def selectors(expr: str) -> list[Selector]:
                 continue
             metric = tok.text if tok.kind == "ident" else ""
             j = i + 1
+            braces = tok.text if tok.kind == "matchers" else "{}"
             if tok.kind == "ident" and nxt is not None and nxt.kind == "matchers":
+                braces = nxt.text
                 j += 1
             rng = None
             if j < len(tokens) and tokens[j].kind == "range":
                 rng = tokens[j].text[1:-1].strip()
-            out.append(Selector(metric, rng, stack[-1] if stack else ""))
+            out.append(Selector(metric, rng, stack[-1] if stack else "", tuple(matchers(braces))))
             i = j
             continue
         i += 1

@@ -4,9 +4,14 @@ dashboard-linter cannot be installed here, so its rules that matter for Promethe
 are written again: a `datasource` variable, multi-select `job`/`instance` variables on that
 datasource, title/description/unit/targets on every panel, every target on `$datasource`,
 `$__rate_interval` as the window of rate()/irate(), `_total` counters only inside
-rate()/irate()/increase(); plus what Grafana needs to load the JSON (uid, title, panels that do
-not overlap in the 24-column grid) and no `${DS_...}` datasource placeholders left from an
-export. PromQL is only tokenised here; its syntax is checked by a real Prometheus in the tests.
+rate()/irate()/increase(), and its target-job and target-instance rules: every selector carries
+`job=~"$job"` and `instance=~"$instance"`. A recording rule summed above the instance (or a
+series without those labels) cannot honour them; its panel says so in its description ("not
+filtered by instance", "not filtered by job or instance"), which is where a reader of the
+dashboard sees it. A raw metric has no such way out. Plus what Grafana needs to load the JSON
+(uid, title, panels that do not overlap in the 24-column grid) and no `${DS_...}` datasource
+placeholders left from an export. PromQL is only tokenised here; its syntax is checked by a
+real Prometheus in the tests.
 """
 from __future__ import annotations
 
@@ -72,6 +77,50 @@ def check_expr(expr: str, instant: bool = False) -> list[str]:
                 sel.range is not None and sel.function in COUNTER_FUNCTIONS):
             problems.append(f"counter {sel.metric} used outside rate()/irate()/increase()")
     return problems
+
+
+# The target-job and target-instance rules.
+FILTER_LABELS = ("job", "instance")
+# Series of Prometheus's own that carry the labels of whatever they describe, not of a target.
+SYNTHETIC_SERIES = frozenset({"ALERTS", "ALERTS_FOR_STATE"})
+_NOT_FILTERED = re.compile(r"not filtered by (job|instance)(?: or (job|instance))?", re.IGNORECASE)
+
+
+def unfiltered_labels(description: str) -> set[str]:
+    """The labels a panel's description says its queries are not filtered by."""
+    return {label.lower() for match in _NOT_FILTERED.finditer(description or "")
+            for label in match.groups() if label}
+
+
+def check_filters(expr: str, unfiltered: set[str] = frozenset()) -> list[str]:
+    """The target-job and target-instance rules on one expression: every selector matches
+    `<label>=~"$<label>"`, except recording rules (and Prometheus's synthetic series) of a panel
+    that declares the label unfiltered."""
+    problems = []
+    try:
+        found = selectors(expr)
+    except ValueError as exc:
+        return [str(exc)]
+    for sel in found:
+        declarable = ":" in sel.metric or sel.metric in SYNTHETIC_SERIES
+        for label in FILTER_LABELS:
+            if sel.has(label, "=~", f"${label}") or (declarable and label in unfiltered):
+                continue
+            what = "recording rule" if ":" in sel.metric else "metric"
+            problems.append(f'{what} {sel.metric or "{...}"} has no {label}=~"${label}" matcher'
+                            + (f' (or a description saying "not filtered by {label}")'
+                               if declarable else ""))
+    return problems
+
+
+def stale_unfiltered_claims(exprs: list[str], unfiltered: set[str]) -> list[str]:
+    """Labels a description calls unfiltered although every selector of the panel filters them."""
+    try:
+        found = [sel for expr in exprs for sel in selectors(expr)]
+    except ValueError:
+        return []
+    return sorted(label for label in unfiltered
+                  if found and all(sel.has(label, "=~", f"${label}") for sel in found))
 
 
 # ---- dashboard checks --------------------------------------------------------------------
@@ -163,6 +212,10 @@ def lint(dashboard: dict) -> list[str]:
             problem(f"{where} does not use the $datasource variable")
         if not panel.get("targets"):
             problem(f"{where} has no targets")
+        unfiltered = unfiltered_labels(panel.get("description", ""))
+        for label in stale_unfiltered_claims(
+                [t.get("expr", "") for t in panel.get("targets", [])], unfiltered):
+            problem(f"{where} says it is not filtered by {label}, but every selector is")
         for target in panel.get("targets", []):
             ref = target.get("refId")
             if not _is_templated(target.get("datasource")):
@@ -170,7 +223,8 @@ def lint(dashboard: dict) -> list[str]:
             expr = target.get("expr", "")
             if not expr.strip():
                 problem(f"{where} target {ref} has no expression")
-            for text in check_expr(expr, instant=bool(target.get("instant"))):
+            for text in check_expr(expr, instant=bool(target.get("instant"))) \
+                    + check_filters(expr, unfiltered):
                 problem(f"{where} target {ref}: {text}")
     return problems
 
