@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hmac
 import os
 import ssl
@@ -278,7 +277,7 @@ def _parse_basic(header: str | None) -> tuple[str | None, str]:
         return None, ""
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, or non-ASCII header text
         return None, ""
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else (None, "")
