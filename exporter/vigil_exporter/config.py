@@ -92,6 +92,10 @@ def root_schema() -> Object:
             "prometheus_url": Str(None, "Prometheus (running the bundle's rules) that "
                                         "GET /api/v1/usage-metrics reads; unset: no such path."),
             "timeout": Duration("10s", "How long one query of a usage report may take."),
+            "max_report_tenant_days": Int(
+                50_000, "Tenants x days one report of every tenant may hold (400 beyond: ask "
+                "for one tenant or fewer days); the answer is about 300 bytes per tenant-day.",
+                minimum=366),
         }),
         "collectors": Object(collectors),
     }, check=_check_listen_address)
