@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from vigil_exporter.tools.stack.components import sample_value
-from vigil_exporter.tools.stack.process import free_port
+from vigil_exporter.tools.stack.process import free_port, wait_for
 
 
 def vigil(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
@@ -68,3 +68,22 @@ def test_version_and_help():
     for command in ("serve", "check-config", "metrics", "status", "demo", "alerts", "dashboards",
                     "stack"):
         assert command in help_text
+
+
+def test_serve_demo_starts_while_its_database_is_down_and_prepares_it_later(
+        start_exporter, postgres_isolated):
+    """`vigil serve --demo` restarted during a database outage (compose restarts it) used to
+    exit with a traceback from creating the schema, so nothing reported the outage."""
+    postgres_isolated.stop()
+    running = start_exporter({"collectors": {
+        "database": {"interval": "1s", "databases": {"main": {"url": postgres_isolated.url}}},
+        "business": {"database": "main"}}}, seed=True)
+    try:
+        assert sample_value(running.text(), "vigil_db_up", database="main") == 0
+        assert "the business database does not answer" in running.log()
+        assert "Traceback" not in running.log()
+        postgres_isolated.start()
+        wait_for(lambda: "schema is prepared" in running.log(), 30, what="the schema prepared")
+        assert postgres_isolated.scalar("SELECT count(*) FROM tenants") > 0  # the demo data
+    finally:
+        running.stop()

@@ -7,6 +7,7 @@ a "did you mean" hint for unknown keys) instead of stopping at the first.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -141,7 +142,9 @@ class Float(Field):
         self.expected = "a number" + (" " + " and ".join(b for b in bounds if b) if any(bounds) else "")
 
     def validate(self, value, path, errors):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or (
+        if isinstance(value, float) and not math.isfinite(value):  # YAML's .inf and .nan
+            return errors.add(path, f"expected {self.expected}, got {value} (not a finite number)")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 self.above is not None and value <= self.above) or (
                 self.below is not None and value >= self.below):
             return self.fail(value, path, errors)
@@ -158,7 +161,10 @@ def parse_duration(text: str) -> float:
     """Parse a Prometheus-style duration ("15s", "1m30s", "500ms") into seconds."""
     if not isinstance(text, str) or not _DURATION.fullmatch(text.strip()):
         raise ValueError(f'expected a duration like "15s", got {_show(text)}')
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a duration like \"15s\", got {_show(text)} (too long)")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -1,6 +1,7 @@
-"""What the aiohttp and ASGI middlewares share: label bounds, path exclusion, cached children."""
+"""What the aiohttp, ASGI and WSGI middlewares share: label bounds, path exclusion, cached children."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Iterable
 
 from ._fast import incrementer
@@ -14,12 +15,29 @@ UNMATCHED = "unmatched"
 DEFAULT_EXCLUDE = ("/metrics", "/health", "/health/*")
 
 
-def exclusions(patterns: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
-    """(exact paths, prefixes) from patterns where a trailing `*` means a prefix (`/health*`).
-    The middlewares test `path in exact or (prefixes and path.startswith(prefixes))` inline."""
+def exclusions(patterns: Iterable[str | re.Pattern]) -> tuple[frozenset[str], tuple[str, ...], Callable | None]:
+    """(exact paths, prefixes, regex matcher or None) from `exclude_paths`: a path, a prefix
+    ending in `*` (`/static/*`), or a compiled regular expression that must match the whole
+    path (`re.compile(r"/tenants/[^/]+/ping")`). The middlewares test
+    `path in exact or (prefixes and path.startswith(prefixes)) or (regex and regex(path))` inline."""
+    if isinstance(patterns, (str, re.Pattern)):
+        patterns = (patterns,)  # one given alone, not a list
     patterns = tuple(patterns)
-    return (frozenset(p for p in patterns if not p.endswith("*")),
-            tuple(p[:-1] for p in patterns if p.endswith("*")))
+    bad = [p for p in patterns if not isinstance(p, (str, re.Pattern))]
+    if bad:
+        raise ValueError(f"exclude_paths: expected paths ('/metrics'), prefixes ('/static/*') or compiled "
+                         f"regular expressions (re.compile(r'/internal/.*')), got {bad[0]!r}")
+    texts = [p for p in patterns if isinstance(p, str)]
+    regexes = tuple(p for p in patterns if isinstance(p, re.Pattern))
+    if not regexes:
+        matcher = None
+    elif len(regexes) == 1:
+        matcher = regexes[0].fullmatch
+    else:
+        def matcher(path: str) -> bool:
+            return any(regex.fullmatch(path) for regex in regexes)
+    return (frozenset(p for p in texts if not p.endswith("*")),
+            tuple(p[:-1] for p in texts if p.endswith("*")), matcher)
 
 
 class HttpRecorder:
