@@ -7,6 +7,7 @@ a "did you mean" hint for unknown keys) instead of stopping at the first.
 from __future__ import annotations
 
 import difflib
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -130,7 +131,7 @@ class _Number(Field):
         self.expected = f"{self.kind} {words}" if words else self.kind
 
     def is_kind(self, value) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
 
     def convert(self, value):
         return float(value)
@@ -164,6 +165,11 @@ class Float(_Number):
                  below: float | None = None):
         super().__init__(default, help, above=above, below=below)
 
+    def validate(self, value, path, errors):
+        if isinstance(value, float) and not math.isfinite(value):  # YAML's .inf and .nan
+            return errors.add(path, f"expected {self.expected}, got {value} (not a finite number)")
+        return super().validate(value, path, errors)
+
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y))+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
@@ -175,7 +181,10 @@ def parse_duration(text: str) -> float:
     """Parse a Prometheus-style duration ("15s", "1m30s", "500ms") into seconds."""
     if not isinstance(text, str) or not _DURATION.fullmatch(text.strip()):
         raise ValueError(f'expected a duration like "15s", got {_show(text)}')
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a duration like \"15s\", got {_show(text)} (too long)")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
