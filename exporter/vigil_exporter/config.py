@@ -15,7 +15,10 @@ from vigil_exporter.collectors import COLLECTORS
 from vigil_exporter.validation import Duration, Errors, Float, Int, Map, Object, Str
 
 DEFAULT_LISTEN = "0.0.0.0:9477"
-BCRYPT_HASH = r"\$2[abxy]?\$\d\d\$.{53}"
+# A bcrypt hash that bcrypt can check: $2a$, $2b$, $2x$ or $2y$ ("$2$" is refused as an
+# invalid salt), a cost gensalt accepts (04 to 31), then 22 characters of salt, whose last one
+# holds two bits only (".Oeu"), and 31 of hash.
+BCRYPT_HASH = r"\$2[abxy]\$(?:0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{21}[.Oeu][./A-Za-z0-9]{31}"
 DEFAULT_SQLITE = "sqlite:///vigil.db"
 
 # Environment variable -> key path it sets.
@@ -84,7 +87,7 @@ def root_schema() -> Object:
             "bearer_token_file": Str(None, "File holding the token the webhook requires "
                                            "(Authorization: Bearer), instead of the web config's "
                                            "basic auth."),
-            "basic_auth_users": Map(Str(pattern=BCRYPT_HASH), dict,
+            "basic_auth_users": Map(bcrypt_hash(), dict,
                                     "Users of the webhook: name -> bcrypt hash, instead of the "
                                     "web config's basic auth."),
         }),
@@ -99,6 +102,14 @@ def root_schema() -> Object:
         }),
         "collectors": Object(collectors),
     }, check=_check_listen_address)
+
+
+def bcrypt_hash() -> Str:
+    """The field of a user's bcrypt hash (`htpasswd -nBC 10 user`)."""
+    field = Str(pattern=BCRYPT_HASH)
+    field.expected = ("a bcrypt hash: $2a$, $2b$, $2x$ or $2y$, a cost from 04 to 31, then 53 "
+                      "characters of salt and hash")
+    return field
 
 
 def split_listen_address(address: str) -> tuple[str, int]:
