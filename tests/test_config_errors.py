@@ -23,6 +23,8 @@ CASES = [
     ("top-list", "- a\n- b\n", ["expected a mapping at the top level"]),
     ("query-without-sql", "collectors:\n  business:\n    queries:\n      - name: vigil_x\n"
      "        help: X.\n", ["collectors.business.queries[0].sql: is required"]),
+    ("infinite-rate", "alerts:\n  rate_limit: .inf\n",
+     ["alerts.rate_limit: expected a number above 0, got inf (not a finite number)"]),
     ("every-fault-at-once", "log_level: loud\ncollectors:\n  redis:\n    interval: soon\n",
      ["log_level: expected", "collectors.redis.interval: expected"]),
 ]
@@ -96,3 +98,15 @@ def test_secrets_can_come_from_files(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load(None, environ={"VIGIL_REDIS_URL_FILE": str(tmp_path / "missing")})
     assert "VIGIL_REDIS_URL_FILE" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["rate_limit", "log_lines_per_second"])
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", ".NaN"])
+def test_numbers_that_are_not_finite_are_refused(tmp_path, key, value):
+    """An infinite rate made a 500 (ZeroDivisionError) or a crash at start (OverflowError)."""
+    path = tmp_path / "vigil.yml"
+    path.write_text(f"alerts:\n  {key}: {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path, environ={})
+    assert f"{path}: alerts.{key}: expected a number above 0, got " in str(caught.value)
+    assert "(not a finite number)" in str(caught.value)

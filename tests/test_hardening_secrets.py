@@ -104,3 +104,40 @@ def test_failure_and_recovery_lines_never_show_the_password(redis_server):
 def _errors():
     from vigil_exporter.validation import Errors
     return Errors()
+
+
+# Shapes that made the former URL-password pattern backtrack quadratically (12 KB of "a:a:" in
+# an alert annotation held the event loop 8 s), each about 1 MB.
+HOSTILE = ["a:" * 500_000, "a:@" * 350_000, ":/" * 500_000 + "@x", "a:/@" * 250_000,
+           "x" * 1_000_000 + ":@"]
+
+
+def test_redaction_looks_at_a_bounded_part_of_the_text():
+    shown = logs.redact("x " * 500_000)
+    assert len(shown) <= logs.REDACT_MAX_CHARS + 64
+    assert shown.endswith(f"({1_000_000 - logs.REDACT_MAX_CHARS} more characters cut)")
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_redaction_reads_each_character_of_a_hostile_text_once(monkeypatch, text):
+    """Structural, not timed: the text is cut to REDACT_MAX_CHARS, then split into words once,
+    and only words holding an "@" reach the credential splitter (str.find/rpartition, no
+    backtracking), each once: the characters it is handed never exceed what was kept."""
+    handed = []
+    split = logs._split_credentials
+    monkeypatch.setattr(logs, "_split_credentials", lambda word: handed.append(len(word))
+                        or split(word))
+    shown = logs.redact(text)
+    assert sum(handed) <= logs.REDACT_MAX_CHARS + 64
+    assert len(shown) <= logs.REDACT_MAX_CHARS + 64
+
+
+def test_hostile_text_is_redacted_without_holding_the_caller():
+    """The reviewer's input end to end, in a child process with a deadline far above what a
+    linear pass needs (milliseconds) and far below what the quadratic pattern took (hours)."""
+    import subprocess
+    import sys
+    script = ("from vigil_exporter.logs import redact\n"
+              "for n in (6_000, 500_000):\n"
+              "    redact('a:' * n); redact('a:@' * n); redact(':/' * n + '@x')\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

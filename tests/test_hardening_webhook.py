@@ -84,6 +84,16 @@ async def test_alert_log_lines_are_bounded_but_every_alert_is_kept(make_client, 
     assert 50 <= len(lines) <= 52  # the burst (5 s worth), and one line saying the rest is left out
 
 
+async def test_a_slow_log_line_rate_still_logs_the_first_alert(make_client, caplog):
+    """0.1 lines per second made a burst of int(0.5) = 0: no alert was ever logged."""
+    client = await make_client({"log_lines_per_second": 0.1})
+    with caplog.at_level(logging.INFO, logger="vigil.alerts"):
+        assert (await client.post(WEBHOOK_PATH, json=notification(3))).status == 200
+    alerts = [r.getMessage() for r in caplog.records if r.name == "vigil.alerts"
+              and r.getMessage().startswith("alert firing")]
+    assert alerts == ["alert firing A0: s"]
+
+
 def test_malformed_http_requests_write_at_most_one_log_line():
     from aiohttp.http_exceptions import BadHttpMessage
     stream = io.StringIO()
@@ -98,6 +108,7 @@ def test_malformed_http_requests_write_at_most_one_log_line():
     finally:
         logging.getLogger().handlers.clear()
     assert len(stream.getvalue().splitlines()) == 1
+    assert "rejected a bad request: Invalid method encountered" in stream.getvalue()
     assert "Traceback" not in stream.getvalue()
 
 
@@ -128,6 +139,23 @@ async def test_the_webhook_has_its_own_bearer_token(make_client, tmp_path):
     assert (await client.post(WEBHOOK_PATH, json=notification(), headers=bearer)).status == 200
     assert (await client.get("/metrics", headers=bearer)).status == 401  # /metrics is separate
     assert (await client.get("/metrics", headers=basic)).status == 200
+
+
+async def test_a_flood_without_credentials_leaves_the_rate_to_alertmanager(make_client,
+                                                                          tmp_path):
+    """The rate limit counts authorised requests only: requests without the token get 401 and
+    spend nothing, so Alertmanager's own notifications still get in."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    client = await make_client({"bearer_token_file": str(token_file), "rate_limit": 0.01,
+                                "rate_burst": 2})
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}) * 25:
+        assert (await client.post(WEBHOOK_PATH, json=notification(), headers=headers)).status \
+            == 401
+    statuses = [(await client.post(WEBHOOK_PATH, json=notification(), headers=bearer)).status
+                for _ in range(3)]
+    assert statuses == [200, 200, 429]  # the burst is Alertmanager's, and still bounded
 
 
 async def test_the_webhook_has_its_own_basic_auth_users(make_client):

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from fastapi import FastAPI, HTTPException
+from fastapi import BackgroundTasks, FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
@@ -456,3 +456,58 @@ async def test_aiohttp_handler_error_keeps_the_request_id(metrics, registry):
     errors = [json.loads(line) for line in stream.getvalue().splitlines() if "Error handling request" in line]
     assert errors and errors[0]["request_id"] == "boom-7"
     assert value(registry, "http_requests_total", method="GET", route="/boom", status="500") == 1
+
+
+async def test_fastapi_background_tasks_are_not_in_the_request_duration(metrics, registry):
+    """The duration ends when the response's last byte is sent; background tasks run after it
+    (the server holds the connection, not the client)."""
+    app = FastAPI()
+    done = []
+
+    async def slow_job():
+        await asyncio.sleep(0.3)
+        done.append(True)
+
+    @app.get("/orders/{order_id}")
+    async def order(order_id: int, background: BackgroundTasks) -> dict:
+        background.add_task(slow_job)
+        return {"id": order_id}
+
+    app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    loop = asyncio.get_running_loop()
+    async with asgi_client(app) as client:
+        started = loop.time()
+        assert (await client.get("/orders/1")).status_code == 200
+        assert done and loop.time() - started >= 0.3      # the transport waited for the task
+    assert value(registry, "http_request_duration_seconds_count", method="GET", route="/orders/{order_id}") == 1
+    assert value(registry, "http_request_duration_seconds_sum", method="GET", route="/orders/{order_id}") < 0.2
+    assert value(registry, "http_requests_in_flight", method="GET") == 0
+
+
+async def test_instrument_starlette_tags_starlettes_own_500(metrics, registry):
+    """`add_middleware` sits inside Starlette's ServerErrorMiddleware, whose 500 it never sees;
+    `instrument_starlette` puts the middleware outside it: that 500 carries the request id."""
+    from vigil_instrument import instrument_starlette
+
+    app = FastAPI()
+
+    @app.get("/boom/{n}")
+    async def boom(n: int) -> None:
+        raise RuntimeError("handler failed")
+
+    @app.get("/ok")
+    async def ok() -> dict:
+        return {"rid": current_request_id()}
+
+    instrument_starlette(app, metrics)
+    async with asgi_client(app) as client:
+        failed = await client.get("/boom/1", headers={"X-Request-ID": "srv-500"})
+        assert failed.status_code == 500 and failed.text == "Internal Server Error"
+        assert failed.headers.get("x-request-id") == "srv-500"
+        answer = await client.get("/ok", headers={"X-Request-ID": "srv-ok"})
+        assert answer.json() == {"rid": "srv-ok"} and answer.headers["x-request-id"] == "srv-ok"
+    assert value(registry, "http_requests_total", method="GET", route="/boom/{n}", status="500") == 1
+    assert value(registry, "http_response_size_bytes_count", method="GET", route="/boom/{n}") == 1
+    assert value(registry, "http_requests_total", method="GET", route="/ok", status="200") == 1
+    with pytest.raises(RuntimeError, match="already started"):
+        instrument_starlette(app, Metrics(CollectorRegistry()))

@@ -23,7 +23,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from vigil_instrument import Metrics, PrometheusMiddleware, track_agent
 
-metrics = Metrics(CollectorRegistry())
+metrics = Metrics(CollectorRegistry(), buckets={"http_request_duration_seconds": [0.125, 60]})
 gate = asyncio.Event()
 
 async def ok(request):
@@ -94,20 +94,49 @@ def test_two_workers_aggregate_and_live_gauges_follow_live_workers(tmp_path, mon
         assert sample("agents_running", agent="planner") == 1
         assert sample("agent_executions_total", agent="planner", status="success") == 1
 
-        # A worker killed mid-request leaves its files behind; once reported dead, its live
-        # gauges stop counting while its counters stay in the totals.
+        # A worker killed mid-request (a `uvicorn --workers` child, say) leaves its files
+        # behind; nobody reports it, yet the next scrape drops its live gauges while its counters
+        # stay in the totals.
+        assert sample("http_request_duration_seconds_bucket", method="GET", route="/ok", le="0.125") == 8
         second.send_signal(signal.SIGKILL)
         second.wait(10)
-        assert sample("http_requests_in_flight", method="GET") == 1
-        mark_process_dead(second.pid)
+        live_files = sorted(path.name for path in tmp_path.glob(f"gauge_live*_{second.pid}.db"))
+        assert live_files
         assert sample("http_requests_in_flight", method="GET") is None  # no live worker left
         assert sample("agents_running", agent="planner") is None
+        assert not list(tmp_path.glob(f"gauge_live*_{second.pid}.db"))
         assert sample("http_requests_total", method="GET", route="/ok", status="200") == 8
     finally:
         for worker in (first, second):
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
+
+
+def test_dead_worker_cleanup_spares_live_and_zombie_free_workers(tmp_path, monkeypatch):
+    """Scrape-time clean-up removes only the live-gauge files of processes that are gone: a
+    running worker keeps its share, a killed one not yet reaped (a zombie) loses it, and with
+    `remove_dead_workers=False` nothing is removed."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    running, killed = start_worker(1, tmp_path), start_worker(2, tmp_path)
+    try:
+        for worker in (running, killed):
+            assert worker.stdout.readline().strip() == "ready"
+        killed.send_signal(signal.SIGKILL)
+        os.waitid(os.P_PID, killed.pid, os.WEXITED | os.WNOWAIT)  # dead, still a zombie
+        kept = exposition_registry(remove_dead_workers=False)
+        assert kept.get_sample_value("http_requests_in_flight", {"method": "GET"}) == 2
+        registry = exposition_registry()
+        assert registry.get_sample_value("http_requests_in_flight", {"method": "GET"}) == 1
+        assert registry.get_sample_value("agents_running", {"agent": "planner"}) == 1
+        assert list(tmp_path.glob(f"gauge_livesum_{running.pid}.db"))
+        assert registry.get_sample_value("http_requests_total", {"method": "GET", "route": "/ok",
+                                                                 "status": "200"}) == 3
+    finally:
+        for worker in (running, killed):
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
 
 
 def test_missing_or_empty_directory_is_logged_not_silent(tmp_path, monkeypatch, caplog):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import logging
 import threading
 from datetime import datetime
@@ -12,9 +13,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from sqlalchemy import create_engine, insert, inspect, text
 
 from vigil_exporter import dbschema
+from vigil_exporter import exposition as exposition_module
 from vigil_exporter.app import WIRING, make_app
 from vigil_exporter.collectors.business import BusinessCollector, LabelSets, Query, to_family
 from vigil_exporter.config import ConfigError, load
@@ -71,6 +74,58 @@ async def test_a_render_in_progress_blocks_no_request():
             assert wiring.exposition.renders >= 2
     finally:
         gc.unfreeze()  # the app froze what existed after its first round
+
+
+async def test_readiness_probes_that_retry_during_a_long_render_share_one_render(monkeypatch):
+    """A probe that gives up and asks again while jobs keep finishing used to start a render per
+    try: with 50,000 tenants they queued behind each other and the exporter never got ready."""
+    monkeypatch.setattr(exposition_module, "RENDER_DELAY", 60.0)  # only the probes render
+    app = make_app(quiet_config())
+    wiring = app[WIRING]
+    slow = BlockingCollector()
+    wiring.registry.register(slow)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            await asyncio.wait_for(wiring.scheduler.first_round_done.wait(), 10)
+            before = wiring.exposition.renders
+            slow.block = True
+            probes = []
+            for _ in range(3):
+                wiring.exposition.mark_dirty()  # a job finished meanwhile
+                probes.append(asyncio.create_task(client.get("/health/ready")))
+                await asyncio.sleep(0.05)
+            assert await asyncio.to_thread(slow.entered.wait, 10)
+            slow.release.set()
+            assert [r.status for r in await asyncio.gather(*probes)] == [200] * 3
+            assert wiring.exposition.renders == before + 1
+            assert (await client.get("/health/ready")).status == 200
+            assert wiring.exposition.renders == before + 1  # ready stays ready without a render
+    finally:
+        gc.unfreeze()
+
+
+def test_business_families_sharing_label_sets_render_byte_for_byte():
+    """The writer formats a shared label set once per render and a repeated value once per
+    family: the bytes must still be prometheus_client's, signed zeros and specials included."""
+    specials = [0.0, -0.0, 1.0, 1e22, 123456789.5, float("inf"), float("-inf"), float("nan")]
+    label_sets = LabelSets()
+    families = []
+    for n, name in enumerate(("vigil_test_a", "vigil_test_b_total")):
+        query = Query(name, "Rows.", "", "value", ("tenant", "direction"),
+                      "counter" if name.endswith("_total") else "gauge", 60, 10, 50_000, "q")
+        rows = [(f'tenant-"{i}"\\', direction, specials[(i + n) % len(specials)])
+                for i in range(50) for direction in ("in", "out")]
+        families.append(to_family(query, ["tenant", "direction", "value"], rows, label_sets)[0])
+    assert families[0].labelsets[0] is families[1].labelsets[0]  # shared, formatted once
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(type("Rows", (), {"collect": lambda self: families})())
+    exposition = Exposition(registry, formats=("text", "openmetrics"))
+    exposition.render()
+    body = exposition.rendered["text"].body
+    assert body == generate_latest(registry)
+    assert b"} -0.0\n" in body and b"} NaN\n" in body and b"} 1e+22\n" in body
+    assert exposition.rendered["openmetrics"].body == generate_openmetrics(registry)
+    assert gzip.decompress(exposition.rendered["text"].gzipped) == body
 
 
 # ------------------------------------------------------------------ the series cap, bounded tenants

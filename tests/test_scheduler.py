@@ -178,9 +178,9 @@ def test_render_formats_only_new_families_and_matches_a_full_render(monkeypatch)
     exposition.render()  # the first render formats every family once
     original, formatted = module._format, []
 
-    def counting(names, family):
+    def counting(names, family, label_texts):
         formatted.append(family.name)
-        return original(names, family)
+        return original(names, family, label_texts)
     monkeypatch.setattr(module, "_format", counting)
 
     def own(body: bytes) -> bytes:  # without the exposition's own metrics

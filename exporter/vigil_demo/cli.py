@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from vigil_exporter.commandline import add_command
 from vigil_exporter.logs import describe_error
 
 from .settings import DEFAULT_LISTEN, Settings
@@ -26,11 +27,8 @@ SHUTDOWN_TIMEOUT = 2.0  # seconds in-flight requests get on SIGTERM
 
 
 def register(subparsers) -> None:
-    demo = subparsers.add_parser(
-        "demo", help="run the instrumented demo agent service (and its traffic generator)",
-        description="An aiohttp agent service instrumented with vigil_instrument: HTTP API, "
-                    "agents, tools, a fake LLM provider, auth, cache, queue, WebSocket; /metrics "
-                    "for the job vigil-demo. It writes the business rows the exporter reads.")
+    demo = add_command(subparsers, "demo", cmd_demo,
+                       help="run the instrumented demo agent service (and its traffic generator)")
     demo.add_argument("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN,
                       help=f"listen address (default {DEFAULT_LISTEN})")
     demo.add_argument("--database-url", metavar="URL",
@@ -52,7 +50,6 @@ def register(subparsers) -> None:
                       help="multiplies the simulated LLM and tool latencies (default 1)")
     demo.add_argument("--log-level", choices=LOG_LEVELS,
                       help="log level (env VIGIL_LOG_LEVEL, default info); logs are JSON lines")
-    demo.set_defaults(func=cmd_demo)
 
 
 def settings_from(args, environ=os.environ) -> Settings:
@@ -88,6 +85,9 @@ def _secret_file(environ, variable: str) -> str | None:
 
 
 def cmd_demo(args) -> int:
+    """An aiohttp agent service instrumented with vigil_instrument: HTTP API, agents, tools, a fake
+    LLM provider, auth, cache, queue, WebSocket; /metrics for the job vigil-demo. It writes the
+    business rows the exporter reads."""
     from vigil_instrument import configure_logging
 
     try:

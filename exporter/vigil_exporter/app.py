@@ -143,7 +143,7 @@ async def live(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     wiring = request.app[WIRING]
     if wiring.scheduler.first_round_done.is_set():
-        await wiring.exposition.flush()  # "ready" means the first round is in /metrics
+        await wiring.exposition.flush_once()  # "ready" means the first round is in /metrics
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "starting", "message": "first collection round running"},
                              status=503)

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 
 from vigil_exporter import __version__
+from vigil_exporter.commandline import add_command
 from vigil_exporter.config import DEFAULT_LISTEN, Config, ConfigError, load, split_listen_address
 from vigil_exporter.extras import MissingExtra
 
@@ -44,7 +45,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the exporter")
+    serve = add_command(commands, "serve", cmd_serve, help="run the exporter")
     _config_arguments(serve)
     serve.add_argument("--listen", metavar="HOST:PORT",
                        help=f"listen address (env VIGIL_LISTEN_ADDRESS, default {DEFAULT_LISTEN})")
@@ -52,23 +53,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                        help="exporter-toolkit web config: TLS and basic auth")
     serve.add_argument("--demo", action="store_true",
                        help="fill the embedded database with a demo data set")
-    serve.set_defaults(func=cmd_serve)
 
-    check = commands.add_parser("check-config", help="validate a configuration file")
+    check = add_command(commands, "check-config", cmd_check_config, help="validate a configuration file")
     check.add_argument("file")
     check.add_argument("--connect", action="store_true",
                        help="also run every business query against the live database")
-    check.set_defaults(func=cmd_check_config)
 
-    metrics = commands.add_parser("metrics", help="collect once and print the exposition")
+    metrics = add_command(commands, "metrics", cmd_metrics, help="collect once and print the exposition")
     _config_arguments(metrics)
     metrics.add_argument("--format", choices=("text", "openmetrics", "json"), default="text")
-    metrics.set_defaults(func=cmd_metrics)
 
-    status = commands.add_parser("status", help="show a running exporter's /health as a table")
+    status = add_command(commands, "status", cmd_status, help="show a running exporter's /health as a table")
     status.add_argument("url", nargs="?", default="http://127.0.0.1:9477")
     status.add_argument("--timeout", type=float, default=5.0)
-    status.set_defaults(func=cmd_status)
 
     if command not in CORE_COMMANDS:
         for module in COMMAND_MODULES:
@@ -83,9 +80,9 @@ def _register_demo(commands) -> None:
     except ModuleNotFoundError as exc:
         if exc.name not in ("vigil_demo", DEMO_MODULE):
             raise
-        parser = commands.add_parser("demo", help="the demo service (install vigil-demo)")
+        parser = add_command(commands, "demo", _demo_not_installed,
+                             help="the demo service (install vigil-demo)")
         parser.add_argument("arguments", nargs=argparse.REMAINDER)
-        parser.set_defaults(func=_demo_not_installed)
         return
     demo.register(commands)
 

@@ -10,15 +10,18 @@ import time
 
 # A password in URL-like text: "scheme://user:pw@", "scheme:/user:pw@" or a bare "user:pw@host".
 # The password may hold any character but white space and quotes (generated passwords hold "/");
-# it runs to the last "@" of the word, so what is left shown is a host.
-_URL_PASSWORD = re.compile(
-    r"(?P<head>(?:\b[a-zA-Z][a-zA-Z0-9+.-]*:/*)?[\w.~%+-]*)"
-    r":(?P<pw>[^\s'\"<>]*)@(?=[^\s@'\"<>]*(?:[\s'\"<>]|$))")
+# it runs to the last "@" of the word, so what is left shown is a host. Words are cut with
+# str.find/rpartition, never a backtracking pattern: a log line can carry text a client sent.
+_WORD_BOUNDARY = re.compile(r"([\s'\"<>]+)")
 _QUERY_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd|secret|token)=([^&\s]+)")
 HIDDEN = "***"
+# Redaction looks at no more than this much of a text; the rest is cut from the log line.
+REDACT_MAX_CHARS = 32 * 1024
 # Configured secrets (URLs and the passwords in them) that no output may show, whatever shape
-# the text around them has: they are replaced wherever they appear.
+# the text around them has: they are replaced wherever they appear, longest first (a URL before
+# the password inside it).
 _SECRETS: dict[str, str] = {}
+_SECRETS_LONGEST_FIRST: list[str] = []
 
 
 def register_url(url: str) -> None:
@@ -32,6 +35,7 @@ def register_url(url: str) -> None:
     password = url_password(url)
     if password and len(password) >= 3:  # shorter ones would hide ordinary words
         _SECRETS[password] = HIDDEN
+    _SECRETS_LONGEST_FIRST[:] = sorted(_SECRETS, key=len, reverse=True)
 
 
 def url_password(url: str) -> str | None:
@@ -41,17 +45,48 @@ def url_password(url: str) -> str | None:
         from sqlalchemy.engine import make_url
         return make_url(url).password
     except Exception:  # noqa: BLE001 - any text that does not parse as a URL
-        match = _URL_PASSWORD.search(url)
-        return match["pw"] if match else None
+        split = _split_credentials(url)
+        return split[1] if split else None
+
+
+def _split_credentials(word: str) -> tuple[str, str, str] | None:
+    """(head, password, host) of a word holding "user:password@host", else None.
+
+    The host follows the last "@"; the password starts after the first ":" past the scheme's
+    ":/" (or, without one, after the word's first ":"). Linear in the word's length."""
+    before, at, host = word.rpartition("@")
+    if not at or "@" in host:
+        return None
+    scheme_end = before.find(":/")
+    if scheme_end >= 0:
+        user_start = len(before) - len(before[scheme_end + 1:].lstrip("/"))
+        colon = before.find(":", user_start)
+        if colon >= 0:
+            return before[:colon], before[colon + 1:], host
+    colon = before.find(":")
+    return (before[:colon], before[colon + 1:], host) if colon >= 0 else None
+
+
+def _redact_word(word: str) -> str:
+    split = _split_credentials(word) if ":" in word else None
+    return f"{split[0]}:{HIDDEN}@{split[2]}" if split else word
 
 
 def redact(text: str) -> str:
-    """Hide configured secrets, passwords in URL-like words and `password=` parameters."""
+    """Hide configured secrets, passwords in URL-like words and `password=` parameters.
+
+    Linear in the text's length, and a text longer than REDACT_MAX_CHARS is cut first: a log
+    line may quote what a client sent, and redacting it must never hold the event loop."""
     text = str(text)
-    for secret in sorted(_SECRETS, key=len, reverse=True):
+    if len(text) > REDACT_MAX_CHARS:
+        cut = len(text) - REDACT_MAX_CHARS
+        text = f"{text[:REDACT_MAX_CHARS]}... ({cut} more characters cut)"
+    for secret in _SECRETS_LONGEST_FIRST:
         if secret in text:
             text = text.replace(secret, _SECRETS[secret])
-    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}:{HIDDEN}@", text)
+    if "@" in text and ":" in text:
+        text = "".join(_redact_word(word) if "@" in word else word
+                       for word in _WORD_BOUNDARY.split(text))
     return _QUERY_PASSWORD.sub(lambda m: f"{m.group(1)}={HIDDEN}", text)
 
 
@@ -113,21 +148,11 @@ def _bad_request_filter(record: logging.LogRecord) -> bool:
     most one such line a minute (a client can send them as fast as it likes)."""
     from aiohttp.http_exceptions import HttpProcessingError
     exc = record.exc_info[1] if record.exc_info else None
-    if isinstance(exc, HttpProcessingError):
-        now = time.monotonic()
-        if now - _bad_requests["last"] < BAD_REQUEST_LOG_EVERY:
-            _bad_requests["dropped"] += 1
-            return False
-        dropped, _bad_requests["dropped"], _bad_requests["last"] = _bad_requests["dropped"], 0, now
-        record.msg = "rejected a bad request: %s" + (
-            f" ({dropped} more left out of the log since the last one)" if dropped else "")
-        record.args = (exc.message.splitlines()[0][:200],)
-        record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, 20, "INFO"
-    return True
-
-
-BAD_REQUEST_LOG_EVERY = 60.0
-_bad_requests = {"last": float("-inf"), "dropped": 0}
+    if not isinstance(exc, HttpProcessingError):
+        return True
+    _bad_requests.info("bad request", "rejected a bad request: %s",
+                       exc.message.splitlines()[0][:200] if exc.message else type(exc).__name__)
+    return False
 
 
 class FailureLog:
@@ -199,3 +224,7 @@ def describe_error(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = text[0] if text else ""
     return redact(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+
+
+BAD_REQUEST_LOG_EVERY = 60.0
+_bad_requests = Throttle(logging.getLogger("aiohttp.server"), every=BAD_REQUEST_LOG_EVERY)

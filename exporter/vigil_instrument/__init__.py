@@ -48,6 +48,12 @@ _LAZY = {
     "wsgi_metrics_app": "exposition",
     "exposition_registry": "exposition",
     "mark_process_dead": "exposition",
+    "record_request": "manual",
+    "custom_counter": "custom",
+    "custom_gauge": "custom",
+    "custom_histogram": "custom",
+    "set_app_info": "custom",
+    "instrument_starlette": "asgi",
 }
 
 

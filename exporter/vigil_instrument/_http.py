@@ -1,10 +1,13 @@
-"""What the aiohttp and ASGI middlewares share: label bounds, path exclusion, cached children."""
+"""What the aiohttp, ASGI and WSGI middlewares share: label bounds, path exclusion, cached children."""
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Hashable, Iterable
 
 from ._fast import incrementer
-from .metrics import CHILD_CACHE_SIZE, Metrics
+from .logging import access_logger
+from .metrics import CHILD_CACHE_SIZE, Metrics, resolve
 
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 METHOD_LABEL = {method: method for method in STANDARD_METHODS}
@@ -14,12 +17,29 @@ UNMATCHED = "unmatched"
 DEFAULT_EXCLUDE = ("/metrics", "/health", "/health/*")
 
 
-def exclusions(patterns: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
-    """(exact paths, prefixes) from patterns where a trailing `*` means a prefix (`/health*`).
-    The middlewares test `path in exact or (prefixes and path.startswith(prefixes))` inline."""
+def exclusions(patterns: Iterable[str | re.Pattern]) -> tuple[frozenset[str], tuple[str, ...], Callable | None]:
+    """(exact paths, prefixes, regex matcher or None) from `exclude_paths`: a path, a prefix
+    ending in `*` (`/static/*`), or a compiled regular expression that must match the whole
+    path (`re.compile(r"/tenants/[^/]+/ping")`). The middlewares test
+    `path in exact or (prefixes and path.startswith(prefixes)) or (regex and regex(path))` inline."""
+    if isinstance(patterns, (str, re.Pattern)):
+        patterns = (patterns,)  # one given alone, not a list
     patterns = tuple(patterns)
-    return (frozenset(p for p in patterns if not p.endswith("*")),
-            tuple(p[:-1] for p in patterns if p.endswith("*")))
+    bad = [p for p in patterns if not isinstance(p, (str, re.Pattern))]
+    if bad:
+        raise ValueError(f"exclude_paths: expected paths ('/metrics'), prefixes ('/static/*') or compiled "
+                         f"regular expressions (re.compile(r'/internal/.*')), got {bad[0]!r}")
+    texts = [p for p in patterns if isinstance(p, str)]
+    regexes = tuple(p for p in patterns if isinstance(p, re.Pattern))
+    if not regexes:
+        matcher = None
+    elif len(regexes) == 1:
+        matcher = regexes[0].fullmatch
+    else:
+        def matcher(path: str) -> bool:
+            return any(regex.fullmatch(path) for regex in regexes)
+    return (frozenset(p for p in texts if not p.endswith("*")),
+            tuple(p[:-1] for p in texts if p.endswith("*")), matcher)
 
 
 class HttpRecorder:
@@ -47,3 +67,20 @@ class HttpRecorder:
             if route_object is not None:
                 self._route_refs.append(route_object)
         return entry
+
+
+class HttpMiddleware:
+    """The settings of the ASGI and WSGI middlewares, kept as the attributes their request path
+    reads (the aiohttp middleware, a closure, keeps the same in locals)."""
+
+    def __init__(self, app, metrics: Metrics | None = None, *, exclude_paths: Iterable = DEFAULT_EXCLUDE,
+                 request_id: bool = True, access_log: bool | logging.Logger = False):
+        self.app = app
+        self.recorder = HttpRecorder(resolve(metrics))
+        self._entries, self._in_flight = self.recorder.entries, self.recorder.in_flight
+        self._labels = self.recorder.labels
+        self._exemplar = self.recorder.metrics.exemplar
+        self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
+        self._excluded_exact, self._excluded_prefixes, self._excluded_regex = exclusions(exclude_paths)
+        self.request_id = request_id
+        self._access = access_logger(access_log)

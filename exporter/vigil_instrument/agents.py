@@ -56,27 +56,38 @@ class _Tracked:
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def async_wrapper(*args, **kwargs):
-                state = self._begin()
-                try:
-                    result = await func(*args, **kwargs)
-                except BaseException as exc:
-                    self._end(state, exc)
-                    raise
-                self._end(state, None, result)
-                return result
+                with _Call(self) as call:
+                    return call.returned(await func(*args, **kwargs))
             return async_wrapper
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            state = self._begin()
-            try:
-                result = func(*args, **kwargs)
-            except BaseException as exc:
-                self._end(state, exc)
-                raise
-            self._end(state, None, result)
-            return result
+            with _Call(self) as call:
+                return call.returned(func(*args, **kwargs))
         return wrapper
+
+
+class _Call:
+    """One call of a decorated function: `_begin()` on entry, `_end()` on exit with the
+    exception it raised or the result it returned, the same for sync and async functions."""
+
+    __slots__ = ("tracked", "state", "result")
+
+    def __init__(self, tracked: _Tracked):
+        self.tracked = tracked
+        self.result = None
+
+    def __enter__(self) -> _Call:
+        self.state = self.tracked._begin()
+        return self
+
+    def returned(self, result):
+        self.result = result
+        return result
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.tracked._end(self.state, exc, self.result)
+        return False
 
 
 class track_agent(_Tracked):

@@ -10,34 +10,23 @@ not match (404, 405, slash redirects) are counted with route="unmatched".
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from time import perf_counter
 
-from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
+from ._http import METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpMiddleware
 from .context import tenant_var
-from .logging import accept_request_id, new_request_id, request_id_var
-from .metrics import Metrics, resolve
+from .logging import accept_request_id, log_access, new_request_id, request_id_var
+from .metrics import Metrics
 
 _REQUEST_ID = b"x-request-id"
 
 
-class PrometheusMiddleware:
-    def __init__(self, app, metrics: Metrics | None = None, *,
-                 exclude_paths: Iterable[str] = DEFAULT_EXCLUDE, request_id: bool = True):
-        self.app = app
-        self.recorder = HttpRecorder(resolve(metrics))
-        self._labels = self.recorder.labels
-        self._exemplar = self.recorder.metrics.exemplar
-        self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
-        self._in_flight, self._entries = self.recorder.in_flight, self.recorder.entries
-        self._excluded_exact, self._excluded_prefixes = exclusions(exclude_paths)
-        self.request_id = request_id
-
+class PrometheusMiddleware(HttpMiddleware):
     # The request path is written for speed (see docs/performance.md): no helper calls that
     # can be inlined, children resolved once per label set, one call to record a request.
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] in self._excluded_exact or (
-                self._excluded_prefixes and scope["path"].startswith(self._excluded_prefixes)):
+                self._excluded_prefixes and scope["path"].startswith(self._excluded_prefixes)) or (
+                self._excluded_regex is not None and self._excluded_regex(scope["path"])):
             await self.app(scope, receive, send)
             return
 
@@ -46,6 +35,7 @@ class PrometheusMiddleware:
         status = 0
         sent = 0
         received = 0
+        answered = 0.0  # when the last body chunk was sent: background tasks run after it
         id_header = None
         if self.request_id:
             request_id = None
@@ -66,11 +56,15 @@ class PrometheusMiddleware:
             return message
 
         async def send_counted(message):
-            nonlocal status, sent
+            nonlocal status, sent, answered
             kind = message["type"]
             if kind == "http.response.body":
                 sent += len(message.get("body", b""))
-            elif kind == "http.response.start":
+                await send(message)
+                if not message.get("more_body", False):
+                    answered = perf_counter()
+                return
+            if kind == "http.response.start":
                 status = message["status"]
                 if id_header is not None:
                     message["headers"] = [*message.get("headers", ()), id_header]
@@ -89,7 +83,7 @@ class PrometheusMiddleware:
             failed = True
             raise
         finally:
-            elapsed = perf_counter() - start
+            elapsed = (answered or perf_counter()) - start
             in_flight(-1)
             if status == 0:  # the app raised before answering: the server answers 500
                 status, sent = 500, -1
@@ -105,12 +99,33 @@ class PrometheusMiddleware:
                 record = self.recorder.resolve(
                     key, method, _route_label(route, scope, base_root, status), status, route, extra)
             record(elapsed, received, sent, None if self._exemplar is None else self._exemplar())
+            if self._access is not None:
+                log_access(self._access, None if id_header is None else request_id, scope["method"],
+                           scope["path"], _route_label(route, scope, base_root, status), status, elapsed,
+                           received, sent)
             # The server logs an escaped exception after us, in this request's own task: keep
             # the id set so that its log line carries it.
             if id_header is not None and not failed:
                 request_id_var.reset(token)
             if self._tenant_early:
                 tenant_var.reset(tenant_token)
+
+
+def instrument_starlette(app, metrics: Metrics | None = None, **options) -> PrometheusMiddleware:
+    """Put the middleware around a Starlette or FastAPI app's whole stack, outside Starlette's
+    own error middleware (where `app.add_middleware` cannot reach): the 500 that Starlette sends
+    for an unhandled exception then carries the request id and is counted like any response.
+    `options`: those of `PrometheusMiddleware`. Call it before the app serves its first request."""
+    if getattr(app, "middleware_stack", None) is not None:
+        raise RuntimeError("instrument_starlette: the app has already started; call it before serving")
+    middleware = PrometheusMiddleware(None, metrics, **options)
+    build = app.build_middleware_stack
+
+    def build_with_metrics():
+        middleware.app = build()
+        return middleware
+    app.build_middleware_stack = build_with_metrics
+    return middleware
 
 
 def _source(scope, kind: str, key: str):

@@ -18,6 +18,7 @@ requests no pattern matched, or answered before the view (an APPEND_SLASH redire
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from ._http import DEFAULT_EXCLUDE
@@ -62,6 +63,8 @@ def metrics_view(metrics: Metrics | None = None):
 
 
 def instrument_django(application, metrics: Metrics | None = None, *,
-                      exclude_paths: Iterable[str] = DEFAULT_EXCLUDE, request_id: bool = True) -> WSGIMiddleware:
+                      exclude_paths: Iterable = DEFAULT_EXCLUDE, request_id: bool = True,
+                      access_log: bool | logging.Logger = False) -> WSGIMiddleware:
     """The WSGI application wrapped in the middleware; add `RouteMiddleware` to MIDDLEWARE."""
-    return WSGIMiddleware(application, metrics, exclude_paths=exclude_paths, request_id=request_id)
+    return WSGIMiddleware(application, metrics, exclude_paths=exclude_paths, request_id=request_id,
+                          access_log=access_log)

@@ -2,9 +2,13 @@
 
 With PROMETHEUS_MULTIPROC_DIR set (prometheus_client's multiprocess mode: several worker
 processes writing their values to files in that directory), the endpoint serves the aggregate
-of every worker's files, whichever worker answers the scrape. Workers that exit should be
-reported with `mark_process_dead(pid)` (e.g. from gunicorn's `child_exit` hook) so that live
-gauges (in-flight requests, running agents) drop their share.
+of every worker's files, whichever worker answers the scrape. The live gauges (in-flight
+requests, running agents) of a worker that is gone must drop its share: each scrape removes the
+live-gauge files of process ids that no longer run (a killed `uvicorn --workers` child, a
+gunicorn worker restarted after a timeout), and `mark_process_dead(pid)` does it at once from a
+hook (gunicorn's `child_exit`). Counters and histograms of dead workers stay in the totals.
+Turn the scrape-time clean-up off (`remove_dead_workers=False`) when the directory is shared
+by processes of another PID namespace (another container), whose ids this one cannot see.
 
 Content negotiation: OpenMetrics when the scraper asks for it, gzip when accepted.
 """
@@ -14,6 +18,7 @@ import glob
 import gzip
 import logging
 import os
+import re
 
 from prometheus_client import REGISTRY, CollectorRegistry, values
 from prometheus_client.exposition import choose_encoder
@@ -21,6 +26,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.multiprocess import mark_process_dead as _mark_process_dead
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus_client's per-process files of live gauges: gauge_livesum_<pid>.db, gauge_liveall_...
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
 log = logging.getLogger("vigil_instrument")
 
 
@@ -29,8 +36,9 @@ class WorkerFiles:
     as prometheus_client would, but is logged (once per problem) instead of failing silently or
     with a bare traceback."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, remove_dead_workers: bool = True):
         self.path = path
+        self.remove_dead_workers = remove_dead_workers
         self._reported: str | None = None
         if isinstance(values.ValueClass, type) and issubclass(values.ValueClass, values.MutexValue):
             log.warning("%s is set but prometheus_client was imported before it was: this process's "
@@ -49,7 +57,17 @@ class WorkerFiles:
                          "set?); /metrics is empty")
             return []
         self._reported = None
+        if self.remove_dead_workers:
+            files = self._drop_dead_workers(files)
         return MultiProcessCollector.merge(files, accumulate=True)
+
+    def _drop_dead_workers(self, files: list[str]) -> list[str]:
+        dead = {int(match.group(1)) for match in map(_LIVE_GAUGE_FILE.fullmatch, map(os.path.basename, files))
+                if match and not _running(int(match.group(1)))}
+        for pid in dead:
+            log.info("worker %d is gone: removing its live gauges from %s", pid, self.path)
+            _mark_process_dead(pid, self.path)
+        return [f for f in files if os.path.exists(f)] if dead else files
 
     def _report(self, problem: str) -> None:
         if problem != self._reported:
@@ -57,13 +75,29 @@ class WorkerFiles:
             log.warning("%s", problem)
 
 
-def exposition_registry(source=None) -> CollectorRegistry:
+def _running(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): os.kill said it exists
+
+
+def exposition_registry(source=None, *, remove_dead_workers: bool = True) -> CollectorRegistry:
     """What a scrape should read: `source` (a `Metrics` object or a registry; default the
-    default REGISTRY), or in multiprocess mode a registry aggregating every worker's files."""
+    default REGISTRY), or in multiprocess mode a registry aggregating every worker's files
+    (removing dead workers' live gauges first, unless `remove_dead_workers=False`)."""
     path = os.environ.get(MULTIPROC_ENV)
     if path:
         aggregate = CollectorRegistry()
-        aggregate.register(WorkerFiles(path))
+        aggregate.register(WorkerFiles(path, remove_dead_workers))
         return aggregate
     if source is None:
         return REGISTRY
@@ -88,12 +122,12 @@ def render(registry: CollectorRegistry, accept: str = "", accept_encoding: str =
     return body, headers
 
 
-def aiohttp_metrics_handler(registry=None):
+def aiohttp_metrics_handler(registry=None, *, remove_dead_workers: bool = True):
     """An aiohttp handler serving `registry` (a `Metrics` object or a registry):
     `app.router.add_get("/metrics", aiohttp_metrics_handler(metrics))`."""
     from aiohttp import web
 
-    source = exposition_registry(registry)
+    source = exposition_registry(registry, remove_dead_workers=remove_dead_workers)
 
     async def metrics(request: web.Request) -> web.Response:
         body, headers = render(source, request.headers.get("Accept", ""),
@@ -106,8 +140,8 @@ class MetricsApp:
     """An ASGI app serving the exposition; a class, not a function, so that Starlette's Route
     treats it as an ASGI app rather than a request handler."""
 
-    def __init__(self, registry=None):
-        self.source = exposition_registry(registry)
+    def __init__(self, registry=None, remove_dead_workers: bool = True):
+        self.source = exposition_registry(registry, remove_dead_workers=remove_dead_workers)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -119,16 +153,16 @@ class MetricsApp:
         await send({"type": "http.response.body", "body": body})
 
 
-def asgi_metrics_app(registry=None) -> MetricsApp:
+def asgi_metrics_app(registry=None, *, remove_dead_workers: bool = True) -> MetricsApp:
     """`app.add_route("/metrics", asgi_metrics_app(metrics))` (FastAPI / Starlette); `registry`
     is a `Metrics` object or a registry."""
-    return MetricsApp(registry)
+    return MetricsApp(registry, remove_dead_workers)
 
 
-def wsgi_metrics_app(registry=None):
+def wsgi_metrics_app(registry=None, *, remove_dead_workers: bool = True):
     """A WSGI app serving the exposition of `registry` (a `Metrics` object or a registry); Flask:
     `instrument_flask(..., metrics_path=)`, Django: `vigil_instrument.django.metrics_view`."""
-    source = exposition_registry(registry)
+    source = exposition_registry(registry, remove_dead_workers=remove_dead_workers)
 
     def metrics_app(environ, start_response):
         body, headers = render(source, environ.get("HTTP_ACCEPT", ""), environ.get("HTTP_ACCEPT_ENCODING", ""))

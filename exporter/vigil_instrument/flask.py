@@ -8,6 +8,7 @@ included); requests no rule matched (404, 405) are `route="unmatched"`.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from flask import Flask, Response, request
@@ -20,13 +21,15 @@ from .wsgi import WSGIMiddleware, route_matched
 
 def _remember_route() -> None:
     """A before_request hook (first of all): Flask has matched the rule by then."""
-    rule = request.url_rule
+    current = request._get_current_object()  # one context lookup, not one per attribute
+    rule = current.url_rule
     if rule is not None:
-        route_matched(request.environ, rule.rule, request.view_args)
+        route_matched(current.environ, rule.rule, current.view_args)
 
 
 def instrument_flask(app: Flask, metrics: Metrics | None = None, *, metrics_path: str | None = "/metrics",
-                     exclude_paths: Iterable[str] = DEFAULT_EXCLUDE, request_id: bool = True) -> WSGIMiddleware:
+                     exclude_paths: Iterable = DEFAULT_EXCLUDE, request_id: bool = True,
+                     access_log: bool | logging.Logger = False) -> WSGIMiddleware:
     """Wrap `app.wsgi_app` (so `app` itself stays the object gunicorn loads), serve the
     exposition of `metrics` on `metrics_path` (None: not served) and return the middleware."""
     metrics = resolve(metrics)
@@ -35,6 +38,7 @@ def instrument_flask(app: Flask, metrics: Metrics | None = None, *, metrics_path
         serve = wsgi_metrics_app(metrics)
         app.add_url_rule(metrics_path, "vigil_instrument_metrics",
                          lambda: Response.from_app(serve, request.environ))
-    middleware = WSGIMiddleware(app.wsgi_app, metrics, exclude_paths=exclude_paths, request_id=request_id)
+    middleware = WSGIMiddleware(app.wsgi_app, metrics, exclude_paths=exclude_paths, request_id=request_id,
+                                access_log=access_log)
     app.wsgi_app = middleware
     return middleware

@@ -13,6 +13,7 @@ streamed bodies, status line and headers included.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from time import perf_counter
 
@@ -20,25 +21,28 @@ from aiohttp import web
 
 from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
 from .context import tenant_var
-from .logging import REQUEST_ID_HEADER, accept_request_id, request_id_var
+from .logging import REQUEST_ID_HEADER, accept_request_id, access_logger, log_access, request_id_var
 from .metrics import Metrics, resolve
 
 
-def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterable[str] = DEFAULT_EXCLUDE,
-                       request_id: bool = True):
-    """The middleware; put it first in `middlewares` so that it sees every other one's work."""
+def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterable = DEFAULT_EXCLUDE,
+                       request_id: bool = True, access_log: bool | logging.Logger = False):
+    """The middleware; put it first in `middlewares` so that it sees every other one's work.
+    `access_log`: one JSON line per request (see logging.log_access)."""
     recorder = HttpRecorder(resolve(metrics))
     entries = recorder.entries
     labels = recorder.labels
     exemplar = recorder.metrics.exemplar
     tenant_early = labels is not None and labels.tenant_index is not None
     in_flight_by_method = recorder.in_flight
-    excluded_exact, excluded_prefixes = exclusions(exclude_paths)
+    excluded_exact, excluded_prefixes, excluded_regex = exclusions(exclude_paths)
+    access = access_logger(access_log)
 
     @web.middleware
     async def prometheus_middleware(request: web.Request, handler):
         path = request.path
-        if path in excluded_exact or (excluded_prefixes and path.startswith(excluded_prefixes)):
+        if path in excluded_exact or (excluded_prefixes and path.startswith(excluded_prefixes)) or (
+                excluded_regex is not None and excluded_regex(path)):
             return await handler(request)
         method = METHOD_LABEL.get(request.method, OTHER_METHOD)
         if request_id:
@@ -81,8 +85,12 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
             if record is None:
                 label = UNMATCHED if resource is None else resource.canonical
                 record = recorder.resolve(key, method, label, status, extra=extra)
-            record(elapsed, request.content.total_bytes, -1 if response is None else response.body_length,
-                   None if exemplar is None else exemplar())
+            sent = -1 if response is None else response.body_length
+            record(elapsed, request.content.total_bytes, sent, None if exemplar is None else exemplar())
+            if access is not None:
+                log_access(access, rid if request_id else None, request.method, path,
+                           UNMATCHED if resource is None else resource.canonical, status, elapsed,
+                           request.content.total_bytes, sent)
             # aiohttp answers an escaped exception after us, in this request's own task: keep the
             # id set so that its 500 (on_response_prepare) and its error log line carry it.
             if request_id and not failed:
@@ -118,9 +126,11 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
 
 
 def instrument_aiohttp(app: web.Application, metrics: Metrics | None = None, *,
-                       exclude_paths: Iterable[str] = DEFAULT_EXCLUDE, request_id: bool = True) -> None:
+                       exclude_paths: Iterable = DEFAULT_EXCLUDE, request_id: bool = True,
+                       access_log: bool | logging.Logger = False) -> None:
     """Put the middleware first in `app`, and give responses that handlers prepare themselves
     (streaming, SSE) the request id header too."""
-    app.middlewares.insert(0, aiohttp_middleware(metrics, exclude_paths=exclude_paths, request_id=request_id))
+    app.middlewares.insert(0, aiohttp_middleware(metrics, exclude_paths=exclude_paths, request_id=request_id,
+                                                 access_log=access_log))
     if request_id:
         app.on_response_prepare.append(_add_request_id)

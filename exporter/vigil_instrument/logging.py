@@ -16,6 +16,8 @@ from contextvars import ContextVar
 from datetime import datetime, timezone
 
 REQUEST_ID_HEADER = "X-Request-ID"
+ACCESS_LOGGER = "vigil_instrument.access"
+MAX_LOGGED_PATH = 1024
 request_id_var: ContextVar[str | None] = ContextVar("vigil_request_id", default=None)
 
 # An incoming id is trusted only if short and made of token characters (it ends up in log lines
@@ -59,10 +61,51 @@ class JsonLineFormatter(logging.Formatter):
         when = datetime.fromtimestamp(record.created, timezone.utc)
         line = dict(ts=when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                     level=record.levelname.lower(), logger=record.name, msg=record.getMessage())
+        access = getattr(record, "access_entry", None)
+        if access is not None:  # an access-log line: its fields, not its (JSON) message
+            line["msg"] = "request"
+            line.update(access)
         line.update(getattr(record, "fields", None) or {})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
+
+
+def access_logger(access_log: bool | logging.Logger) -> logging.Logger | None:
+    """The logger of a middleware's `access_log` option: False (off), True (`vigil_instrument.access`)
+    or a logger of yours."""
+    if access_log is True:
+        return logging.getLogger(ACCESS_LOGGER)
+    if access_log is False or access_log is None:
+        return None
+    if not isinstance(access_log, logging.Logger):
+        raise ValueError(f"access_log: expected True, False or a logging.Logger, got {access_log!r}")
+    return access_log
+
+
+class _JsonText:
+    """A log message rendered as JSON only if a handler formats it."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: dict):
+        self.entry = entry
+
+    def __str__(self) -> str:
+        return json.dumps(self.entry)
+
+
+def log_access(logger: logging.Logger, request_id: str | None, method: str, path: str, route: str,
+               status: int, seconds: float, received: int, sent: int) -> None:
+    """One access-log line for a finished request, at INFO: the message is a JSON object (with
+    `configure_logging`, its fields join the line itself); `response_bytes` is -1 when no
+    response was sent."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    entry = {"request_id": request_id, "method": method, "path": path[:MAX_LOGGED_PATH], "route": route,
+             "status": status, "duration_seconds": round(seconds, 6), "request_bytes": received,
+             "response_bytes": sent}
+    logger.info("%s", _JsonText(entry), extra={"access_entry": entry})
 
 
 def configure_logging(level: str = "info", stream=None) -> logging.Handler:

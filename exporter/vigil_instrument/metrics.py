@@ -13,9 +13,11 @@ metric wrapped in a `Family`.
 """
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from numbers import Real
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
@@ -39,6 +41,11 @@ MESSAGE_BUCKETS = (.0005, .001, .005, .01, .025, .05, .1, .25, .5, 1, 5)
 DB_QUERY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
 POOL_CHECKOUT_BUCKETS = (.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30)
 REDIS_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1)
+
+
+# The labels of the agent-to-agent message families, in the order record_agent_message passes them.
+AGENT_PAIR_LABELS = ("source_agent", "target_agent")
+MESSAGE_LABELS = (*AGENT_PAIR_LABELS, "message_type")
 
 
 class DuplicateMetricsError(ValueError):
@@ -87,22 +94,57 @@ def multiprocess_mode() -> bool:
     return getattr(values.ValueClass, "_multiprocess", False)
 
 
+def checked_buckets(buckets: Mapping[str, Sequence[float]] | None) -> dict[str, tuple[float, ...]]:
+    """`{histogram family name: upper bounds}`, validated: each a non-empty, strictly increasing
+    list of finite numbers (a trailing +Inf is allowed and implied anyway)."""
+    if buckets is None:
+        return {}
+    if not isinstance(buckets, Mapping):
+        raise ValueError("buckets: expected {histogram family name: [upper bounds]}, e.g. "
+                         "{'http_request_duration_seconds': [0.01, 0.1, 1]}")
+    return {name: bucket_bounds(bounds, f"buckets[{name!r}]") for name, bounds in buckets.items()}
+
+
+def bucket_bounds(bounds, where: str) -> tuple[float, ...]:
+    """One histogram's upper bounds, validated (see `checked_buckets`)."""
+    if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Sequence):
+        raise ValueError(f"{where}: expected a list of upper bounds, got {bounds!r}")
+    if not all(isinstance(bound, Real) and not isinstance(bound, bool) for bound in bounds):
+        raise ValueError(f"{where}: upper bounds must be numbers, got {list(bounds)!r}")
+    values = [float(bound) for bound in bounds]
+    if values and values[-1] == math.inf:
+        values.pop()
+    if not values:
+        raise ValueError(f"{where}: give at least one finite upper bound")
+    if not all(math.isfinite(value) for value in values):
+        raise ValueError(f"{where}: upper bounds must be finite (+Inf is implied), got {list(bounds)!r}")
+    if any(later <= earlier for earlier, later in zip(values, values[1:])):
+        raise ValueError(f"{where}: upper bounds must be strictly increasing, got {list(bounds)!r}")
+    return tuple(values)
+
+
 class Family:
     """A metric with bounded label values and cached children.
 
-    `labels(*values)` applies the cardinality policy once per distinct raw tuple, then serves
-    the prometheus_client child from a dict.
+    `labels(*values)` (or `labels(**values)`) applies the cardinality policy once per distinct
+    raw tuple, then serves the prometheus_client child from a dict.
     """
 
-    __slots__ = ("metric", "_limiters", "_children", "_lock")
+    __slots__ = ("metric", "names", "_limiters", "_children", "_lock")
 
-    def __init__(self, metric, labels: tuple[str, ...], cardinality: Cardinality):
+    def __init__(self, metric, labels: tuple[str, ...], limiters: Sequence[Callable[[str], str]]):
         self.metric = metric
-        self._limiters = tuple(cardinality.limiter(name) for name in labels)
+        self.names = labels
+        self._limiters = tuple(limiters)
         self._children: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
-    def labels(self, *values):
+    def labels(self, *values, **by_name):
+        if by_name:
+            if values or set(by_name) != set(self.names):
+                raise ValueError(f"{self.metric._name}: give the labels {list(self.names)}, "
+                                 f"by position or all by name")
+            values = tuple(by_name[name] for name in self.names)
         child = self._children.get(values)
         if child is None:
             child = self._resolve(values)
@@ -127,6 +169,9 @@ class Family:
 
     def set(self, value: float) -> None:
         self.metric.set(value)
+
+    def observe(self, value: float) -> None:
+        self.metric.observe(value)
 
 
 def _counter(name, doc, labels=()) -> FamilySpec:
@@ -154,13 +199,18 @@ class Metrics:
     """All service metric families (names per the Vigil contract), registered in `registry`."""
 
     def __init__(self, registry: CollectorRegistry | None = None, cardinality: Cardinality | None = None,
-                 request_labels: RequestLabels | None = None, exemplars: bool | None = None):
+                 request_labels: RequestLabels | None = None, exemplars: bool | None = None,
+                 buckets: Mapping[str, Sequence[float]] | None = None):
         self.registry = REGISTRY if registry is None else registry
         self.cardinality = cardinality or Cardinality()
+        # buckets: {histogram family name: upper bounds}, replacing that family's defaults
+        self.buckets = checked_buckets(buckets)
         # exemplars: None = when the OpenTelemetry API is installed (see exemplars.py)
         self.exemplar = span_exemplar_reader(exemplars)  # () -> labels or None; None when off
         self._collectors: list = []
         self._specs: list[FamilySpec] = []
+        self._app_info = None      # set_app_info()'s gauge
+        self._manual_http = None   # record_request()'s cache of children
         f = self._family
 
         # HTTP. Per-request families live in compact storage (see _fast.HttpSeries), except in
@@ -171,7 +221,7 @@ class Metrics:
             self.cardinality.set_default_caps(request_labels.max_values)
             self.request_labels = request_labels.bind(self.cardinality)
             extra, on_histograms = request_labels.names, request_labels.histograms
-        http_families = http_request_families(extra, on_histograms)
+        http_families = tuple(self._with_buckets(spec) for spec in http_request_families(extra, on_histograms))
         self._http_extra_on_histograms = on_histograms
         self._http_series = None
         self._http_families = None
@@ -192,21 +242,17 @@ class Metrics:
         self.agent_errors = f(_counter(
             "agent_errors_total", "Failed agent executions by exception type.", ("agent", "error_type")))
         self.agents_running = f(_gauge("agents_running", "Agent executions running now.", ("agent",)))
-        self.agent_messages = f(_counter(
-            "agent_messages_total", "Agent-to-agent messages.",
-            ("source_agent", "target_agent", "message_type")))
+        self.agent_messages = f(_counter("agent_messages_total", "Agent-to-agent messages.", MESSAGE_LABELS))
         self.agent_message_size = f(_histogram(
-            "agent_message_size_bytes", "Agent-to-agent message size.",
-            ("source_agent", "target_agent", "message_type"), SIZE_BUCKETS))
+            "agent_message_size_bytes", "Agent-to-agent message size.", MESSAGE_LABELS, SIZE_BUCKETS))
         self.agent_message_context = f(_histogram(
             "agent_message_context_tokens", "Context carried by an agent-to-agent message, in tokens.",
-            ("source_agent", "target_agent"), CONTEXT_TOKEN_BUCKETS))
+            AGENT_PAIR_LABELS, CONTEXT_TOKEN_BUCKETS))
         self.agent_message_retries = f(_counter(
-            "agent_message_retries_total", "Retries to deliver agent-to-agent messages.",
-            ("source_agent", "target_agent", "message_type")))
+            "agent_message_retries_total", "Retries to deliver agent-to-agent messages.", MESSAGE_LABELS))
         self.agent_message_errors = f(_counter(
             "agent_message_errors_total", "Agent-to-agent messages that failed, by exception type.",
-            ("source_agent", "target_agent", "error_type")))
+            (*AGENT_PAIR_LABELS, "error_type")))
         self.agent_message_duration = f(_histogram(
             "agent_message_processing_duration_seconds", "Time to process one agent message.",
             ("message_type",), MESSAGE_BUCKETS))
@@ -297,6 +343,7 @@ class Metrics:
         self.redis_connections_active = f(_gauge(
             "redis_client_connections_active", "Connections checked out of the client's pool.", ("client",)))
 
+        self._check_bucket_names()
         self._register()
 
     def current_exemplar(self) -> dict[str, str] | None:
@@ -321,10 +368,22 @@ class Metrics:
         return list(self._specs)
 
     def _family(self, spec: FamilySpec) -> Family:
+        spec = self._with_buckets(spec)
         metric = _build(spec)
         self._collectors.append(metric)
         self._specs.append(spec)
-        return Family(metric, spec.labels, self.cardinality)
+        return Family(metric, spec.labels, [self.cardinality.limiter(name) for name in spec.labels])
+
+    def _with_buckets(self, spec: FamilySpec) -> FamilySpec:
+        bounds = self.buckets.get(spec.name)
+        return spec if bounds is None or spec.type != "histogram" else replace(spec, buckets=bounds)
+
+    def _check_bucket_names(self) -> None:
+        histograms = {spec.name for spec in self._specs if spec.type == "histogram"}
+        unknown = sorted(set(self.buckets) - histograms)
+        if unknown:
+            raise ValueError(f"buckets: {unknown} {'is' if len(unknown) == 1 else 'are'} not a histogram "
+                             f"family of the instrumentation library; expected one of {sorted(histograms)}")
 
     def _register(self) -> None:
         done = []

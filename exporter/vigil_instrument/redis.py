@@ -79,28 +79,31 @@ def instrument_redis(client, name: str, *, metrics: Metrics | None = None) -> No
 def _timed(call, is_async: bool, recorder: _Recorder, label):
     if is_async:
         async def timed_async(*args, **options):
-            command = label(args[0]) if args else "PIPELINE"
-            started = perf_counter()
-            try:
-                result = await call(*args, **options)
-            except BaseException:
-                recorder.record(command, started, False)
-                raise
-            recorder.record(command, started, True)
-            return result
+            with _Operation(recorder, label(args[0]) if args else "PIPELINE"):
+                return await call(*args, **options)
         return timed_async
 
     def timed(*args, **options):
-        command = label(args[0]) if args else "PIPELINE"
-        started = perf_counter()
-        try:
-            result = call(*args, **options)
-        except BaseException:
-            recorder.record(command, started, False)
-            raise
-        recorder.record(command, started, True)
-        return result
+        with _Operation(recorder, label(args[0]) if args else "PIPELINE"):
+            return call(*args, **options)
     return timed
+
+
+class _Operation:
+    """One command or pipeline, timed from entry and counted as success or error on exit."""
+
+    __slots__ = ("recorder", "command", "started")
+
+    def __init__(self, recorder: _Recorder, command: str):
+        self.recorder = recorder
+        self.command = command
+
+    def __enter__(self) -> None:
+        self.started = perf_counter()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.recorder.record(self.command, self.started, exc_type is None)
+        return False
 
 
 def _count_connections(pool, is_async: bool, gauge) -> None:

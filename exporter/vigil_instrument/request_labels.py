@@ -108,6 +108,17 @@ class BoundLabels:
             values.append(NONE if value is None else limit(value))
         return tuple(values)
 
+    def given(self, values: Mapping[str, object] | None) -> tuple[str, ...]:
+        """The label values passed by name (`record_request(labels=...)`), bounded; `none` for
+        a label not given."""
+        values = values or {}
+        unknown = set(values) - set(self.names)
+        if unknown:
+            raise ValueError(f"labels {sorted(unknown)} are not declared; the per-request labels are "
+                             f"{list(self.names)}")
+        return tuple(NONE if values.get(name) in (None, "") else limit(str(values[name]))
+                     for name, (_, limit) in zip(self.names, self._plan))
+
     def early(self, request, get: Callable[[object, str, str], object]) -> str | None:
         """The tenant from the sources `get` can read before the handler runs, for the context."""
         if self.tenant_index is None:

@@ -15,6 +15,7 @@ import urllib.request
 from datetime import datetime
 
 from vigil_exporter.alerting.timeutil import format_time, parse_duration, parse_time, utc_now
+from vigil_exporter.commandline import add_command, add_group
 from vigil_exporter.tools.stack import state
 
 DEFAULT_ALERTMANAGER = "http://127.0.0.1:9093"
@@ -29,18 +30,17 @@ class CommandError(Exception):
 
 
 def register(subparsers) -> None:
-    alerts = subparsers.add_parser("alerts", help="Alertmanager: list, test, silence; alert log",
-                                   description="Work with Alertmanager and Vigil's alert log.")
-    commands = alerts.add_subparsers(dest="alerts_command", required=True, metavar="COMMAND")
+    commands = add_group(subparsers, "alerts", help="Alertmanager: list, test, silence; alert log",
+                         description="Work with Alertmanager and Vigil's alert log.")
 
-    list_ = commands.add_parser("list", help="active alerts in Alertmanager")
+    list_ = add_command(commands, "list", _guard(run_list), help="active alerts in Alertmanager")
     _alertmanager_argument(list_)
     list_.add_argument("--filter", action="append", default=[], metavar="MATCHER",
                        help="only alerts matching, e.g. severity=critical (repeatable)")
     list_.add_argument("--json", action="store_true", help="print the API's JSON")
-    list_.set_defaults(func=_guard(run_list))
 
-    test = commands.add_parser("test", help="send a synthetic alert through Alertmanager")
+    test = add_command(commands, "test", _guard(run_test),
+                       help="send a synthetic alert through Alertmanager")
     _alertmanager_argument(test)
     test.add_argument("--severity", choices=SEVERITIES, default="warning")
     test.add_argument("--area", choices=AREAS, default="meta")
@@ -48,9 +48,8 @@ def register(subparsers) -> None:
     test.add_argument("--duration", default="5m", help="resolves itself after this (default 5m)")
     test.add_argument("--label", action="append", default=[], metavar="NAME=VALUE",
                       help="extra label (repeatable)")
-    test.set_defaults(func=_guard(run_test))
 
-    silence = commands.add_parser("silence", help="create a silence")
+    silence = add_command(commands, "silence", _guard(run_silence), help="create a silence")
     _alertmanager_argument(silence)
     silence.add_argument("--matcher", "-m", action="append", required=True, metavar="MATCHER",
                          help='label matcher: name=value, name!=value, name=~regex, name!~regex '
@@ -58,18 +57,17 @@ def register(subparsers) -> None:
     silence.add_argument("--duration", default="2h", help="how long (default %(default)s)")
     silence.add_argument("--comment", required=True, help="why the alerts are silenced")
     silence.add_argument("--author", default=_user(), help="default: the current user")
-    silence.set_defaults(func=_guard(run_silence))
 
-    unsilence = commands.add_parser("unsilence", help="expire silences")
+    unsilence = add_command(commands, "unsilence", _guard(run_unsilence), help="expire silences")
     _alertmanager_argument(unsilence)
     unsilence.add_argument("silence_ids", nargs="*", metavar="ID",
                            help="silence ids, as `silence` prints them")
     unsilence.add_argument("--matcher", "-m", action="append", default=[], metavar="MATCHER",
                            help="expire every active silence that has exactly this matcher "
                                 "(repeatable: all of them)")
-    unsilence.set_defaults(func=_guard(run_unsilence))
 
-    log = commands.add_parser("log", help="read the log receiver's JSON-lines file")
+    log = add_command(commands, "log", _guard(run_log),
+                      help="read the log receiver's JSON-lines file")
     log.add_argument("--file", default=state.default("VIGIL_ALERT_LOG", "alert_log", DEFAULT_LOG),
                      help=f"env VIGIL_ALERT_LOG, else the running `vigil stack up`'s, else "
                           f"./{DEFAULT_LOG}")
@@ -77,14 +75,12 @@ def register(subparsers) -> None:
                      help="only this severity (repeatable)")
     log.add_argument("--since", help="only alerts received since: a duration (1h) or a time")
     log.add_argument("--json", action="store_true", help="print the JSON lines")
-    log.set_defaults(func=_guard(run_log))
 
-    render = commands.add_parser("render-config", help="fill webhook URLs of alertmanager.yml "
-                                 "from VIGIL_AM_<RECEIVER>_URL[_FILE]")
+    render = add_command(commands, "render-config", _guard(run_render_config),
+                         help="fill webhook URLs of alertmanager.yml from VIGIL_AM_<RECEIVER>_URL[_FILE]")
     render.add_argument("config", help="alertmanager.yml of the bundle")
     render.add_argument("--output", "-o", help="write here (default stdout); keep templates/ "
                         "beside it")
-    render.set_defaults(func=_guard(run_render_config))
 
 
 def _alertmanager_argument(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ Every alert of a valid webhook notification becomes one structured log line (log
 413, and neither writes nor counts anything.
 
 Whoever can reach the endpoint can write to the alert log, so everything is bounded
-(`WebhookLimits`, the `alerts.*` configuration): requests per second (429 beyond, which
+(`WebhookLimits`, the `alerts.*` configuration): authorised requests per second (429 beyond, which
 Alertmanager retries), body size, alerts per notification, the alert log's size (rotated to
 `<file>.1`), and the log lines it writes, valid or not. It can have credentials of its own
 (`alerts.bearer_token_file`, `alerts.basic_auth_users`), separate from /metrics.
@@ -92,7 +92,9 @@ def webhook_handler(alert_log: AlertLog, counter: Counter, limits: WebhookLimits
     from vigil_exporter.webconfig import TokenBucket
 
     requests = TokenBucket(1 / limits.requests_per_second, limits.burst)
-    lines = TokenBucket(1 / limits.log_lines_per_second, int(limits.log_lines_per_second * 5))
+    # A burst of 5 s worth, and at least one line (0.1 lines/s would otherwise log nothing).
+    lines = TokenBucket(1 / limits.log_lines_per_second,
+                        max(1, int(limits.log_lines_per_second * 5)))
     rejected = Throttle(log, every=60.0)
 
     def refuse(status: int, message: str, headers: dict | None = None) -> web.Response:
@@ -101,13 +103,15 @@ def webhook_handler(alert_log: AlertLog, counter: Counter, limits: WebhookLimits
         return web.json_response({"error": message}, status=status, headers=headers)
 
     async def receive(request: web.Request) -> web.Response:
-        if not requests.take():
-            return refuse(429, "too many requests (alerts.rate_limit)", {"Retry-After": "1"})
+        # Credentials first: a flood without them must not spend the tokens Alertmanager's
+        # notifications need (bcrypt checks have their own bound, BasicAuth.QUEUE).
         if authorize is not None:
             allowed = await authorize(request)
             if not allowed:
                 return refuse(429 if allowed is None else 401, "unauthorized",
                               {"WWW-Authenticate": 'Bearer realm="vigil alerts"'})
+        if not requests.take():
+            return refuse(429, "too many requests (alerts.rate_limit)", {"Retry-After": "1"})
         body = await read_limited(request, limits.max_body_bytes)
         if body is None:
             return refuse(413, f"body larger than {limits.max_body_bytes} bytes")

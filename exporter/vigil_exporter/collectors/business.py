@@ -19,9 +19,11 @@ import asyncio
 import functools
 import logging
 from array import array
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import itemgetter
 from pathlib import Path
 
 import yaml
@@ -220,9 +222,11 @@ async def run_query(engine: AsyncEngine, query: Query) -> tuple[list[str], list[
                 "timeout": str(max(1, int(query.timeout * 1000))),
                 "application": f"{APPLICATION}:{query.name}"})
         result = await _execute_interruptibly(conn, query.sql, bind_values(dialect))
-        # The rows are in memory already; making thousands of them into Row objects is not
-        # loop work. The connection stays checked out while the worker reads them.
-        return list(result.keys()), await off_loop(result.all)
+        # The async drivers' cursors hold every row already: take their plain tuples, without
+        # making a Row object of each (a query's 10,000 rows cost 4 ms more as Rows).
+        columns, rows = list(result.keys()), result.cursor.fetchall()
+        result.close()
+        return columns, rows
 
 
 async def _execute_interruptibly(conn: AsyncConnection, sql: str, params: dict):
@@ -278,21 +282,25 @@ class LabelSets:
     first query's runs mark rounds) is forgotten."""
 
     def __init__(self):
-        # (label names, values) -> that key and its dict: a set carried into a new round keeps
-        # its first key, so the strings of later rows are not held
-        self.current: dict[tuple, tuple[tuple, dict[str, str]]] = {}
-        self.previous: dict[tuple, tuple[tuple, dict[str, str]]] = {}
+        # label names -> label values -> their dict; a set carried into a new round is keyed by
+        # its own values, so the strings of later rows are not held
+        self.current: dict[tuple, dict[tuple, dict[str, str]]] = {}
+        self.previous: dict[tuple, dict[tuple, dict[str, str]]] = {}
 
     def new_round(self) -> None:
         self.previous, self.current = self.current, {}
 
-    def get(self, names: tuple[str, ...], values: tuple[str, ...]) -> dict[str, str]:
-        key = (names, values)
-        entry = self.current.get(key)
-        if entry is None:
-            entry = self.previous.get(key) or (key, dict(zip(names, values)))
-            self.current[entry[0]] = entry
-        return entry[1]
+    def get_all(self, names: tuple[str, ...], keys: list[tuple[str, ...]]) -> list[dict]:
+        """The shared labels dict of every tuple of label values in `keys`."""
+        current = self.current.setdefault(names, {})
+        labelsets = list(map(current.get, keys))  # the common case: every set is known
+        if None in labelsets:
+            previous = self.previous.get(names, {})
+            for i, labels in enumerate(labelsets):
+                if labels is None:
+                    labels = previous.get(keys[i]) or dict(zip(names, keys[i]))
+                    current[tuple(labels.values())] = labelsets[i] = labels
+        return labelsets
 
 
 class RowFamily(Metric):
@@ -335,25 +343,37 @@ class RowFamily(Metric):
 
 def to_family(query: Query, columns: list[str], rows: list[tuple],
               label_sets: LabelSets | None = None) -> tuple[RowFamily, int]:
-    """The metric family of a result, and how many rows the series cap dropped."""
+    """The metric family of a result, and how many rows the series cap dropped. Written for
+    tens of thousands of rows: each step is one pass in C where it can be (comprehensions,
+    map, array) rather than a Python loop doing everything per row."""
     value_at, label_at = column_positions(query, columns)
     family = RowFamily(query.name.removesuffix("_total") if query.type == "counter"
                        else query.name, query.help_text, query.type)
-    label_sets = label_sets or LabelSets()
-    seen: set[tuple[str, ...]] = set()
-    dropped = 0
-    for row in rows:
-        if row[value_at] is None:
-            continue
-        labels = tuple("" if row[i] is None else str(row[i]) for i in label_at)
-        if labels in seen:
-            raise ValueError(f"two rows have the same labels {dict(zip(query.labels, labels))}")
-        if len(seen) >= query.max_series:
-            dropped += 1
-            continue
-        seen.add(labels)
-        family.add(label_sets.get(query.labels, labels), _number(row[value_at], query.value))
+    kept = [row for row in rows if row[value_at] is not None]
+    keys = _label_values(kept, label_at)
+    dropped = max(0, len(keys) - query.max_series)
+    if dropped:
+        del kept[query.max_series:], keys[query.max_series:]
+    if len(set(keys)) != len(keys):
+        first = next(key for key, count in Counter(keys).items() if count > 1)
+        raise ValueError(f"two rows have the same labels {dict(zip(query.labels, first))}")
+    family.labelsets = (label_sets or LabelSets()).get_all(query.labels, keys)
+    try:
+        family.values = array("d", map(float, [row[value_at] for row in kept]))
+    except (TypeError, ValueError):
+        for row in kept:
+            _number(row[value_at], query.value)  # raises with the column and the value
+        raise
     return family, dropped
+
+
+def _label_values(rows: list[tuple], positions: list[int]) -> list[tuple[str, ...]]:
+    """Each row's label values as text (NULL: empty)."""
+    if not positions:
+        return [()] * len(rows)
+    columns = [[value if type(value) is str else "" if value is None else str(value)
+                for value in map(itemgetter(i), rows)] for i in positions]
+    return list(zip(*columns))
 
 
 def _to_family_freeing(query: Query, columns: list[str], box: list,

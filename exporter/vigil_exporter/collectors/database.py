@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from prometheus_client.metrics_core import Metric
 from sqlalchemy import text
@@ -27,15 +28,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vigil_exporter.collectors import postgres
-from vigil_exporter.collectors.base import (
-    DEGRADED,
-    FAILING,
-    OK,
-    Check,
-    Collector,
-    Job,
-    collector_schema,
-)
+from vigil_exporter.collectors.base import DEGRADED, FAILING, OK, Check, Collector, Job, collector_schema
 from vigil_exporter.collectors.families import Families, Spec
 from vigil_exporter.collectors.features import FeatureSet, build
 from vigil_exporter.collectors.sqlutil import (
@@ -61,6 +54,13 @@ UNKNOWN_STATE = "unknown"  # NULL state: another role's session without pg_read_
 UNNAMED_APPLICATION = "unnamed"
 OTHER_APPLICATION = "other"
 
+# vigil_db_pool_<stat>: (the QueuePool method that reads it, help).
+POOL_STATS = {
+    "size": ("size", "Configured size of the exporter's own connection pool."),
+    "checked_out": ("checkedout", "Connections of the exporter's own pool in use."),
+    "overflow": ("overflow", "Connections of the exporter's own pool beyond its size."),
+    "checked_in": ("checkedin", "Idle connections kept in the exporter's own pool."),
+}
 # name: (type, help, labels besides `database`); the PostgreSQL features declare their own.
 METRICS = {
     "vigil_db_up": ("gauge", "1 if the database answered the probe query, 0 if not.", ()),
@@ -68,13 +68,7 @@ METRICS = {
         "gauge", "Time to get a working connection from the exporter's pool (a new "
         "connection, or a liveness check of a pooled one).", ()),
     "vigil_db_probe_duration_seconds": ("gauge", "Round trip of the probe query SELECT 1.", ()),
-    "vigil_db_pool_size": ("gauge", "Configured size of the exporter's own connection pool.", ()),
-    "vigil_db_pool_checked_out": (
-        "gauge", "Connections of the exporter's own pool in use.", ()),
-    "vigil_db_pool_overflow": (
-        "gauge", "Connections of the exporter's own pool beyond its size.", ()),
-    "vigil_db_pool_checked_in": (
-        "gauge", "Idle connections kept in the exporter's own pool.", ()),
+    **{f"vigil_db_pool_{stat}": ("gauge", help, ()) for stat, (_, help) in POOL_STATS.items()},
     "vigil_db_info": ("gauge", "Dialect and server version of the database; always 1.",
                       ("dialect", "server_version")),
     "vigil_db_server_connections": (
@@ -135,17 +129,15 @@ DATABASE = Object({
 })
 
 
-@dataclass
-class ServerStats:
-    """PostgreSQL's own view of the server and of the current database."""
+class ServerStats(NamedTuple):
+    """PostgreSQL's own view of the server and of the current database (None: not read)."""
 
     states: dict[str, int]
     applications: dict[str, int]
-    max_connections: int | None = None
-    size_bytes: int | None = None
-    commits: int | None = None
-    rollbacks: int | None = None
-    deadlocks: int | None = None
+    max_connections: int | None
+    commits: int | None
+    rollbacks: int | None
+    deadlocks: int | None
 
 
 @dataclass
@@ -221,8 +213,8 @@ class Target:
             reading = Reading(True, connect_seconds=connected - started,
                               probe_seconds=probed - connected)
             if self.dialect == "postgresql":
-                reading.server = await _server_stats(conn, self.config["max_applications"])
-                reading.size_bytes = reading.server.size_bytes
+                reading.server, reading.size_bytes = await _server_stats(
+                    conn, self.config["max_applications"])
         if self.dialect == "sqlite":
             reading.size_bytes = _file_size(sqlite_path(self.config["url"]))
         return reading
@@ -257,7 +249,9 @@ def _consume(task: asyncio.Task) -> None:
         task.exception()
 
 
-async def _server_stats(conn: AsyncConnection, max_applications: int) -> ServerStats:
+async def _server_stats(conn: AsyncConnection, max_applications: int
+                        ) -> tuple[ServerStats, int | None]:
+    """The server's statistics, and the size of the current database."""
     rows = (await conn.execute(PG_CONNECTIONS)).all()
     states = dict.fromkeys(PG_STATES, 0)
     applications: dict[str, int] = {}
@@ -266,12 +260,10 @@ async def _server_stats(conn: AsyncConnection, max_applications: int) -> ServerS
         application = application or UNNAMED_APPLICATION
         states[state] = states.get(state, 0) + count
         applications[application] = applications.get(application, 0) + count
-    stats = ServerStats(states, cap_applications(applications, max_applications))
     row = (await conn.execute(PG_DATABASE)).first()
-    if row is not None:
-        (stats.max_connections, stats.size_bytes, stats.commits, stats.rollbacks,
-         stats.deadlocks) = row
-    return stats
+    max_connections, size_bytes, commits, rollbacks, deadlocks = row or (None,) * 5
+    return ServerStats(states, cap_applications(applications, max_applications), max_connections,
+                       commits, rollbacks, deadlocks), size_bytes
 
 
 def cap_applications(counts: dict[str, int], cap: int) -> dict[str, int]:
@@ -294,9 +286,7 @@ def _file_size(path: str | None) -> int | None:
 def pool_stats(engine: AsyncEngine | None) -> dict[str, int]:
     """What the engine's pool can tell (QueuePool: all four; other pools: nothing)."""
     pool = engine.pool if engine is not None else None
-    getters = {"size": "size", "checked_out": "checkedout", "overflow": "overflow",
-               "checked_in": "checkedin"}
-    stats = {name: getattr(pool, method)() for name, method in getters.items()
+    stats = {name: getattr(pool, method)() for name, (method, _) in POOL_STATS.items()
              if callable(getattr(pool, method, None))}
     if "overflow" in stats:  # QueuePool counts from -size; only the excess is overflow
         stats["overflow"] = max(0, stats["overflow"])

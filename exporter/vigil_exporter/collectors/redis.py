@@ -11,6 +11,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -38,25 +39,35 @@ log = logging.getLogger("vigil.collectors.redis")
 LENGTH = {"list": "llen", "stream": "xlen", "set": "scard", "zset": "zcard", "hash": "hlen"}
 SCHEMES = ("redis://", "rediss://", "unix://")
 
-# (metric name without prefix, INFO field, help) for the single-valued INFO figures.
-GAUGES = [
-    ("connected_clients", "connected_clients", "Client connections, replicas excluded."),
-    ("blocked_clients", "blocked_clients", "Clients waiting in a blocking call (BLPOP, ...)."),
-    ("memory_used_bytes", "used_memory", "Memory allocated by Redis."),
-    ("memory_max_bytes", "maxmemory", "The maxmemory limit (0 = no limit)."),
-    ("memory_fragmentation_ratio", "mem_fragmentation_ratio",
-     "Memory held from the system divided by memory allocated (above 1.5: fragmented)."),
-    ("uptime_seconds", "uptime_in_seconds", "Seconds since the Redis server started."),
+
+class InfoFigure(NamedTuple):
+    """A single-valued INFO field, served as vigil_redis_<name> (a counter with `_total`)."""
+
+    kind: str  # "gauge" or "counter"
+    name: str
+    help: str
+    field: str = ""  # the INFO field, when it is not `name`
+
+
+INFO_FIGURES = [
+    InfoFigure("gauge", "connected_clients", "Client connections, replicas excluded."),
+    InfoFigure("gauge", "blocked_clients", "Clients waiting in a blocking call (BLPOP, ...)."),
+    InfoFigure("gauge", "memory_used_bytes", "Memory allocated by Redis.", "used_memory"),
+    InfoFigure("gauge", "memory_max_bytes", "The maxmemory limit (0 = no limit).", "maxmemory"),
+    InfoFigure("gauge", "memory_fragmentation_ratio", "Memory held from the system divided by "
+               "memory allocated (above 1.5: fragmented).", "mem_fragmentation_ratio"),
+    InfoFigure("gauge", "uptime_seconds", "Seconds since the Redis server started.",
+               "uptime_in_seconds"),
+    InfoFigure("counter", "commands_processed", "Commands processed by the server.",
+               "total_commands_processed"),
+    InfoFigure("counter", "keyspace_hits", "Key lookups that found the key."),
+    InfoFigure("counter", "keyspace_misses", "Key lookups that did not find the key."),
+    InfoFigure("counter", "evicted_keys", "Keys evicted because of the maxmemory limit."),
+    InfoFigure("counter", "expired_keys", "Keys deleted because their time to live ran out."),
+    InfoFigure("counter", "rejected_connections",
+               "Connections refused because of the maxclients limit."),
 ]
-COUNTERS = [
-    ("commands_processed", "total_commands_processed", "Commands processed by the server."),
-    ("keyspace_hits", "keyspace_hits", "Key lookups that found the key."),
-    ("keyspace_misses", "keyspace_misses", "Key lookups that did not find the key."),
-    ("evicted_keys", "evicted_keys", "Keys evicted because of the maxmemory limit."),
-    ("expired_keys", "expired_keys", "Keys deleted because their time to live ran out."),
-    ("rejected_connections", "rejected_connections",
-     "Connections refused because of the maxclients limit."),
-]
+
 
 INSTANCE = Object({
     "url": Str(help="redis://[[user]:password@]host:port/db, rediss:// for TLS, or "
@@ -230,11 +241,15 @@ class RedisCollector(Collector):
         def gauge(name, text, labels=label):
             return GaugeMetricFamily(f"vigil_redis_{name}", text + every, labels=labels)
 
+        def info_family(figure: InfoFigure):
+            if figure.kind == "counter":
+                return CounterMetricFamily(f"vigil_redis_{figure.name}", figure.help + every,
+                                           labels=label)
+            return gauge(figure.name, figure.help)
+
         up = gauge("up", "1 if the Redis server answered the last round, else 0.")
         ping = gauge("ping_duration_seconds", "Round trip of a PING.")
-        gauges = [(gauge(name, text), field_) for name, field_, text in GAUGES]
-        counters = [(CounterMetricFamily(f"vigil_redis_{name}", text + every, labels=label),
-                     field_) for name, field_, text in COUNTERS]
+        figures = [(info_family(f), f.field or f.name) for f in INFO_FIGURES]
         db_keys = gauge("db_keys", "Keys in the database.", ["redis", "db"])
         info = gauge("info", "Role, version and maxmemory-policy of the Redis server; always 1.",
                      ["redis", "role", "version", "maxmemory_policy"])
@@ -246,7 +261,7 @@ class RedisCollector(Collector):
             if not sample.up:
                 continue
             ping.add_metric([name], sample.ping)
-            for family, field_ in gauges + counters:
+            for family, field_ in figures:
                 if field_ in sample.info:
                     family.add_metric([name], float(sample.info[field_]))
             for db, stats in sample.info.items():
@@ -260,5 +275,5 @@ class RedisCollector(Collector):
         features = Families(redis_stats.METRICS, "redis", self.config["interval"])
         for instance, sample in zip(self.instances, samples):
             features.add_samples(instance.name, sample.features)
-        families = [up, ping, *(f for f, _ in gauges + counters), db_keys, info, length]
+        families = [up, ping, *(f for f, _ in figures), db_keys, info, length]
         return [f for f in families if f.samples] + features.result()

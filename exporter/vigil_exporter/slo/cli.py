@@ -4,14 +4,15 @@ from __future__ import annotations
 import json
 import sys
 
+from vigil_exporter.commandline import add_command, add_group
+
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("slo", help="service level objectives")
-    commands = parser.add_subparsers(dest="slo_command", required=True, metavar="COMMAND")
-    status = commands.add_parser(
-        "status", help="every SLO's objective, SLI, error budget, burn rates and alerts, from "
+    commands = add_group(subparsers, "slo", help="service level objectives")
+    status = add_command(
+        commands, "status", cmd_status, help="every SLO's objective, SLI, error budget, burn rates and alerts, from "
                        "a Prometheus that runs the bundle's rules")
     from vigil_exporter.tools.stack import state
 
@@ -23,7 +24,6 @@ def register(subparsers) -> None:
     status.add_argument("--format", choices=("table", "json"), default="table")
     status.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="per query (default 5)")
-    status.set_defaults(func=cmd_status)
 
 
 def cmd_status(args) -> int:

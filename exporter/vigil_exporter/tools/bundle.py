@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from vigil_exporter.commandline import add_command, add_group
 from vigil_exporter.config import ConfigError
 from vigil_exporter.tools import checkout, generated
 from vigil_exporter.tools.promql import metric_names_in
@@ -174,11 +175,9 @@ def build_rules(check: bool = False, directory: Path | None = None,
 
 def register(subparsers) -> None:
     """`vigil bundle build`: the same as `python -m vigil_exporter.tools.bundle`."""
-    bundle = subparsers.add_parser("bundle", help="build the Prometheus rules from the Jsonnet "
-                                   "sources (from a checkout)")
-    commands = bundle.add_subparsers(dest="bundle_command", required=True, metavar="COMMAND")
-    _build_arguments(commands.add_parser("build", help="write prometheus/generated/*.yml"))
-    bundle.set_defaults(func=lambda args: run(args))
+    commands = add_group(subparsers, "bundle", help="build the Prometheus rules from the Jsonnet "
+                                                    "sources (from a checkout)")
+    _build_arguments(add_command(commands, "build", run, help="write prometheus/generated/*.yml"))
 
 
 def _build_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,15 +7,14 @@ import json
 import os
 import sys
 
+from vigil_exporter.commandline import add_command
+
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "usage", help="tenant usage per UTC day, totals and limits, from Prometheus",
-        description="Per tenant and UTC day: agents, channels, messages, API calls, storage and "
-                    "LLM cost; totals over the range and the tenant's limits. Read from a "
-                    "Prometheus that runs the bundle's rules.")
+    parser = add_command(subparsers, "usage", cmd_usage,
+                         help="tenant usage per UTC day, totals and limits, from Prometheus")
     parser.add_argument("--prometheus", metavar="URL",
                         default=os.environ.get("VIGIL_PROMETHEUS_URL") or DEFAULT_PROMETHEUS,
                         help=f"env VIGIL_PROMETHEUS_URL, default {DEFAULT_PROMETHEUS}")
@@ -27,10 +26,11 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                         help="per query (default 10)")
-    parser.set_defaults(func=cmd_usage)
 
 
 def cmd_usage(args) -> int:
+    """Per tenant and UTC day: agents, channels, messages, API calls, storage and LLM cost; totals
+    over the range and the tenant's limits. Read from a Prometheus that runs the bundle's rules."""
     from vigil_exporter.prometheus_api import PrometheusAPI, PrometheusError
     from vigil_exporter.usage.report import BadRequest, Request, build
 

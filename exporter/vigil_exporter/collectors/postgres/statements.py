@@ -26,6 +26,15 @@ TEXTS = text(
     "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
 ).bindparams(bindparam("ids", expanding=True))
 
+# The counters TOP reads per statement, in the order of its columns after queryid.
+COUNTERS = (
+    ("vigil_db_statement_calls", "Calls of a top statement (pg_stat_statements, by queryid)."),
+    ("vigil_db_statement_time_seconds", "Total execution time of a top statement."),
+    ("vigil_db_statement_rows", "Rows returned or affected by a top statement."),
+    ("vigil_db_statement_shared_blocks_hit", "Shared buffer hits of a top statement."),
+    ("vigil_db_statement_shared_blocks_read",
+     "Shared blocks a top statement read from disk or the OS cache."),
+)
 _SPACE = re.compile(r"\s+")
 
 
@@ -45,19 +54,9 @@ class Statements(PostgresFeature):
                                  "vigil_db_statement_info.", minimum=16),
     }
     metrics = {
-        "vigil_db_statement_calls": Spec("counter", "Calls of a top statement "
-                                         "(pg_stat_statements, by queryid).", ("queryid",)),
-        "vigil_db_statement_time_seconds": Spec(
-            "counter", "Total execution time of a top statement.", ("queryid",)),
+        **{name: Spec("counter", help, ("queryid",)) for name, help in COUNTERS},
         "vigil_db_statement_mean_time_seconds": Spec(
             "gauge", "Mean execution time of a top statement since its statistics began.",
-            ("queryid",)),
-        "vigil_db_statement_rows": Spec("counter", "Rows returned or affected by a top "
-                                        "statement.", ("queryid",)),
-        "vigil_db_statement_shared_blocks_hit": Spec(
-            "counter", "Shared buffer hits of a top statement.", ("queryid",)),
-        "vigil_db_statement_shared_blocks_read": Spec(
-            "counter", "Shared blocks a top statement read from disk or the OS cache.",
             ("queryid",)),
         "vigil_db_statement_info": Spec("gauge", "Normalised text of a top statement; "
                                         "always 1.", ("queryid", "query")),
@@ -80,16 +79,13 @@ class Statements(PostgresFeature):
         await self._learn_texts(source, [row[0] for row in top])
         samples = []
         for queryid, *sums in top:
-            calls, seconds, rows, hit, read = (float(x) for x in sums)  # sums are numeric
             qid = str(queryid)
+            counts = [float(x) for x in sums]  # sums are numeric
+            samples += [Sample(name, value, (qid,)) for (name, _), value in zip(COUNTERS, counts)]
+            calls, seconds = counts[:2]
             samples += [
-                Sample("vigil_db_statement_calls", calls, (qid,)),
-                Sample("vigil_db_statement_time_seconds", seconds, (qid,)),
                 Sample("vigil_db_statement_mean_time_seconds", seconds / calls if calls else 0,
                        (qid,)),
-                Sample("vigil_db_statement_rows", rows, (qid,)),
-                Sample("vigil_db_statement_shared_blocks_hit", hit, (qid,)),
-                Sample("vigil_db_statement_shared_blocks_read", read, (qid,)),
                 Sample("vigil_db_statement_info", 1, (qid, self.texts.get(queryid, ""))),
             ]
         return samples

@@ -4,13 +4,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from vigil_exporter.commandline import add_command, add_group
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("dashboards", help="build or render the Grafana dashboards")
-    commands = parser.add_subparsers(dest="dashboards_command", required=True, metavar="COMMAND")
+    commands = add_group(subparsers, "dashboards", help="build or render the Grafana dashboards")
 
-    build = commands.add_parser(
-        "build", help="compile grafana/src/*.jsonnet into grafana/dashboards/*.json")
+    build = add_command(
+        commands, "build", cmd_build, help="compile grafana/src/*.jsonnet into grafana/dashboards/*.json")
     build.add_argument("--check", action="store_true",
                        help="write nothing; fail if a committed dashboard differs from its source")
     build.add_argument("--root", type=Path, help="repository root (default: found from the "
@@ -20,10 +21,9 @@ def register(subparsers) -> None:
                             "thresholds move the panels' lines; needs --output")
     build.add_argument("--output", metavar="DIR", type=Path,
                        help="write the dashboards here instead of grafana/dashboards/")
-    build.set_defaults(func=cmd_build)
 
-    render = commands.add_parser(
-        "render", help="draw every dashboard from a live Prometheus into PNG files")
+    render = add_command(
+        commands, "render", cmd_render, help="draw every dashboard from a live Prometheus into PNG files")
     render.add_argument("--prometheus", required=True, metavar="URL",
                         help="Prometheus base URL, e.g. http://localhost:9090")
     render.add_argument("--out", required=True, type=Path, metavar="DIR",
@@ -33,7 +33,6 @@ def register(subparsers) -> None:
     render.add_argument("--dashboard", action="append", metavar="UID",
                         help="only this dashboard (uid or file name); repeatable")
     render.add_argument("--root", type=Path, help="repository root")
-    render.set_defaults(func=cmd_render)
 
 
 def cmd_build(args) -> int:

@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 
+from vigil_exporter.commandline import add_command, add_group
 from vigil_exporter.tools.stack import state
 from vigil_exporter.tools.stack.process import StackError
 from vigil_exporter.tools.stack.stack import DEFAULT_PORTS
@@ -25,17 +26,13 @@ UI_NOTES = {
 
 
 def register(subparsers) -> None:
-    stack = subparsers.add_parser(
-        "stack", help="the compose stack from local binaries",
-        description="Run the stack of docker-compose.yml from locally installed Debian binaries "
-                    "(redis-server, postgresql, prometheus, prometheus-alertmanager, "
-                    "victoria-metrics) with the same config files.")
-    commands = stack.add_subparsers(dest="stack_command", required=True, metavar="COMMAND")
-    up = commands.add_parser(
-        "up", help="start the stack, print where each UI is, stop it all on Ctrl-C",
-        description="Start Redis, PostgreSQL, the exporter, the demo service, Prometheus and "
-                    "Alertmanager on 127.0.0.1; stop everything on Ctrl-C or SIGTERM. Grafana "
-                    "does not run here (no Debian package): use `docker compose up` for it.")
+    commands = add_group(subparsers, "stack", help="the compose stack from local binaries",
+                         description="Run the stack of docker-compose.yml from locally installed "
+                                     "Debian binaries (redis-server, postgresql, prometheus, "
+                                     "prometheus-alertmanager, victoria-metrics) with the same "
+                                     "config files.")
+    up = add_command(commands, "up", cmd_up,
+                     help="start the stack, print where each UI is, stop it all on Ctrl-C")
     up.add_argument("--workdir", metavar="DIR",
                     help="data, configs and logs (kept); default a temporary directory, removed "
                          "on exit")
@@ -54,7 +51,6 @@ def register(subparsers) -> None:
     up.add_argument("--site", metavar="DIR", default=os.environ.get("VIGIL_SITE") or None,
                     help="a site folder built by `vigil bundle build --override FILE --site DIR`:"
                          " its rules and Alertmanager routing (env VIGIL_SITE)")
-    up.set_defaults(func=cmd_up)
 
 
 def _ports(values: list[str]) -> dict[str, int]:
@@ -77,6 +73,9 @@ def _raise_stop(signum, frame):
 
 
 def cmd_up(args) -> int:
+    """Start Redis, PostgreSQL, the exporter, the demo service, Prometheus and Alertmanager on
+    127.0.0.1; stop everything on Ctrl-C or SIGTERM. Grafana does not run here (no Debian
+    package): use `docker compose up` for it."""
     from vigil_exporter.tools.stack.configs import BundleError
     from vigil_exporter.tools.stack.stack import Stack
 
