@@ -63,10 +63,12 @@ def root_schema() -> Object:
             "shutdown_timeout": Duration("3s", "Grace period for open requests on SIGTERM; "
                                                "then every connection is closed.", maximum=60),
             "max_connections": Int(512, "Client connections open at once; a new one beyond "
-                                        "closes the least recently active. Lowered to fit the "
-                                        "open-file limit.", minimum=1),
+                                        "closes the least recently active without a request "
+                                        "in flight. Lowered to fit the open-file limit.",
+                                   minimum=1),
             "idle_timeout": Duration("60s", "A connection that sends nothing for this long is "
-                                            "closed (before, between or inside requests)."),
+                                            "closed (before, between or inside requests); not "
+                                            "while its request is being handled."),
             "write_timeout": Duration("10s", "A connection whose client reads nothing of its "
                                              "answer for this long is closed."),
         }),
