@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from vigil_exporter.logs import FailureLog
 from vigil_exporter import server
+from vigil_exporter.logs import FailureLog
 from vigil_exporter.server import ConnectionGuard, Limits, listening
 
 
