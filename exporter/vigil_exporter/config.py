@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from vigil_exporter.collectors import COLLECTORS
+from vigil_exporter.server import LIMITS_SCHEMA
 from vigil_exporter.validation import Duration, Errors, Float, Int, Map, Object, Str
 
 DEFAULT_LISTEN = "0.0.0.0:9477"
@@ -59,18 +60,9 @@ def root_schema() -> Object:
         "web": Object({
             "config_file": Str(None, "Exporter-toolkit web config (TLS, basic auth)."),
             "max_request_body_bytes": Int(1 << 20, "Largest request body accepted.", minimum=1024),
-            "max_field_size": Int(8190, "Largest request header line accepted.", minimum=1024),
             "shutdown_timeout": Duration("3s", "Grace period for open requests on SIGTERM; "
                                                "then every connection is closed.", maximum=60),
-            "max_connections": Int(512, "Client connections open at once; a new one beyond "
-                                        "closes the least recently active without a request "
-                                        "in flight. Lowered to fit the open-file limit.",
-                                   minimum=1),
-            "idle_timeout": Duration("60s", "A connection that sends nothing for this long is "
-                                            "closed (before, between or inside requests); not "
-                                            "while its request is being handled."),
-            "write_timeout": Duration("10s", "A connection whose client reads nothing of its "
-                                             "answer for this long is closed."),
+            **LIMITS_SCHEMA,
         }),
         "alerts": Object({
             "log_file": Str("vigil-alerts.jsonl",

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from vigil_exporter.logs import FailureLog
+from vigil_exporter.validation import Duration, Int, Object
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # File descriptors kept for everything but client connections: database and Redis pools, the
@@ -43,31 +44,44 @@ SWEEP_EVERY = 0.5  # seconds between checks of idle and stalled connections
 log = logging.getLogger("vigil.server")
 
 
+# The keys of the configuration's web section that limit what one client may hold.
+LIMITS_SCHEMA = {
+    "max_field_size": Int(8190, "Largest request header line accepted.", minimum=1024),
+    "max_connections": Int(512, "Client connections open at once; a new one beyond closes the "
+                                "least recently active without a request in flight. Lowered "
+                                "to fit the open-file limit.", minimum=1),
+    "idle_timeout": Duration("60s", "A connection that sends nothing for this long is closed "
+                                    "(before, between or inside requests); not while its "
+                                    "request is being handled."),
+    "write_timeout": Duration("10s", "A connection whose client reads nothing of its answer for "
+                                     "this long is closed."),
+}
+_DEFAULT = Object(LIMITS_SCHEMA).default_value()
+
+
 @dataclass(frozen=True)
 class Limits:
-    """What one client may hold (web.* in the configuration)."""
+    """What one client may hold: the LIMITS_SCHEMA keys of the configuration's web section."""
 
-    max_connections: int = 512
-    idle_timeout: float = 60.0
-    write_timeout: float = 10.0
-    max_field_size: int = 8190
+    max_connections: int = _DEFAULT["max_connections"]
+    idle_timeout: float = _DEFAULT["idle_timeout"]
+    write_timeout: float = _DEFAULT["write_timeout"]
+    max_field_size: int = _DEFAULT["max_field_size"]
 
     @classmethod
     def from_config(cls, web_section: dict) -> Limits:
-        return cls(web_section["max_connections"], web_section["idle_timeout"],
-                   web_section["write_timeout"], web_section["max_field_size"])
+        return cls(**{key: web_section[key] for key in LIMITS_SCHEMA})
 
 
 @asynccontextmanager
 async def listening(app: web.Application, host: str, port: int, *, shutdown_timeout: float,
                     ssl_context: ssl.SSLContext | None = None,
-                    max_field_size: int | None = None,
                     limits: Limits | dict | None = None) -> AsyncIterator[int]:
     """Serve `app` on host:port inside the block; yield the port bound (port 0 picks one).
     Leaving the block gives open requests `shutdown_timeout` seconds, then closes everything."""
     if isinstance(limits, dict):
         limits = Limits.from_config(limits)
-    limits = limits or Limits(max_field_size=max_field_size or Limits.max_field_size)
+    limits = limits or Limits()
     guard = ConnectionGuard(limits)
     app.middlewares.insert(0, guard.middleware)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,

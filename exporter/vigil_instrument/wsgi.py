@@ -12,14 +12,11 @@ PROMETHEUS_MULTIPROC_DIR across worker processes like the other middlewares.
 """
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
 from time import perf_counter
 
-from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
+from ._http import METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpMiddleware
 from .context import restore, tenant_var
-from .logging import REQUEST_ID_HEADER, accept_request_id, access_logger, log_access, request_id_var
-from .metrics import Metrics, resolve
+from .logging import REQUEST_ID_HEADER, accept_request_id, log_access, request_id_var
 
 ROUTE_KEY = "vigil_instrument.route"              # the matched route template
 PATH_PARAMS_KEY = "vigil_instrument.path_params"  # the matched route's parameters
@@ -27,20 +24,7 @@ _LABELS_KEY = "vigil_instrument.labels"           # the request labels, when a t
 _REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 
 
-class WSGIMiddleware:
-    def __init__(self, app, metrics: Metrics | None = None, *,
-                 exclude_paths: Iterable = DEFAULT_EXCLUDE, request_id: bool = True,
-                 access_log: bool | logging.Logger = False):
-        self.app = app
-        self.recorder = HttpRecorder(resolve(metrics))
-        self._entries, self._in_flight = self.recorder.entries, self.recorder.in_flight
-        self._labels = self.recorder.labels
-        self._exemplar = self.recorder.metrics.exemplar
-        self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
-        self._excluded_exact, self._excluded_prefixes, self._excluded_regex = exclusions(exclude_paths)
-        self.request_id = request_id
-        self._access = access_logger(access_log)
-
+class WSGIMiddleware(HttpMiddleware):
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path in self._excluded_exact or (self._excluded_prefixes and path.startswith(self._excluded_prefixes)) or (
