@@ -116,9 +116,15 @@ def test_configs_are_the_bundle_files_with_local_addresses(stack):
     assert stack.postgres.sql("SELECT current_user, current_database()") == [("vigil", "vigil")]
 
 
+def _replicas(result: list) -> list[str]:
+    return sorted(series["metric"].get("replica", "") for series in result)
+
+
 def test_alert_sinks_and_the_ha_pair(tmp_path):
-    """Two Prometheus servers alerting two clustered Alertmanagers; receivers at local sinks."""
-    with Stack(demo=False, prometheus_replicas=2, alertmanager_replicas=2,
+    """Two Prometheus servers alerting two clustered Alertmanagers; receivers at local sinks.
+    The replicas scrape each other, remote-write to VictoriaMetrics with their own series kept
+    apart by `replica`, and the survivor sees a replica that stops."""
+    with Stack(demo=False, prometheus_replicas=2, alertmanager_replicas=2, victoriametrics=True,
                alert_webhook="http://127.0.0.1:9/hook", alert_smtp="127.0.0.1:25", **FAST) as s:
         status = s.get_json("alertmanager-2", "/api/v2/status")["cluster"]
         assert sorted(p["address"] for p in status["peers"]) == sorted(
@@ -135,6 +141,19 @@ def test_alert_sinks_and_the_ha_pair(tmp_path):
         done = subprocess.run(["amtool", "check-config", str(s.alertmanager.config_path)],
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+        pair = ["prometheus", "prometheus-2"]
+        for replica in s.prometheis:
+            up = s.wait_for_query('up{job="prometheus"} == 1', lambda r: len(r) == 2,
+                                  source=replica.name)
+            assert _replicas(up) == pair
+        # Both replicas write every series; each server's own stay apart in the store.
+        stored = s.wait_for_query('count by (replica) (prometheus_build_info{job="prometheus"})',
+                                  lambda r: len(r) == 2, source="victoriametrics")
+        assert _replicas(stored) == pair
+        s.components["prometheus-2"].stop()
+        down = s.wait_for_query('up{job="prometheus"} == 0', timeout=15)
+        assert _replicas(down) == ["prometheus-2"]
 
 
 def test_a_component_that_cannot_start_is_reported_with_its_log(tmp_path):

@@ -246,14 +246,15 @@ class Stack:
     def prometheus_config(self, replica: str = "prometheus") -> dict:
         """prometheus/prometheus.yml as the local Prometheus `replica` loads it: the bundle's own
         derivation (vigil_exporter.tools.bundle.local_prometheus_config: addresses and rule paths only),
-        plus remote_write to VictoriaMetrics when it runs."""
+        every replica in the `prometheus` job (as in the compose `ha` profile), plus remote_write
+        to VictoriaMetrics when it runs. The replicas of an HA pair load the same config."""
         from vigil_exporter.tools import bundle
 
         base = configs.load_yaml(bundle.prometheus_yml())
         jobs = {job["job_name"] for job in base.get("scrape_configs") or []}
         local = {"vigil": [self.exporter.address],
                  "vigil-demo": [self.demo.address] if self.demo else [],
-                 "prometheus": [self.components[replica].address],
+                 "prometheus": [p.address for p in self.prometheis],
                  "alertmanager": [am.address for am in self.alertmanagers]}
         for job in sorted(jobs - set(local)):
             self._warn(f"prometheus.yml: job {job} has no local component; dropped")
@@ -269,6 +270,8 @@ class Stack:
             scrape_interval=self.scrape_interval, evaluation_interval=self.evaluation_interval)
         if self.scrape_interval:
             config = configs.prometheus_job_intervals(config)
+        config = configs.prometheus_replica_targets(
+            config, {p.name: p.address for p in self.prometheis})
         if self.victoriametrics:
             config = configs.prometheus_remote_write(
                 config, f"{self.victoriametrics.url}/api/v1/write")
