@@ -429,3 +429,12 @@ def test_fmt_and_num_give_what_percent_gives():
     assert [pair for pair in result["fmt"] if pair[0] != pair[1]] == []
     assert [pair for pair in result["num"] if pair[0] != pair[1]] == []
     assert dict(zip(map(str, NUMBERS), (a for a, _ in result["num"])))["0.95"] == "0.95"
+
+
+def test_the_mixin_fills_templates_with_fmt():
+    """A string `%` in the mixin costs ~10 ms per call (prometheus/README.md, Conventions)."""
+    slow = [f"{path.relative_to(ROOT)}:{n}" for path in sorted(PROM.rglob("*.libsonnet"))
+            if path.name != "format.libsonnet"
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if re.search(r"(['\"]|\|\|\|)\s+%\s+[\w(\[{]", line.split("//")[0])]
+    assert slow == [], "use fmt(template, values):\n" + "\n".join(slow)

@@ -8,10 +8,10 @@ local overBudget(budget) =
   local projected(matcher) = fmt('sum by (tenant) (job_tenant:llm_cost_usd:projected_month%s)', matcher);
   local own = std.objectFields(budget.perTenantPerMonthUsdOverrides);
   std.join('\nor\n', [
-    fmt('%s / %s > 1', [projected('{tenant="%s"}' % t), lib.num(budget.perTenantPerMonthUsdOverrides[t])])
+    fmt('%s / %s > 1', [projected(fmt('{tenant="%s"}', t)), lib.num(budget.perTenantPerMonthUsdOverrides[t])])
     for t in own
   ] + [
-    fmt('%s / %s > 1', [projected(if own == [] then '' else '{tenant!~"%s"}' % std.join('|', own)),
+    fmt('%s / %s > 1', [projected(if own == [] then '' else fmt('{tenant!~"%s"}', std.join('|', own))),
                      lib.num(budget.perTenantPerMonthUsd)]),
   ]);
 

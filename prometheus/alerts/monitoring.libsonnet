@@ -19,9 +19,9 @@ local lib = import '../lib/alert.libsonnet';
             // label per server): the survivor sees its peer's `up` fall. Watchdog cannot tell,
             // since the survivor keeps sending it. A ticket: alerting still works.
             severity: 'warning',
-            expr: 'up{%(prometheusSelector)s} == 0' % p,
+            expr: fmt('up{%(prometheusSelector)s} == 0', p),
             summary: 'A Prometheus server of the HA pair is down.',
-            description: 'Prometheus {{ $labels.replica }} ({{ $labels.instance }}) has not answered a scrape for %s (up = {{ $value }}): the pair runs on one server, and the heartbeat cannot tell.' % c.forDurations.PrometheusReplicaDown,
+            description: fmt('Prometheus {{ $labels.replica }} ({{ $labels.instance }}) has not answered a scrape for %s (up = {{ $value }}): the pair runs on one server, and the heartbeat cannot tell.', c.forDurations.PrometheusReplicaDown),
           }),
           alert('PrometheusBadConfig', {
             severity: 'warning',

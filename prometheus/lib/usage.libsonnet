@@ -66,10 +66,10 @@ local fmt = (import 'format.libsonnet').fmt;
   |||, {
     today: today,
     earlier: std.join('\n    or\n    ', [
-      std.rstripChars(|||
+      std.rstripChars(fmt(|||
         sum_over_time((last_over_time(%(today)s[1h] offset 1ms) and on () (month(vector(time() - 1)) %% 3 == %(k)d))[31d:1d])
           and on () (month() %% 3 == %(k)d)
-      ||| % { today: today, k: k }, '\n')
+      |||, { today: today, k: k }), '\n')
       for k in [0, 1, 2]
     ]),
   }),
