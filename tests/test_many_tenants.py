@@ -7,8 +7,10 @@ import gzip
 import logging
 import threading
 from datetime import datetime
+from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -19,7 +21,14 @@ from sqlalchemy import create_engine, insert, inspect, text
 from vigil_exporter import dbschema
 from vigil_exporter import exposition as exposition_module
 from vigil_exporter.app import WIRING, make_app
-from vigil_exporter.collectors.business import BusinessCollector, LabelSets, Query, to_family
+from vigil_exporter.collectors.business import (
+    DEFAULT_MAX_SERIES,
+    BusinessCollector,
+    LabelSets,
+    Query,
+    default_queries,
+    to_family,
+)
 from vigil_exporter.config import ConfigError, load
 from vigil_exporter.exposition import Exposition
 from vigil_exporter.health import health_document
@@ -289,3 +298,17 @@ def test_a_large_result_adds_no_object_the_garbage_collector_walks():
     first = family.samples[0]  # made on demand, as prometheus_client's would be
     assert (first.name, first.labels, first.value) == (
         "vigil_test_rows_total", {"tenant": "tenant-0", "direction": "in"}, 0.0)
+
+
+def test_the_vigil_jobs_sample_limit_sits_above_what_the_default_caps_let_through():
+    """A scrape above sample_limit is refused whole (system metrics too): the limit must only
+    catch a runaway, never the series the exporter's own caps let through."""
+    root = Path(__file__).resolve().parent.parent
+    per_tenant = [q for q in default_queries() if "tenant" in q["labels"]]
+    most = len(per_tenant) * DEFAULT_MAX_SERIES + 1_000  # plus the exporter's own metrics
+    for path in [root / "prometheus" / "prometheus.yml",
+                 *sorted((root / "deploy" / "prometheus").glob("*.yml"))]:
+        jobs = {job["job_name"]: job for job in yaml.safe_load(path.read_text())["scrape_configs"]}
+        limit = jobs["vigil"]["sample_limit"]
+        assert most < limit, path
+    assert f"sample_limit: {limit}" in (root / "docs" / "tenants.md").read_text()

@@ -43,7 +43,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.utils import floatToGoString
 
-from vigil_exporter.worker import off_loop
+from vigil_exporter.worker import give_back_memory, off_loop
 
 # The classic text format every Prometheus since 2.0 reads; names here are all legacy-safe.
 TEXT = text_format.CONTENT_TYPE_PLAIN_0_0_4
@@ -153,6 +153,7 @@ class Exposition:
             self.rendered[name] = _assemble(name, chunks)
         self.render_seconds = time.perf_counter() - start
         self.renders += 1
+        give_back_memory()
 
     async def get(self, name: str) -> Rendered:
         """One format's bytes; a format nobody asked for before is rendered now (off the
