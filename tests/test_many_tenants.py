@@ -135,6 +135,17 @@ def test_business_families_sharing_label_sets_render_byte_for_byte():
     assert b"} -0.0\n" in body and b"} NaN\n" in body and b"} 1e+22\n" in body
     assert exposition.rendered["openmetrics"].body == generate_openmetrics(registry)
     assert gzip.decompress(exposition.rendered["text"].gzipped) == body
+    # the next round: one query ran again, with a tenant more; the texts of the render before
+    # serve the tenants it knew
+    query = Query("vigil_test_a", "Rows.", "", "value", ("tenant", "direction"), "gauge", 60, 10,
+                  50_000, "q")
+    label_sets.new_round()
+    families[0] = to_family(query, ["tenant", "direction", "value"], [
+        ("new", "in", 2.0), *((f'tenant-"{i}"\\', "out", 3.0) for i in range(50))],
+        label_sets)[0]
+    exposition.render()
+    assert exposition.rendered["text"].body == generate_latest(registry)
+    assert b'vigil_test_a{direction="in",tenant="new"} 2.0\n' in exposition.rendered["text"].body
 
 
 # ------------------------------------------------------------------ the series cap, bounded tenants
