@@ -1,26 +1,44 @@
-"""Per-request overhead of the HTTP middleware, against the same app without it and against
-prometheus-fastapi-instrumentator and starlette-exporter, with 6 and 56 routes.
+"""Per-request overhead of the HTTP middlewares, against the same app without them and against
+the libraries services use today, with 6 and 56 routes.
 
     python bench/middleware_bench.py [--rounds 40] [--requests 300] [--routes 6 56]
+                                     [--suites base labels exemplars wsgi]
+
+Suites (all by default):
+- base: FastAPI with vigil_instrument vs prometheus-fastapi-instrumentator and starlette-exporter;
+  aiohttp with vigil_instrument.
+- labels: per-request labels on (tenant from `X-Tenant-ID`, client from `X-Client-Name`, 20
+  tenants and 3 clients cycled): vigil_instrument vs prometheus-fastapi-instrumentator (its
+  default metrics plus a counter by tenant and client, the way its docs add labels) and
+  starlette-exporter (`labels=` with its `from_header`); aiohttp with and without the labels.
+- exemplars: vigil_instrument with exemplars off and on while a sampled OpenTelemetry span is
+  current (FastAPI and aiohttp).
+- wsgi: Flask bare / vigil_instrument / prometheus_flask_exporter (`group_by="url_rule"`, route
+  templates like ours) and Django bare / vigil_instrument / django-prometheus, WSGI apps called
+  directly with a prebuilt environ, the body consumed and closed as a server does.
 
 FastAPI: each variant is the same app plus one middleware (added with `add_middleware`), called
-directly as an ASGI app (no network). aiohttp: `vigil_instrument` vs no middleware, each
-request built with `make_mocked_request` outside the timed block and sent through the app's
-handler chain (`Application._handle`, what aiohttp's server calls) and a real `StreamWriter`
-writing into a null transport. Requests cycle over every route. Variants are interleaved, one
-block of `--requests` requests each per round; the table gives the min and median of the
-per-round µs/request and the overhead over the bare app (min - min, median - median).
+directly as an ASGI app (no network). aiohttp: each request built with `make_mocked_request`
+outside the timed block and sent through the app's handler chain (`Application._handle`, what
+aiohttp's server calls) and a real `StreamWriter` writing into a null transport. Requests cycle
+over every route. Variants are interleaved, one block of `--requests` requests each per round;
+the table gives the min and median of the per-round µs/request (this thread's CPU time unless
+`--clock wall`) and the overhead over the bare app (min - min, median - median); the summary
+gives the issue's targets as figures of this run.
+The comparison libraries are the `bench` extra: `pip install -e '.[bench]'`.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import inspect
 import os
 import platform
 import statistics
 import sys
 import time
+import types
 from importlib.metadata import version
 from pathlib import Path
 
@@ -32,9 +50,31 @@ from aiohttp.test_utils import make_mocked_request  # noqa: E402
 from fastapi import FastAPI, Response  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from vigil_instrument import Metrics, PrometheusMiddleware, aiohttp_middleware  # noqa: E402
+from vigil_instrument import (  # noqa: E402
+    Metrics,
+    PrometheusMiddleware,
+    RequestLabels,
+    aiohttp_middleware,
+    from_header,
+)
 
 ROUTE_COUNTS = (6, 56)
+# CPU time of this thread by default: on a shared machine, wall time also counts the time other
+# processes held the CPU (--clock wall for the wall-clock figures).
+CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
+clock = CLOCKS["cpu"]
+SUITES = ("base", "labels", "exemplars", "wsgi")
+TENANTS = [f"tenant-{n}" for n in range(20)]
+CLIENTS = ["web", "mobile", "cli"]
+
+
+def request_labels() -> RequestLabels:
+    return RequestLabels(tenant=from_header("X-Tenant-ID"), client=from_header("X-Client-Name"))
+
+
+def label_headers(n: int) -> dict[str, str]:
+    """The n-th request's tenant and client headers."""
+    return {"X-Tenant-ID": TENANTS[n % len(TENANTS)], "X-Client-Name": CLIENTS[n % len(CLIENTS)]}
 
 
 def route_paths(count: int) -> list[tuple[str, str]]:
@@ -74,11 +114,51 @@ def fastapi_variants(count: int) -> dict:
             "prometheus-fastapi-instrumentator": instrumentator, "starlette-exporter": exporter}
 
 
-def asgi_scope(path: str) -> dict:
+def asgi_scope(path: str, headers: dict[str, str] | None = None) -> dict:
+    extra = [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
     return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
             "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-            "query_string": b"", "headers": [(b"host", b"bench"), (b"user-agent", b"bench")],
+            "query_string": b"", "headers": [(b"host", b"bench"), (b"user-agent", b"bench"), *extra],
             "server": ("bench", 80), "client": ("127.0.0.1", 40000)}
+
+
+def fastapi_label_variants(count: int) -> dict:
+    """Per-request labels on: each library configured for the same two labels."""
+    from prometheus_client import Counter
+    from prometheus_fastapi_instrumentator import Instrumentator
+    from prometheus_fastapi_instrumentator import metrics as instrumentator_metrics
+    from starlette_exporter import PrometheusMiddleware as StarletteExporter
+    from starlette_exporter import from_header as exporter_header
+
+    ours = fastapi_app(count)
+    ours.add_middleware(PrometheusMiddleware, metrics=Metrics(CollectorRegistry(), request_labels=request_labels()))
+
+    registry = CollectorRegistry()
+    by_tenant = Counter("http_requests_by_tenant", "Requests by tenant and client.",
+                        ("handler", "method", "status", "tenant", "client"), registry=registry)
+
+    def count_tenant(info) -> None:
+        headers = info.request.headers
+        by_tenant.labels(info.modified_handler, info.method, info.modified_status,
+                         headers.get("x-tenant-id", ""), headers.get("x-client-name", "")).inc()
+
+    instrumentator = fastapi_app(count)
+    (Instrumentator(registry=registry).add(instrumentator_metrics.default(registry=registry))
+     .add(count_tenant).instrument(instrumentator))
+    exporter = fastapi_app(count)
+    exporter.add_middleware(StarletteExporter, app_name="bench", prefix=f"bench_labels{count}",
+                            labels={"tenant": exporter_header("x-tenant-id"),
+                                    "client": exporter_header("x-client-name")})
+    return {"bare": fastapi_app(count), "vigil_instrument": ours,
+            "prometheus-fastapi-instrumentator": instrumentator, "starlette-exporter": exporter}
+
+
+def fastapi_exemplar_variants(count: int) -> dict:
+    variants = {"bare": fastapi_app(count)}
+    for name, exemplars in (("exemplars off", False), ("exemplars on", True)):
+        app = variants[name] = fastapi_app(count)
+        app.add_middleware(PrometheusMiddleware, metrics=Metrics(CollectorRegistry(), exemplars=exemplars))
+    return variants
 
 
 async def _receive():
@@ -92,10 +172,10 @@ async def _send(message):
 async def asgi_block(app, scopes: list[dict]) -> float:
     """µs per request over a block; each request gets a fresh copy of its scope."""
     gc.collect()
-    start = time.perf_counter()
+    start = clock()
     for scope in scopes:
         await app(dict(scope), _receive, _send)
-    return (time.perf_counter() - start) / len(scopes) * 1e6
+    return (clock() - start) / len(scopes) * 1e6
 
 
 # --- aiohttp ---------------------------------------------------------------------------------
@@ -122,11 +202,11 @@ class _NullProtocol:
         pass
 
 
-def aiohttp_app(count: int, instrumented: bool) -> web.Application:
+def aiohttp_app(count: int, metrics: Metrics | None) -> web.Application:
     async def endpoint(request):
         return web.Response(body=b"ok", content_type="text/plain")
 
-    middlewares = [aiohttp_middleware(Metrics(CollectorRegistry()))] if instrumented else []
+    middlewares = [] if metrics is None else [aiohttp_middleware(metrics)]
     app = web.Application(middlewares=middlewares)
     for template, _ in route_paths(count):
         app.router.add_get(template, endpoint)
@@ -134,65 +214,237 @@ def aiohttp_app(count: int, instrumented: bool) -> web.Application:
     return app
 
 
-def aiohttp_requests(app: web.Application, paths: list[str], loop) -> list:
+def aiohttp_requests(app: web.Application, paths: list[str], loop, labelled: bool = False) -> list:
     protocol = _NullProtocol()
-    return [make_mocked_request("GET", path, headers={"Host": "bench"}, app=app, loop=loop,
-                                writer=StreamWriter(protocol, loop)) for path in paths]
+    return [make_mocked_request("GET", path, headers={"Host": "bench", **(label_headers(n) if labelled else {})},
+                                app=app, loop=loop, writer=StreamWriter(protocol, loop))
+            for n, path in enumerate(paths)]
 
 
 async def aiohttp_block(app: web.Application, requests: list) -> float:
     gc.collect()
-    start = time.perf_counter()
+    start = clock()
     for request in requests:
         response = await app._handle(request)
         # What aiohttp's server does next (no-ops when the middleware already sent it).
         await response.prepare(request)
         await response.write_eof()
-    return (time.perf_counter() - start) / len(requests) * 1e6
+    return (clock() - start) / len(requests) * 1e6
 
 
 # --- run -------------------------------------------------------------------------------------
 
-async def measure(rounds: int, requests: int, route_counts=ROUTE_COUNTS) -> list[tuple]:
+async def interleave(blocks: dict, rounds: int) -> dict[str, list[float]]:
+    """µs/request per variant and round; `blocks[name]()` runs one block (sync or async)."""
+    async def run(block):
+        result = block()
+        return await result if inspect.isawaitable(result) else result
+
+    for block in blocks.values():  # warm up: middleware stacks built, label children created
+        await run(block)
+    samples = {name: [] for name in blocks}
+    for round_ in range(rounds):
+        order = list(blocks.items())
+        order = order[round_ % len(order):] + order[:round_ % len(order)]
+        for name, block in order:
+            samples[name].append(await run(block))
+    return samples
+
+
+async def fastapi_suite(framework: str, variants: dict, count: int, requests: int, rounds: int,
+                        labelled: bool = False) -> list[tuple]:
+    paths = [path for _, path in route_paths(count)]
+    scopes = [asgi_scope(paths[n % len(paths)], label_headers(n) if labelled else None) for n in range(requests)]
+    blocks = {name: (lambda app=app: asgi_block(app, scopes)) for name, app in variants.items()}
+    return table_rows(framework, count, await interleave(blocks, rounds))
+
+
+async def aiohttp_suite(framework: str, variants: dict, count: int, requests: int, rounds: int,
+                        labelled: bool = False) -> list[tuple]:
     loop = asyncio.get_running_loop()
+    paths = [path for _, path in route_paths(count)]
+    cycle = [paths[n % len(paths)] for n in range(requests)]
+    blocks = {name: (lambda app=app: aiohttp_block(app, aiohttp_requests(app, cycle, loop, labelled)))
+              for name, app in variants.items()}
+    return table_rows(framework, count, await interleave(blocks, rounds))
+
+
+def sampled_span():
+    """Make a sampled OpenTelemetry span current (what a tracing SDK does per request)."""
+    from opentelemetry import context, trace
+
+    span = trace.NonRecordingSpan(trace.SpanContext(
+        trace_id=0x5B8AA5A2D2C872E8321CF37308D69DF2, span_id=0x051581BF3CB55C13, is_remote=False,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)))
+    return context.attach(trace.set_span_in_context(span))
+
+
+async def measure(rounds: int, requests: int, route_counts=ROUTE_COUNTS, suites=SUITES) -> list[tuple]:
     rows = []
     for count in route_counts:
-        paths = [path for _, path in route_paths(count)]
-        cycle = [paths[i % len(paths)] for i in range(requests)]
-        scopes = [asgi_scope(path) for path in cycle]
+        if "base" in suites:
+            rows += await fastapi_suite("FastAPI", fastapi_variants(count), count, requests, rounds)
+            plain = {"bare": aiohttp_app(count, None),
+                     "vigil_instrument": aiohttp_app(count, Metrics(CollectorRegistry()))}
+            rows += await aiohttp_suite("aiohttp", plain, count, requests, rounds)
+        if "labels" in suites:
+            rows += await fastapi_suite("FastAPI, labels", fastapi_label_variants(count), count, requests, rounds,
+                                        labelled=True)
+            labelled = Metrics(CollectorRegistry(), request_labels=request_labels())
+            rows += await aiohttp_suite("aiohttp, labels", {
+                "bare": aiohttp_app(count, None), "vigil_instrument, no labels": aiohttp_app(
+                    count, Metrics(CollectorRegistry())), "vigil_instrument": aiohttp_app(count, labelled)},
+                count, requests, rounds, labelled=True)
+        if "exemplars" in suites:
+            from opentelemetry import context
 
-        variants = fastapi_variants(count)
-        for app in variants.values():  # build middleware stacks, create label children
-            await asgi_block(app, scopes[:200])
-        samples = {name: [] for name in variants}
-        for round_ in range(rounds):
-            order = list(variants.items())
-            order = order[round_ % len(order):] + order[:round_ % len(order)]
-            for name, app in order:
-                samples[name].append(await asgi_block(app, scopes))
-        rows += table_rows("FastAPI", count, samples)
-
-        apps = {"bare": aiohttp_app(count, False), "vigil_instrument": aiohttp_app(count, True)}
-        for app in apps.values():
-            await aiohttp_block(app, aiohttp_requests(app, cycle[:200], loop))
-        samples = {name: [] for name in apps}
-        for round_ in range(rounds):
-            order = list(apps.items())[::1 if round_ % 2 == 0 else -1]
-            for name, app in order:
-                prepared = aiohttp_requests(app, cycle, loop)
-                samples[name].append(await aiohttp_block(app, prepared))
-        rows += table_rows("aiohttp", count, samples)
+            token = sampled_span()
+            try:
+                rows += await fastapi_suite("FastAPI, sampled span", fastapi_exemplar_variants(count), count,
+                                            requests, rounds)
+                rows += await aiohttp_suite("aiohttp, sampled span", {"bare": aiohttp_app(count, None), **{
+                    name: aiohttp_app(count, Metrics(CollectorRegistry(), exemplars=on))
+                    for name, on in (("exemplars off", False), ("exemplars on", True))}}, count, requests, rounds)
+            finally:
+                context.detach(token)
+        if "wsgi" in suites:
+            rows += await wsgi_suite("Flask", flask_variants(count), count, requests, rounds)
+            rows += await wsgi_suite("Django", django_variants(count), count, requests, rounds)
     return rows
 
 
+# --- WSGI: Flask and Django ------------------------------------------------------------------
+
+def wsgi_environs(paths: list[str]) -> list[dict]:
+    from werkzeug.test import EnvironBuilder
+
+    return [EnvironBuilder(path=path, method="GET", headers={"User-Agent": "bench"}).get_environ() for path in paths]
+
+
+def _start_response(status, headers, exc_info=None):
+    return None
+
+
+def wsgi_block(app, environs: list[dict]) -> float:
+    """µs per request over a block, as a WSGI server calls the app: call, iterate, close."""
+    gc.collect()
+    start = clock()
+    for environ in environs:
+        body = app(environ, _start_response)
+        for _ in body:
+            pass
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    return (clock() - start) / len(environs) * 1e6
+
+
+async def wsgi_suite(framework: str, variants: dict, count: int, requests: int, rounds: int) -> list[tuple]:
+    paths = [path for _, path in route_paths(count)]
+    cycle = [paths[n % len(paths)] for n in range(requests)]
+    blocks = {name: (lambda app=app: wsgi_block(app, wsgi_environs(cycle))) for name, app in variants.items()}
+    return table_rows(framework, count, await interleave(blocks, rounds))
+
+
+def flask_app(count: int):
+    from flask import Flask
+
+    app = Flask(f"bench{count}")
+    for n, (template, _) in enumerate(route_paths(count)):
+        app.add_url_rule(template.replace("{item_id}", "<int:item_id>"), f"r{n}", lambda **params: "ok")
+    return app
+
+
+def flask_variants(count: int) -> dict:
+    from prometheus_flask_exporter import PrometheusMetrics
+
+    from vigil_instrument import instrument_flask
+
+    ours = flask_app(count)
+    instrument_flask(ours, Metrics(CollectorRegistry()))
+    exporter = flask_app(count)
+    PrometheusMetrics(exporter, registry=CollectorRegistry(), group_by="url_rule")
+    return {"bare": flask_app(count), "vigil_instrument": ours, "prometheus_flask_exporter": exporter}
+
+
+def django_variants(count: int) -> dict:
+    """Django's handler reads MIDDLEWARE when it is made and ROOT_URLCONF per request: one
+    URL module per route count, one handler per middleware list."""
+    import django
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.http import HttpResponse
+    from django.urls import path
+
+    from vigil_instrument import instrument_django
+
+    if not settings.configured:
+        settings.configure(DEBUG=False, SECRET_KEY="bench", ALLOWED_HOSTS=["*"], MIDDLEWARE=[],
+                           INSTALLED_APPS=[], USE_TZ=True, LOGGING_CONFIG=None)
+        django.setup()
+    urls = types.ModuleType(f"vigil_bench_urls_{count}")
+    urls.urlpatterns = [path(template.lstrip("/").replace("{item_id}", "<int:item_id>"),
+                             lambda request, **params: HttpResponse(b"ok"), name=f"r{n}")
+                        for n, (template, _) in enumerate(route_paths(count))]
+    sys.modules[urls.__name__] = urls
+    settings.ROOT_URLCONF = urls.__name__
+
+    def handler(*middleware: str) -> WSGIHandler:
+        settings.MIDDLEWARE = list(middleware)
+        return WSGIHandler()
+    return {"bare": handler(),
+            "vigil_instrument": instrument_django(handler("vigil_instrument.django.RouteMiddleware"),
+                                                  Metrics(CollectorRegistry())),
+            "django-prometheus": handler("django_prometheus.middleware.PrometheusBeforeMiddleware",
+                                         "django_prometheus.middleware.PrometheusAfterMiddleware")}
+
+
 def table_rows(framework: str, count: int, samples: dict[str, list[float]]) -> list[tuple]:
+    """(app, routes, variant, min, median, overhead min, overhead median); None for the bare app."""
     bare_min, bare_median = min(samples["bare"]), statistics.median(samples["bare"])
     rows = []
     for name, values in samples.items():
         low, mid = min(values), statistics.median(values)
-        overhead = ("-", "-") if name == "bare" else (f"{low - bare_min:.1f}", f"{mid - bare_median:.1f}")
-        rows.append((framework, count, name, f"{low:.1f}", f"{mid:.1f}", *overhead))
+        overhead = (None, None) if name == "bare" else (low - bare_min, mid - bare_median)
+        rows.append((framework, count, name, low, mid, *overhead))
     return rows
+
+
+def summary(rows: list[tuple]) -> list[str]:
+    """The issue's targets, as figures of this run (overheads: min / median µs per request)."""
+    overhead = {(app, count, name): (low, mid) for app, count, name, _, _, low, mid in rows if low is not None}
+    counts = sorted({row[1] for row in rows})
+    lines = []
+
+    def pair(key) -> str:
+        low, mid = overhead[key]
+        return f"{low:.1f} / {mid:.1f}"
+
+    def ratio(key, reference) -> str:
+        return " / ".join(f"{other / ours:.1f}x" if ours > 0 else "n/a"
+                          for other, ours in zip(overhead[key], overhead[reference]))
+
+    for app, others in (("FastAPI, labels", ("prometheus-fastapi-instrumentator", "starlette-exporter")),
+                        ("aiohttp, labels", ())):
+        for count in counts:
+            ours = (app, count, "vigil_instrument")
+            if ours in overhead:
+                against = "; ".join(f"{name} {pair((app, count, name))} ({ratio((app, count, name), ours)})"
+                                    for name in others)
+                lines.append(f"- {app}, {count} routes: vigil_instrument {pair(ours)} µs"
+                             + (f"; {against}" if against else ""))
+    for app in ("FastAPI, sampled span", "aiohttp, sampled span"):
+        for count in counts:
+            if (app, count, "exemplars on") in overhead:
+                on, off = overhead[(app, count, "exemplars on")], overhead[(app, count, "exemplars off")]
+                lines.append(f"- {app}, {count} routes: exemplars add {on[0] - off[0]:.1f} / {on[1] - off[1]:.1f} µs")
+    for app, library in (("Flask", "prometheus_flask_exporter"), ("Django", "django-prometheus")):
+        for count in counts:
+            if (app, count, library) in overhead:
+                lines.append(f"- {app}, {count} routes: vigil_instrument {pair((app, count, 'vigil_instrument'))} µs, "
+                             f"{library} {pair((app, count, library))} µs: "
+                             f"{ratio((app, count, library), (app, count, 'vigil_instrument'))} cheaper")
+    return lines
 
 
 def machine() -> str:
@@ -205,8 +457,9 @@ def machine() -> str:
     except OSError:
         pass
     packages = ", ".join(f"{name} {version(name)}" for name in (
-        "fastapi", "starlette", "aiohttp", "prometheus-client", "prometheus-fastapi-instrumentator",
-        "starlette-exporter"))
+        "fastapi", "starlette", "aiohttp", "flask", "django", "prometheus-client", "opentelemetry-api",
+        "prometheus-fastapi-instrumentator", "starlette-exporter", "prometheus-flask-exporter",
+        "django-prometheus"))
     return (f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()} on "
             f"{platform.system()} {platform.release()}; {packages}")
 
@@ -216,13 +469,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--requests", type=int, default=300, help="requests per block")
     parser.add_argument("--routes", type=int, nargs="+", default=ROUTE_COUNTS, help="route counts")
+    parser.add_argument("--suites", nargs="+", choices=SUITES, default=SUITES)
+    parser.add_argument("--clock", choices=CLOCKS, default="cpu", help="cpu: this thread's CPU time")
     args = parser.parse_args()
-    rows = asyncio.run(measure(args.rounds, args.requests, args.routes))
-    print(f"{args.rounds} rounds x {args.requests} requests per variant; {machine()}\n")
+    global clock
+    clock = CLOCKS[args.clock]
+    rows = asyncio.run(measure(args.rounds, args.requests, args.routes, args.suites))
+    print(f"{args.rounds} rounds x {args.requests} requests per variant, {args.clock} time; {machine()}\n")
     print("| app | routes | variant | min µs/req | median µs/req | overhead min µs | overhead median µs |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for row in rows:
-        print("| " + " | ".join(str(cell) for cell in row) + " |")
+        cells = [f"{cell:.1f}" if isinstance(cell, float) else "-" if cell is None else str(cell) for cell in row]
+        print("| " + " | ".join(cells) + " |")
+    print("\nOverheads over the bare app, min / median µs per request (ratios: theirs / ours):")
+    print("\n".join(summary(rows)))
 
 
 if __name__ == "__main__":

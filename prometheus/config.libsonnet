@@ -181,6 +181,7 @@
       VigilBusinessQueryStale: '5m',
       VigilBusinessQuerySeriesCapped: '15m',
       // the monitoring stack (kube-prometheus' windows)
+      PrometheusReplicaDown: '5m',
       PrometheusBadConfig: '10m',
       PrometheusRuleFailures: '15m',
       PrometheusMissingRuleEvaluations: '15m',

@@ -294,9 +294,7 @@ def test_prometheus_targets_are_compose_services_on_their_ports(full):
             for static in job["static_configs"]:
                 for target in static["targets"]:
                     host, _, port = target.rpartition(":")
-                    if host == "localhost":  # Prometheus scraping itself
-                        assert job["job_name"] == "prometheus", f"{source}: {target}"
-                        host = "prometheus"
+                    # never localhost: the HA replicas scrape each other by name
                     assert host in services(full), f"{source}: {target} is no compose service"
                     assert int(port) == listening_port(host, services(full)[host]), target
                     if job["job_name"] in JOBS:
@@ -361,6 +359,55 @@ def test_variants_change_only_what_their_profile_needs():
     assert "remote_write" not in ha and "remote_write" not in base
 
 
+ROUTED = {"prometheus": "prometheus", "prometheus-2": "prometheus",
+          "alertmanager": "alertmanager", "alertmanager-2": "alertmanager"}
+
+
+def route_prefixes(config: dict) -> dict[str, str]:
+    """--web.route-prefix of every Prometheus and Alertmanager service: set explicitly, equal
+    within each pair. Without it both servers move every route under their external URL's path."""
+    found = {name: flag(services(config)[name], "--web.route-prefix") for name in ROUTED}
+    assert None not in found.values(), f"--web.route-prefix missing: {found}"
+    by_kind = {}
+    for name, prefix in found.items():
+        assert prefix.startswith("/"), (name, prefix)
+        assert by_kind.setdefault(ROUTED[name], prefix) == prefix, f"{name}: {prefix}"
+    return by_kind
+
+
+def test_health_checks_follow_the_route_prefix(full):
+    prefixes = route_prefixes(full)
+    for name, kind in ROUTED.items():
+        service = services(full)[name]
+        test = service["healthcheck"]["test"]
+        ready = f"http://127.0.0.1:{container_port(service)}{prefixes[kind].rstrip('/')}/-/ready"
+        assert test[-1] == ready, (name, test)
+
+
+def test_prometheus_reaches_alertmanager_and_itself_under_their_route_prefixes(full):
+    """path_prefix (alerts) and metrics_path (self-scrapes) derived from the route prefixes,
+    in prometheus.yml and in every profile's config."""
+    prefixes = route_prefixes(full)
+    for path in [ROOT / "prometheus/prometheus.yml", *(ROOT / "deploy/prometheus").glob("*.yml")]:
+        config = yaml.safe_load(path.read_text())
+        derived = configs.prometheus_routes(config, prefixes["prometheus"], prefixes["alertmanager"])
+        assert config == derived, f"{path.name}: path_prefix or metrics_path differ from the route prefixes"
+
+
+def test_an_external_url_with_a_path_moves_no_route(tmp_path):
+    """VIGIL_*_URL with a sub-path (.env.example's example) changes the links only."""
+    env = tmp_path / "proxy.env"
+    env.write_text("VIGIL_PROMETHEUS_URL=https://ops.example.com/prometheus\n"
+                   "VIGIL_ALERTMANAGER_URL=https://ops.example.com/alertmanager\n")
+    done = compose("--profile", "ha", "config", env_file=env)
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load(done.stdout)
+    assert flag(services(config)["prometheus"], "--web.external-url") == \
+        "https://ops.example.com/prometheus"
+    assert route_prefixes(config) == {"prometheus": "/", "alertmanager": "/"}
+    test_health_checks_follow_the_route_prefix(config)
+
+
 def test_grafana_provisioning_agrees_with_the_services(full):
     grafana = services(full)["grafana"]
     scrape_interval = bundle_yaml("prometheus/prometheus.yml")["global"]["scrape_interval"]
@@ -377,6 +424,8 @@ def test_grafana_provisioning_agrees_with_the_services(full):
         url = urllib.parse.urlsplit(datasource["url"])
         assert url.hostname in services(full), datasource["url"]
         assert url.port == listening_port(url.hostname, services(full)[url.hostname])
+        if url.hostname in ROUTED:
+            assert url.path.rstrip("/") == route_prefixes(full)[url.hostname].rstrip("/")
         assert datasource["jsonData"]["timeInterval"] == scrape_interval, datasource["name"]
         by_url[url.hostname] = datasource
     assert by_url["prometheus"]["isDefault"] is True

@@ -107,6 +107,6 @@ def test_bad_web_config_exits_2(tmp_path):
     result = subprocess.run(["python", "-m", "vigil_exporter", "serve", "--web.config.file", str(bad)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "basic_auth_users.alice: expected a string matching" in result.stderr
+    assert "basic_auth_users.alice: expected a bcrypt hash: " in result.stderr
     assert "tls_server_config.key_file: is required" in result.stderr
     assert "Traceback" not in result.stderr

@@ -207,3 +207,53 @@ async def test_a_non_ascii_basic_header_is_a_401_over_http(tmp_path):
         answer = await reader.read()
         writer.close()
     assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
+GOOD_HASH = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4)).decode()  # $2b$04$ + 53
+
+
+@pytest.mark.parametrize("hashed", [
+    "$2b$03$" + GOOD_HASH[7:],        # below the cost gensalt accepts: a traceback at start
+    "$2b$32$" + GOOD_HASH[7:],        # above it
+    "$2b$99$" + GOOD_HASH[7:],
+    "$2$04$" + GOOD_HASH[7:],         # bcrypt refuses it as an invalid salt at every check
+    GOOD_HASH[:28] + "A" + GOOD_HASH[29:],  # the salt's last character holds 2 bits only
+    GOOD_HASH[:-1] + "!",             # not bcrypt's base64 (a typo bcrypt would let pass)
+    GOOD_HASH[:-1],                   # one character short
+], ids=["cost-03", "cost-32", "cost-99", "2-prefix", "salt-bits", "alphabet", "short"])
+@pytest.mark.parametrize("where", ["web", "alerts"])
+def test_a_hash_bcrypt_cannot_check_is_a_config_error(tmp_path, vigil_cli, hashed, where):
+    """Each was accepted before, then made a traceback at start (gensalt for the dummy hash) or
+    a user refused forever with nothing said (checkpw raising "Invalid salt")."""
+    web_config = tmp_path / "web.yml"
+    config = tmp_path / "vigil.yml"
+    users = f"basic_auth_users:\n  alice: '{hashed}'\n"
+    if where == "web":
+        web_config.write_text(users)
+        config.write_text(f"web:\n  config_file: {web_config}\n")
+        faulty, key = web_config, "basic_auth_users.alice"
+    else:
+        config.write_text("alerts:\n  " + users.replace("\n  ", "\n    "))
+        faulty, key = config, "alerts.basic_auth_users.alice"
+    result = vigil_cli("check-config", config)
+    assert result.returncode == 2, result.stderr
+    assert f"{faulty}: {key}: expected a bcrypt hash: $2a$, $2b$, $2x$ or $2y$, a cost from 04 " \
+           "to 31" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("prefix", ["$2a$", "$2b$", "$2x$", "$2y$"])
+async def test_every_bcrypt_prefix_is_accepted_and_checked(prefix):
+    from vigil_exporter.config import bcrypt_hash
+    from vigil_exporter.validation import Errors
+
+    hashed = prefix + GOOD_HASH[4:]
+    errors = Errors()
+    assert bcrypt_hash().validate(hashed, "h", errors) == hashed and not errors.faults
+    checker = BasicAuth({"prometheus": hashed.encode()})
+    try:
+        assert await checker.allowed(basic("prometheus", "right")) is True
+        assert webconfig._cost(checker._dummy) == 4
+        assert bcrypt.checkpw(b"right", checker._dummy) is False  # checkable, matching nothing
+    finally:
+        checker.close()

@@ -197,6 +197,80 @@ def test_bad_input_gets_400_and_the_cli_exit_2(usage_setup, capsys, params, mess
         assert message in err and "Traceback" not in err
 
 
+async def test_a_report_of_too_many_tenant_days_is_a_400_and_one_tenant_is_not(usage_setup):
+    """The cap on tenants x days, and the report made off the loop: JSON bytes made on a daemon
+    thread of its own (an in-process app, so that the thread can be seen)."""
+    import threading
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from vigil_exporter.app import make_app
+    from vigil_exporter.config import load
+    from vigil_exporter.usage import endpoint
+
+    exporter, prometheus = usage_setup
+    tenants = sorted(gauges(exporter))
+    app = make_app(load(environ={}, overrides={
+        "usage.prometheus_url": prometheus.url, "collectors.system.enabled": False,
+        "collectors.business.enabled": False, "collectors.database.enabled": False}))
+    app[endpoint.MAX_TENANT_DAYS] = 2 * len(tenants) - 1  # below the configurable minimum
+    made_on = []
+    report_json = endpoint.report_json
+    endpoint.report_json = lambda *args: made_on.append(threading.current_thread()) or \
+        report_json(*args)
+    yesterday = {"start_date": _days_ago(1), "end_date": str(TODAY)}
+    try:
+        async with TestClient(TestServer(app)) as client:
+            response = await client.get("/api/v1/usage-metrics", params=yesterday)
+            assert response.status == 400
+            assert (await response.json())["error"] == (
+                f"the report would hold {len(tenants)} tenants x 2 days = {2 * len(tenants)} "
+                f"tenant-days, more than {2 * len(tenants) - 1} (usage.max_report_tenant_days): "
+                "ask for one tenant (tenant_id) or for at most 1 days")
+            response = await client.get("/api/v1/usage-metrics",
+                                        params={**yesterday, "tenant_id": tenants[0]})
+            assert response.status == 200 and response.content_type == "application/json"
+            assert [t["tenant_id"] for t in (await response.json())["tenants"]] == tenants[:1]
+    finally:
+        endpoint.report_json = report_json
+    assert [(t.name, t.daemon) for t in made_on] == [("vigil-usage-report", True)] * 2
+
+
+def test_sigterm_does_not_wait_for_a_report_waiting_on_prometheus(start_exporter):
+    """A Prometheus that accepts the connection and never answers, with a minute of timeout per
+    query: SIGTERM still stops the exporter within 5 s (asyncio.run waited for the report's
+    thread when it ran on the default executor)."""
+    import contextlib
+    import http.client
+    import signal
+    import socket
+    import threading
+    import time
+
+    from vigil_exporter.tools.stack.process import wait_until
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    exporter = start_exporter({"usage": {
+        "prometheus_url": f"http://127.0.0.1:{silent.getsockname()[1]}", "timeout": "60s"}},
+        ready_path="/health/live")
+    def ask():
+        with contextlib.suppress(OSError, http.client.HTTPException):  # cut off by the stop
+            get(exporter, {"start_date": str(TODAY), "end_date": str(TODAY)})
+    asking = threading.Thread(target=ask, daemon=True)
+    try:
+        asking.start()
+        silent.settimeout(30)
+        connection, _ = silent.accept()  # the report now waits on its first query
+        started = time.monotonic()
+        exporter.process.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: not exporter.running, timeout=15), "still running after 15 s"
+        assert time.monotonic() - started < 5.0
+        connection.close()
+    finally:
+        silent.close()
+        exporter.stop()
+
+
 def test_auth_and_an_unreachable_prometheus(start_exporter, tmp_path, capsys):
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
     web_config = tmp_path / "web.yml"

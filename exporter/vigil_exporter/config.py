@@ -12,10 +12,14 @@ from pathlib import Path
 import yaml
 
 from vigil_exporter.collectors import COLLECTORS
+from vigil_exporter.server import LIMITS_SCHEMA
 from vigil_exporter.validation import Duration, Errors, Float, Int, Map, Object, Str
 
 DEFAULT_LISTEN = "0.0.0.0:9477"
-BCRYPT_HASH = r"\$2[abxy]?\$\d\d\$.{53}"
+# A bcrypt hash that bcrypt can check: $2a$, $2b$, $2x$ or $2y$ ("$2$" is refused as an
+# invalid salt), a cost gensalt accepts (04 to 31), then 22 characters of salt, whose last one
+# holds two bits only (".Oeu"), and 31 of hash.
+BCRYPT_HASH = r"\$2[abxy]\$(?:0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{21}[.Oeu][./A-Za-z0-9]{31}"
 DEFAULT_SQLITE = "sqlite:///vigil.db"
 
 # Environment variable -> key path it sets.
@@ -56,16 +60,9 @@ def root_schema() -> Object:
         "web": Object({
             "config_file": Str(None, "Exporter-toolkit web config (TLS, basic auth)."),
             "max_request_body_bytes": Int(1 << 20, "Largest request body accepted.", minimum=1024),
-            "max_field_size": Int(8190, "Largest request header line accepted.", minimum=1024),
             "shutdown_timeout": Duration("3s", "Grace period for open requests on SIGTERM; "
                                                "then every connection is closed.", maximum=60),
-            "max_connections": Int(512, "Client connections open at once; a new one beyond "
-                                        "closes the least recently active. Lowered to fit the "
-                                        "open-file limit.", minimum=1),
-            "idle_timeout": Duration("60s", "A connection that sends nothing for this long is "
-                                            "closed (before, between or inside requests)."),
-            "write_timeout": Duration("10s", "A connection whose client reads nothing of its "
-                                             "answer for this long is closed."),
+            **LIMITS_SCHEMA,
         }),
         "alerts": Object({
             "log_file": Str("vigil-alerts.jsonl",
@@ -84,7 +81,7 @@ def root_schema() -> Object:
             "bearer_token_file": Str(None, "File holding the token the webhook requires "
                                            "(Authorization: Bearer), instead of the web config's "
                                            "basic auth."),
-            "basic_auth_users": Map(Str(pattern=BCRYPT_HASH), dict,
+            "basic_auth_users": Map(bcrypt_hash(), dict,
                                     "Users of the webhook: name -> bcrypt hash, instead of the "
                                     "web config's basic auth."),
         }),
@@ -92,9 +89,21 @@ def root_schema() -> Object:
             "prometheus_url": Str(None, "Prometheus (running the bundle's rules) that "
                                         "GET /api/v1/usage-metrics reads; unset: no such path."),
             "timeout": Duration("10s", "How long one query of a usage report may take."),
+            "max_report_tenant_days": Int(
+                50_000, "Tenants x days one report of every tenant may hold (400 beyond: ask "
+                "for one tenant or fewer days); the answer is about 300 bytes per tenant-day.",
+                minimum=366),
         }),
         "collectors": Object(collectors),
     }, check=_check_listen_address)
+
+
+def bcrypt_hash() -> Str:
+    """The field of a user's bcrypt hash (`htpasswd -nBC 10 user`)."""
+    field = Str(pattern=BCRYPT_HASH)
+    field.expected = ("a bcrypt hash: $2a$, $2b$, $2x$ or $2y$, a cost from 04 to 31, then 53 "
+                      "characters of salt and hash")
+    return field
 
 
 def split_listen_address(address: str) -> tuple[str, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,41 +115,60 @@ class Bool(Field):
         return value
 
 
-class Int(Field):
-    def __init__(self, default: Any = _MISSING, help: str = "", minimum: int | None = None,
-                 maximum: int | None = None):
+class _Number(Field):
+    """A number within the bounds given: `minimum` and `maximum` are inclusive, `above` and
+    `below` exclusive."""
+
+    kind = "a number"
+    BOUNDS = {"minimum": (operator.ge, ">="), "maximum": (operator.le, "<="),
+              "above": (operator.gt, "above"), "below": (operator.lt, "below")}
+
+    def __init__(self, default: Any = _MISSING, help: str = "", **bounds: float | None):
         super().__init__(default, help)
-        self.minimum, self.maximum = minimum, maximum
-        self.expected = "a whole number" + (f" >= {minimum}" if minimum is not None else "") + (
-            f" <= {maximum}" if maximum is not None else "")
+        given = [(name, bound) for name, bound in bounds.items() if bound is not None]
+        self.tests = [(self.BOUNDS[name][0], bound) for name, bound in given]
+        words = " and ".join(f"{self.BOUNDS[name][1]} {_number(bound)}" for name, bound in given)
+        self.expected = f"{self.kind} {words}" if words else self.kind
+
+    def is_kind(self, value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    def convert(self, value):
+        return float(value)
 
     def validate(self, value, path, errors):
-        if isinstance(value, bool) or not isinstance(value, int) or (
-                self.minimum is not None and value < self.minimum) or (
-                self.maximum is not None and value > self.maximum):
+        if not self.is_kind(value) or not all(test(value, bound) for test, bound in self.tests):
             return self.fail(value, path, errors)
+        return self.convert(value)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class Int(_Number):
+    kind = "a whole number"
+
+    def __init__(self, default: Any = _MISSING, help: str = "", minimum: int | None = None,
+                 maximum: int | None = None):
+        super().__init__(default, help, minimum=minimum, maximum=maximum)
+
+    def is_kind(self, value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def convert(self, value):
         return value
 
 
-class Float(Field):
-    """A number; `above` and `below` are exclusive bounds."""
-
+class Float(_Number):
     def __init__(self, default: Any = _MISSING, help: str = "", above: float | None = None,
                  below: float | None = None):
-        super().__init__(default, help)
-        self.above, self.below = above, below
-        bounds = [f"above {above:g}" if above is not None else "",
-                  f"below {below:g}" if below is not None else ""]
-        self.expected = "a number" + (" " + " and ".join(b for b in bounds if b) if any(bounds) else "")
+        super().__init__(default, help, above=above, below=below)
 
     def validate(self, value, path, errors):
         if isinstance(value, float) and not math.isfinite(value):  # YAML's .inf and .nan
             return errors.add(path, f"expected {self.expected}, got {value} (not a finite number)")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                self.above is not None and value <= self.above) or (
-                self.below is not None and value >= self.below):
-            return self.fail(value, path, errors)
-        return float(value)
+        return super().validate(value, path, errors)
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y))+")

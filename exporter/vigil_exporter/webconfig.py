@@ -27,6 +27,7 @@ import asyncio
 import base64
 import hmac
 import os
+import secrets
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from vigil_exporter.config import BCRYPT_HASH, ConfigError, read_yaml
+from vigil_exporter.config import ConfigError, bcrypt_hash, read_yaml
 from vigil_exporter.validation import Bool, Duration, Errors, Int, List, Map, Object, Str
 
 CLIENT_AUTH = ("NoClientCert", "RequestClientCert", "RequireAnyClientCert",
@@ -91,7 +92,7 @@ SCHEMA = Object({
         "headers": Map(Str(), default=dict, key_pattern=r"[A-Za-z0-9-]+"),
         "http2": Bool(True, "HTTP/2: not available (aiohttp serves HTTP/1.1)."),
     }, default=None),
-    "basic_auth_users": Map(Str(pattern=BCRYPT_HASH), default=dict,
+    "basic_auth_users": Map(bcrypt_hash(), default=dict,
                             help="user name -> bcrypt hash"),
     "rate_limit": Object({
         "interval": Duration(None, "Time between requests once the burst is spent "
@@ -227,8 +228,7 @@ class BasicAuth:
         self.users = users
         self._key = os.urandom(32)
         self._good: dict[bytes, None] = {}
-        self._dummy = bcrypt.hashpw(os.urandom(16).hex().encode(),
-                                    bcrypt.gensalt(rounds=max(_cost(h) for h in users.values())))
+        self._dummy = _dummy_hash(max(_cost(h) for h in users.values()))
         self._pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="bcrypt")
         self._waiting = 0
 
@@ -270,6 +270,18 @@ class BasicAuth:
 
 def _cost(hashed: bytes) -> int:
     return int(hashed.split(b"$")[2])
+
+
+_BCRYPT_ALPHABET = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _dummy_hash(cost: int) -> bytes:
+    """A random hash of `cost` that no password matches, made without running bcrypt (hashpw
+    at a high cost would hold the start for as long as a check takes)."""
+    def pick(choices: bytes, count: int) -> bytes:
+        return bytes(secrets.choice(choices) for _ in range(count))
+    return b"$2b$%02d$" % cost + pick(_BCRYPT_ALPHABET, 21) + pick(b".Oeu", 1) + pick(
+        _BCRYPT_ALPHABET, 31)
 
 
 def _parse_basic(header: str | None) -> tuple[str | None, str]:

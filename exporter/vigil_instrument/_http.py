@@ -1,11 +1,13 @@
 """What the aiohttp, ASGI and WSGI middlewares share: label bounds, path exclusion, cached children."""
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Hashable, Iterable
 
 from ._fast import incrementer
-from .metrics import CHILD_CACHE_SIZE, Metrics
+from .logging import access_logger
+from .metrics import CHILD_CACHE_SIZE, Metrics, resolve
 
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 METHOD_LABEL = {method: method for method in STANDARD_METHODS}
@@ -65,3 +67,20 @@ class HttpRecorder:
             if route_object is not None:
                 self._route_refs.append(route_object)
         return entry
+
+
+class HttpMiddleware:
+    """The settings of the ASGI and WSGI middlewares, kept as the attributes their request path
+    reads (the aiohttp middleware, a closure, keeps the same in locals)."""
+
+    def __init__(self, app, metrics: Metrics | None = None, *, exclude_paths: Iterable = DEFAULT_EXCLUDE,
+                 request_id: bool = True, access_log: bool | logging.Logger = False):
+        self.app = app
+        self.recorder = HttpRecorder(resolve(metrics))
+        self._entries, self._in_flight = self.recorder.entries, self.recorder.in_flight
+        self._labels = self.recorder.labels
+        self._exemplar = self.recorder.metrics.exemplar
+        self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
+        self._excluded_exact, self._excluded_prefixes, self._excluded_regex = exclusions(exclude_paths)
+        self.request_id = request_id
+        self._access = access_logger(access_log)

@@ -10,32 +10,17 @@ not match (404, 405, slash redirects) are counted with route="unmatched".
 """
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
 from time import perf_counter
 
-from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
+from ._http import METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpMiddleware
 from .context import tenant_var
-from .logging import accept_request_id, access_logger, log_access, new_request_id, request_id_var
-from .metrics import Metrics, resolve
+from .logging import accept_request_id, log_access, new_request_id, request_id_var
+from .metrics import Metrics
 
 _REQUEST_ID = b"x-request-id"
 
 
-class PrometheusMiddleware:
-    def __init__(self, app, metrics: Metrics | None = None, *,
-                 exclude_paths: Iterable = DEFAULT_EXCLUDE, request_id: bool = True,
-                 access_log: bool | logging.Logger = False):
-        self.app = app
-        self.recorder = HttpRecorder(resolve(metrics))
-        self._labels = self.recorder.labels
-        self._exemplar = self.recorder.metrics.exemplar
-        self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
-        self._in_flight, self._entries = self.recorder.in_flight, self.recorder.entries
-        self._excluded_exact, self._excluded_prefixes, self._excluded_regex = exclusions(exclude_paths)
-        self.request_id = request_id
-        self._access = access_logger(access_log)
-
+class PrometheusMiddleware(HttpMiddleware):
     # The request path is written for speed (see docs/performance.md): no helper calls that
     # can be inlined, children resolved once per label set, one call to record a request.
     async def __call__(self, scope, receive, send):

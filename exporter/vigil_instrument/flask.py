@@ -21,9 +21,10 @@ from .wsgi import WSGIMiddleware, route_matched
 
 def _remember_route() -> None:
     """A before_request hook (first of all): Flask has matched the rule by then."""
-    rule = request.url_rule
+    current = request._get_current_object()  # one context lookup, not one per attribute
+    rule = current.url_rule
     if rule is not None:
-        route_matched(request.environ, rule.rule, request.view_args)
+        route_matched(current.environ, rule.rule, current.view_args)
 
 
 def instrument_flask(app: Flask, metrics: Metrics | None = None, *, metrics_path: str | None = "/metrics",

@@ -43,6 +43,11 @@ POOL_CHECKOUT_BUCKETS = (.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30)
 REDIS_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1)
 
 
+# The labels of the agent-to-agent message families, in the order record_agent_message passes them.
+AGENT_PAIR_LABELS = ("source_agent", "target_agent")
+MESSAGE_LABELS = (*AGENT_PAIR_LABELS, "message_type")
+
+
 class DuplicateMetricsError(ValueError):
     pass
 
@@ -237,21 +242,17 @@ class Metrics:
         self.agent_errors = f(_counter(
             "agent_errors_total", "Failed agent executions by exception type.", ("agent", "error_type")))
         self.agents_running = f(_gauge("agents_running", "Agent executions running now.", ("agent",)))
-        self.agent_messages = f(_counter(
-            "agent_messages_total", "Agent-to-agent messages.",
-            ("source_agent", "target_agent", "message_type")))
+        self.agent_messages = f(_counter("agent_messages_total", "Agent-to-agent messages.", MESSAGE_LABELS))
         self.agent_message_size = f(_histogram(
-            "agent_message_size_bytes", "Agent-to-agent message size.",
-            ("source_agent", "target_agent", "message_type"), SIZE_BUCKETS))
+            "agent_message_size_bytes", "Agent-to-agent message size.", MESSAGE_LABELS, SIZE_BUCKETS))
         self.agent_message_context = f(_histogram(
             "agent_message_context_tokens", "Context carried by an agent-to-agent message, in tokens.",
-            ("source_agent", "target_agent"), CONTEXT_TOKEN_BUCKETS))
+            AGENT_PAIR_LABELS, CONTEXT_TOKEN_BUCKETS))
         self.agent_message_retries = f(_counter(
-            "agent_message_retries_total", "Retries to deliver agent-to-agent messages.",
-            ("source_agent", "target_agent", "message_type")))
+            "agent_message_retries_total", "Retries to deliver agent-to-agent messages.", MESSAGE_LABELS))
         self.agent_message_errors = f(_counter(
             "agent_message_errors_total", "Agent-to-agent messages that failed, by exception type.",
-            ("source_agent", "target_agent", "error_type")))
+            (*AGENT_PAIR_LABELS, "error_type")))
         self.agent_message_duration = f(_histogram(
             "agent_message_processing_duration_seconds", "Time to process one agent message.",
             ("message_type",), MESSAGE_BUCKETS))

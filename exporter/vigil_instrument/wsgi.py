@@ -12,14 +12,11 @@ PROMETHEUS_MULTIPROC_DIR across worker processes like the other middlewares.
 """
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
 from time import perf_counter
 
-from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
+from ._http import METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpMiddleware
 from .context import restore, tenant_var
-from .logging import REQUEST_ID_HEADER, accept_request_id, access_logger, log_access, request_id_var
-from .metrics import Metrics, resolve
+from .logging import REQUEST_ID_HEADER, accept_request_id, log_access, request_id_var
 
 ROUTE_KEY = "vigil_instrument.route"              # the matched route template
 PATH_PARAMS_KEY = "vigil_instrument.path_params"  # the matched route's parameters
@@ -27,40 +24,21 @@ _LABELS_KEY = "vigil_instrument.labels"           # the request labels, when a t
 _REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 
 
-class WSGIMiddleware:
-    def __init__(self, app, metrics: Metrics | None = None, *,
-                 exclude_paths: Iterable = DEFAULT_EXCLUDE, request_id: bool = True,
-                 access_log: bool | logging.Logger = False):
-        self.app = app
-        self.recorder = HttpRecorder(resolve(metrics))
-        self._entries, self._in_flight = self.recorder.entries, self.recorder.in_flight
-        self._labels = self.recorder.labels
-        self._exemplar = self.recorder.metrics.exemplar
-        self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
-        self._excluded_exact, self._excluded_prefixes, self._excluded_regex = exclusions(exclude_paths)
-        self.request_id = request_id
-        self._access = access_logger(access_log)
-
+class WSGIMiddleware(HttpMiddleware):
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path in self._excluded_exact or (self._excluded_prefixes and path.startswith(self._excluded_prefixes)) or (
                 self._excluded_regex is not None and self._excluded_regex(path)):
             return self.app(environ, start_response)
-        request = _Request(self, environ, METHOD_LABEL.get(environ.get("REQUEST_METHOD"), OTHER_METHOD))
-
-        def start(status: str, headers: list, exc_info=None):
-            request.status = int(status[:3])
-            if request.request_id is not None:
-                headers = [*headers, (REQUEST_ID_HEADER, request.request_id)]
-            return start_response(status, headers, exc_info)
-
+        request = _Request(self, environ, METHOD_LABEL.get(environ.get("REQUEST_METHOD"), OTHER_METHOD),
+                           start_response)
         try:
-            body = self.app(environ, start)
+            request.body = self.app(environ, request.start_response)
         except BaseException:
             request.status, request.sent = 500, -1  # the server answers 500
             request.finish()
             raise
-        return _Body(body, request)
+        return request
 
     def record(self, request: _Request) -> None:
         environ, method, status = request.environ, request.method, request.status
@@ -83,14 +61,16 @@ class WSGIMiddleware:
 
 
 class _Request:
-    """One request in flight: set up on entry, recorded once when its body is closed."""
+    """One request in flight, and the response iterable handed to the server: set up on entry,
+    counting the body bytes the app yields, recorded once when the server closes it."""
 
-    __slots__ = ("middleware", "environ", "method", "status", "sent", "started", "request_id",
-                 "_id_token", "_tenant_token", "_done")
+    __slots__ = ("middleware", "environ", "method", "status", "sent", "started", "request_id", "body",
+                 "_start_response", "_id_token", "_tenant_token", "_done")
 
-    def __init__(self, middleware: WSGIMiddleware, environ: dict, method: str):
+    def __init__(self, middleware: WSGIMiddleware, environ: dict, method: str, start_response):
         self.middleware, self.environ, self.method = middleware, environ, method
-        self.status, self.sent, self._done = 500, 0, False
+        self._start_response = start_response
+        self.status, self.sent, self._done, self.body = 500, 0, False, ()
         self.request_id = self._id_token = self._tenant_token = None
         if middleware.request_id:
             self.request_id = accept_request_id(environ.get(_REQUEST_ID_ENVIRON))
@@ -100,6 +80,26 @@ class _Request:
             self._tenant_token = tenant_var.set(middleware._labels.early(environ, _source))
         middleware._in_flight[method](1)
         self.started = perf_counter()
+
+    def start_response(self, status: str, headers: list, exc_info=None):
+        """The app's `start_response`: notes the status, adds the request id header."""
+        self.status = int(status[:3])
+        if self.request_id is not None:
+            headers = [*headers, (REQUEST_ID_HEADER, self.request_id)]
+        return self._start_response(status, headers, exc_info)
+
+    def __iter__(self):
+        for chunk in self.body:
+            self.sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.finish()
 
     def finish(self) -> None:
         if self._done:
@@ -114,29 +114,6 @@ class _Request:
                 restore(tenant_var, self._tenant_token)
             if self._id_token is not None:
                 restore(request_id_var, self._id_token)
-
-
-class _Body:
-    """The app's response iterable, counting the bytes it yields; recorded when closed."""
-
-    __slots__ = ("_body", "_request")
-
-    def __init__(self, body, request: _Request):
-        self._body, self._request = body, request
-
-    def __iter__(self):
-        request = self._request
-        for chunk in self._body:
-            request.sent += len(chunk)
-            yield chunk
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._request.finish()
 
 
 def route_matched(environ: dict, template: str, params: dict | None) -> None:

@@ -13,6 +13,15 @@ local lib = import '../lib/alert.libsonnet';
       {
         name: 'vigil-prometheus',
         rules: [
+          alert('PrometheusReplicaDown', {
+            // The HA pair scrapes each other (prometheus.yml's `prometheus` job, one `replica`
+            // label per server): the survivor sees its peer's `up` fall. Watchdog cannot tell,
+            // since the survivor keeps sending it. A ticket: alerting still works.
+            severity: 'warning',
+            expr: 'up{%(prometheusSelector)s} == 0' % p,
+            summary: 'A Prometheus server of the HA pair is down.',
+            description: 'Prometheus {{ $labels.replica }} ({{ $labels.instance }}) has not answered a scrape for %s (up = {{ $value }}): the pair runs on one server, and the heartbeat cannot tell.' % c.forDurations.PrometheusReplicaDown,
+          }),
           alert('PrometheusBadConfig', {
             severity: 'warning',
             expr: 'max_over_time(prometheus_config_last_reload_successful{%(prometheusSelector)s}[5m]) == 0' % p,

@@ -134,9 +134,14 @@ def retention_days(prometheus: PrometheusAPI) -> float | None:
     return None
 
 
-def build(prometheus: PrometheusAPI, request: Request, today: date | None = None) -> dict:
+def build(prometheus: PrometheusAPI, request: Request, today: date | None = None,
+          max_cells: int | None = None) -> dict:
     """The report as a JSON-ready dict. Raises BadRequest (range beyond retention, unknown
-    tenant) and PrometheusError (Unreachable when nothing answers)."""
+    tenant, more than `max_cells` tenant-days) and PrometheusError (Unreachable when nothing
+    answers).
+
+    The tenant-days are counted from the limits (one instant query per field) before the range
+    queries, and again once those are in (a tenant gone before the end has no limits)."""
     today = today or utc_today()
     retention = retention_days(prometheus)
     if retention is not None and (today - request.start).days >= retention:
@@ -145,11 +150,13 @@ def build(prometheus: PrometheusAPI, request: Request, today: date | None = None
                          f"({retention:g} days): the oldest complete day is {oldest}")
     selector = f'tenant="{request.tenant}"' if request.tenant else 'tenant!=""'
     start, end = _day_end(request.start), _day_end(request.end)
-    daily = {field: _range(prometheus, expr.replace(SELECTOR, selector), start, end)
-             for field, expr in {**LEVELS, **FLOWS}.items()}
     limits = {field: _instant(prometheus, expr.replace(SELECTOR, selector), min(end, _now()))
               for field, expr in LIMITS.items()}
+    _check_size({t for values in limits.values() for t in values}, request, max_cells)
+    daily = {field: _range(prometheus, expr.replace(SELECTOR, selector), start, end)
+             for field, expr in {**LEVELS, **FLOWS}.items()}
     tenants = sorted({t for values in (*daily.values(), *limits.values()) for t in values})
+    _check_size(tenants, request, max_cells)
     if request.tenant and request.tenant not in tenants:
         raise BadRequest(_unknown_tenant(prometheus, request.tenant))
     return {
@@ -157,6 +164,16 @@ def build(prometheus: PrometheusAPI, request: Request, today: date | None = None
         "end_date": request.end.isoformat(),
         "tenants": [_tenant(t, request.days, daily, limits) for t in tenants],
     }
+
+
+def _check_size(tenants, request: Request, max_cells: int | None) -> None:
+    days = (request.end - request.start).days + 1
+    if max_cells is not None and len(tenants) * days > max_cells:
+        raise BadRequest(
+            f"the report would hold {len(tenants)} tenants x {days} days = "
+            f"{len(tenants) * days} tenant-days, more than {max_cells} "
+            f"(usage.max_report_tenant_days): ask for one tenant (tenant_id) or for at most "
+            f"{max(1, max_cells // max(1, len(tenants)))} days")
 
 
 def _tenant(tenant: str, days: list[date], daily: dict, limits: dict) -> dict:

@@ -118,7 +118,8 @@ def _absolute(path: str, base: PurePosixPath | Path) -> str:
 
 def prometheus_ha(config: dict) -> dict:
     """The `ha` profile: every target on a doubled service gets its replica beside it, so both
-    Prometheus servers send alerts to both Alertmanagers and scrape both of each pair."""
+    Prometheus servers send alerts to both Alertmanagers and scrape both of each pair (the
+    Prometheus servers each with its `replica` label)."""
     config = copy.deepcopy(config)
 
     def doubled(targets: list[str]) -> list[str]:
@@ -133,6 +134,37 @@ def prometheus_ha(config: dict) -> dict:
 
     for static in _static_configs(config):
         static["targets"] = doubled(static.get("targets") or [])
+    return prometheus_replica_targets(config, _replica_addresses(config))
+
+
+PROMETHEUS_JOB = "prometheus"
+REPLICA_LABEL = "replica"
+
+
+def _replica_addresses(config: dict) -> dict[str, str]:
+    """The `ha` profile's Prometheus servers at the port of the self-scrape target."""
+    job = _job(config, PROMETHEUS_JOB)
+    targets = [t for static in (job or {}).get("static_configs") or []
+               for t in static.get("targets") or []]
+    port = targets[0].rpartition(":")[2] if targets else "9090"
+    return {name: f"{name}:{port}" for name in (PROMETHEUS_JOB, HA_REPLICAS[PROMETHEUS_JOB])}
+
+
+def _job(config: dict, name: str) -> dict | None:
+    return next((job for job in config.get("scrape_configs") or []
+                 if job.get("job_name") == name), None)
+
+
+def prometheus_replica_targets(config: dict, replicas: dict[str, str]) -> dict:
+    """The `prometheus` job scraping every replica (name -> address), each with its `replica`
+    label: the replicas watch each other, and their own series never merge into one."""
+    config = copy.deepcopy(config)
+    job = _job(config, PROMETHEUS_JOB)
+    if job is None:
+        return config
+    labels = dict((job.get("static_configs") or [{}])[0].get("labels") or {})
+    job["static_configs"] = [{"targets": [address], "labels": {**labels, REPLICA_LABEL: name}}
+                             for name, address in replicas.items()]
     return config
 
 
@@ -149,6 +181,28 @@ def prometheus_remote_write(config: dict, url: str = REMOTE_WRITE_URL) -> dict:
         host = urllib.parse.urlsplit(url).netloc
         jobs.append({"job_name": "victoriametrics", "static_configs": [{"targets": [host]}]})
     return config
+
+
+def prometheus_routes(config: dict, prometheus_prefix: str = "/",
+                      alertmanager_prefix: str = "/") -> dict:
+    """What Prometheus asks its peers and Alertmanager for, under their route prefixes: the
+    alerting `path_prefix` and the `metrics_path` of the `prometheus` and `alertmanager` jobs
+    ("/" leaves the defaults, as docker-compose.yml's explicit `--web.route-prefix=/`)."""
+    config = copy.deepcopy(config)
+    for manager in (config.get("alerting") or {}).get("alertmanagers") or []:
+        _set_or_default(manager, "path_prefix", alertmanager_prefix, "/")
+    for name, prefix in ((PROMETHEUS_JOB, prometheus_prefix), ("alertmanager", alertmanager_prefix)):
+        job = _job(config, name)
+        if job is not None:
+            _set_or_default(job, "metrics_path", prefix.rstrip("/") + "/metrics", "/metrics")
+    return config
+
+
+def _set_or_default(section: dict, key: str, value: str, default: str) -> None:
+    if value == default:
+        section.pop(key, None)
+    else:
+        section[key] = value
 
 
 def prometheus_rule_files(config: dict, base: PurePosixPath | Path) -> dict:
