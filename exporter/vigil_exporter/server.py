@@ -59,6 +59,11 @@ LIMITS_SCHEMA = {
 _DEFAULT = Object(LIMITS_SCHEMA).default_value()
 
 
+class ListenError(OSError):
+    """The listening socket could not be bound (address in use, not local, not allowed): the
+    listen address is at fault, unlike any other OSError while serving."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one client may hold: the LIMITS_SCHEMA keys of the configuration's web section."""
@@ -122,10 +127,13 @@ class GuardedSite(web.TCPSite):
     async def start(self) -> None:
         await web.BaseSite.start(self)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._guard.wrap(self._runner.server), self._host, self._port,
-            ssl=self._ssl_context, backlog=self._backlog, reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port)
+        try:
+            self._server = await loop.create_server(
+                self._guard.wrap(self._runner.server), self._host, self._port,
+                ssl=self._ssl_context, backlog=self._backlog,
+                reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        except OSError as exc:
+            raise ListenError(exc.errno, exc.strerror or str(exc)) from exc
 
 
 class GuardedProtocol(asyncio.Protocol):
