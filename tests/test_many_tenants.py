@@ -7,8 +7,10 @@ import gzip
 import logging
 import threading
 from datetime import datetime
+from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -19,7 +21,14 @@ from sqlalchemy import create_engine, insert, inspect, text
 from vigil_exporter import dbschema
 from vigil_exporter import exposition as exposition_module
 from vigil_exporter.app import WIRING, make_app
-from vigil_exporter.collectors.business import BusinessCollector, LabelSets, Query, to_family
+from vigil_exporter.collectors.business import (
+    DEFAULT_MAX_SERIES,
+    BusinessCollector,
+    LabelSets,
+    Query,
+    default_queries,
+    to_family,
+)
 from vigil_exporter.config import ConfigError, load
 from vigil_exporter.exposition import Exposition
 from vigil_exporter.health import health_document
@@ -126,6 +135,17 @@ def test_business_families_sharing_label_sets_render_byte_for_byte():
     assert b"} -0.0\n" in body and b"} NaN\n" in body and b"} 1e+22\n" in body
     assert exposition.rendered["openmetrics"].body == generate_openmetrics(registry)
     assert gzip.decompress(exposition.rendered["text"].gzipped) == body
+    # the next round: one query ran again, with a tenant more; the texts of the render before
+    # serve the tenants it knew
+    query = Query("vigil_test_a", "Rows.", "", "value", ("tenant", "direction"), "gauge", 60, 10,
+                  50_000, "q")
+    label_sets.new_round()
+    families[0] = to_family(query, ["tenant", "direction", "value"], [
+        ("new", "in", 2.0), *((f'tenant-"{i}"\\', "out", 3.0) for i in range(50))],
+        label_sets)[0]
+    exposition.render()
+    assert exposition.rendered["text"].body == generate_latest(registry)
+    assert b'vigil_test_a{direction="in",tenant="new"} 2.0\n' in exposition.rendered["text"].body
 
 
 # ------------------------------------------------------------------ the series cap, bounded tenants
@@ -289,3 +309,17 @@ def test_a_large_result_adds_no_object_the_garbage_collector_walks():
     first = family.samples[0]  # made on demand, as prometheus_client's would be
     assert (first.name, first.labels, first.value) == (
         "vigil_test_rows_total", {"tenant": "tenant-0", "direction": "in"}, 0.0)
+
+
+def test_the_vigil_jobs_sample_limit_sits_above_what_the_default_caps_let_through():
+    """A scrape above sample_limit is refused whole (system metrics too): the limit must only
+    catch a runaway, never the series the exporter's own caps let through."""
+    root = Path(__file__).resolve().parent.parent
+    per_tenant = [q for q in default_queries() if "tenant" in q["labels"]]
+    most = len(per_tenant) * DEFAULT_MAX_SERIES + 1_000  # plus the exporter's own metrics
+    for path in [root / "prometheus" / "prometheus.yml",
+                 *sorted((root / "deploy" / "prometheus").glob("*.yml"))]:
+        jobs = {job["job_name"]: job for job in yaml.safe_load(path.read_text())["scrape_configs"]}
+        limit = jobs["vigil"]["sample_limit"]
+        assert most < limit, path
+    assert f"sample_limit: {limit}" in (root / "docs" / "tenants.md").read_text()

@@ -133,23 +133,35 @@ class BoundedTenants:
         """Values by tenant, summed over the other labels (a direction, say)."""
         values: dict[str, float] = {}
         for family in families:
-            for sample in family.samples:
-                tenant = sample.labels.get(self.label, "")
-                values[tenant] = values.get(tenant, 0.0) + sample.value
+            for labels, value, _ in _series(family):
+                tenant = labels.get(self.label, "")
+                values[tenant] = values.get(tenant, 0.0) + value
         return values
 
     def _filter(self, family: Metric, selected: frozenset[str]) -> tuple:
         kept = self._filtered.get(id(family))
         if kept is not None and kept[0] is family and kept[1] is selected:
             return kept
-        result = Metric(family.name, family.documentation, family.type, family.unit)
+        rows = hasattr(family, "pairs")  # a business RowFamily: filtered into another one
+        result = (type(family)(family.name, family.documentation, family.type) if rows
+                  else Metric(family.name, family.documentation, family.type, family.unit))
         tenants, omitted, omitted_sum = set(), 0, 0.0
-        for sample in family.samples:
-            tenant = sample.labels.get(self.label, "")
+        for labels, value, sample in _series(family):
+            tenant = labels.get(self.label, "")
             tenants.add(tenant)
-            if tenant in selected:
-                result.samples.append(sample)
-            else:
+            if tenant not in selected:
                 omitted += 1
-                omitted_sum += sample.value
+                omitted_sum += value
+            elif rows:
+                result.add(labels, value)
+            else:
+                result.samples.append(sample)
         return family, selected, result, tenants, omitted, omitted_sum
+
+
+def _series(family: Metric):
+    """(labels, value, sample) of each series; a RowFamily's without making its samples (with
+    50,000 tenants, making 900,000 samples took the bounded view 20 s of a loaded CPU)."""
+    if hasattr(family, "pairs"):
+        return ((labels, value, None) for labels, value in family.pairs())
+    return ((sample.labels, sample.value, sample) for sample in family.samples)
