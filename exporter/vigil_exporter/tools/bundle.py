@@ -105,13 +105,14 @@ def _evaluate(overrides_json: str, fields: str = "all") -> str:
 
 
 def render(overrides: dict | None = None, sources: dict[str, str] | None = None,
-           source: str = "overrides") -> dict[str, str]:
+           source: str = "overrides", validated: bool = False) -> dict[str, str]:
     """File name -> the YAML text of each generated file. The customisation (`source`: where
-    it came from) and the SLOs (`sources`: SLO name -> its file) are validated first: a wrong
-    one raises ConfigError, as does a site alert that promtool cannot parse."""
+    it came from; unless `validated` says the caller did it) and the SLOs (`sources`: SLO name
+    -> its file) are validated first: a wrong one raises ConfigError, as does a site alert that
+    promtool cannot parse."""
     from vigil_exporter.slo.spec import check
 
-    if overrides:
+    if overrides and not validated:
         validate(overrides, source)
     check(evaluate_config(overrides), sources)
     mixin = evaluate(overrides)
@@ -161,7 +162,7 @@ def receivers() -> list[str]:
 
 def build_rules(check: bool = False, directory: Path | None = None,
                 overrides: dict | None = None, sources: dict[str, str] | None = None,
-                source: str = "overrides") -> list[Path]:
+                source: str = "overrides", validated: bool = False) -> list[Path]:
     """Write the generated files; return those that changed.
 
     With check=True nothing is written, and the returned files are those whose committed
@@ -169,7 +170,8 @@ def build_rules(check: bool = False, directory: Path | None = None,
     """
     directory = Path(directory) if directory else generated_dir()
     return generated.sync({directory / name: text
-                           for name, text in render(overrides, sources, source).items()},
+                           for name, text in render(overrides, sources, source,
+                                                    validated).items()},
                           check)
 
 
@@ -224,10 +226,11 @@ def run(args) -> int:
             validate(overrides, source)
         overrides, sources = _with_slo_file(overrides, args.override, args.slos)
         if args.site:
-            changed = site.build(args.site, overrides, sources, source, check=args.check)
+            changed = site.build(args.site, overrides, sources, source, check=args.check,
+                                 validated=True)
         else:
             changed = build_rules(check=args.check, directory=args.output, overrides=overrides,
-                                  sources=sources, source=source)
+                                  sources=sources, source=source, validated=True)
         root = checkout.root()
     except checkout.NotACheckout as exc:
         print(f"vigil bundle build: {exc}", file=sys.stderr)
