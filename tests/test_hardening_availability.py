@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from vigil_exporter import server
 from vigil_exporter.logs import FailureLog
 from vigil_exporter.server import ConnectionGuard, Limits, listening
 
@@ -89,6 +90,81 @@ async def test_a_client_that_never_reads_is_cut_off_and_does_not_hold_shutdown()
             if not sock.recv(1 << 20):
                 raise ConnectionResetError
     sock.close()
+
+
+def app_with_a_slow_answer(release: asyncio.Event,
+                           entered: asyncio.Semaphore | None = None) -> web.Application:
+    """GET /slow answers once `release` is set; each request releases `entered` on arrival."""
+    async def slow(request):
+        if entered is not None:
+            entered.release()
+        await release.wait()
+        return web.Response(text="done")
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    return app
+
+
+async def sweeps(count: int) -> None:
+    """Let the guard sweep `count` more times (its sweeps are scheduled every SWEEP_EVERY)."""
+    await asyncio.sleep(count * server.SWEEP_EVERY + 0.01)
+
+
+async def test_a_request_longer_than_the_idle_timeout_is_answered(monkeypatch):
+    """The handler outlives idle_timeout several sweeps over: its connection is busy, not idle
+    (it used to be aborted mid-request, the client getting a reset instead of its answer)."""
+    monkeypatch.setattr(server, "SWEEP_EVERY", 0.02)
+    release = asyncio.Event()
+    async with listening(app_with_a_slow_answer(release), "127.0.0.1", 0, shutdown_timeout=1,
+                         limits=Limits(idle_timeout=0.05)) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await sweeps(10)  # 0.2 s: four idle timeouts
+        release.set()
+        answer = await asyncio.wait_for(reader.readuntil(b"done"), 5)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert await closed_by_server(reader, timeout=3)  # idle again once answered
+        writer.close()
+
+
+async def test_the_cap_closes_an_idle_connection_not_one_with_a_request_in_flight():
+    """The connection with a request in flight is the least recently active one: the cap used
+    to close it, cutting its answer off."""
+    release, entered = asyncio.Event(), asyncio.Semaphore(0)
+    async with listening(app_with_a_slow_answer(release, entered), "127.0.0.1", 0,
+                         shutdown_timeout=1,
+                         limits=Limits(max_connections=2, idle_timeout=30)) as port:
+        busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", port)
+        busy_writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(entered.acquire(), 5)  # the request is in its handler
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)  # newer
+        _, newest_writer = await asyncio.open_connection("127.0.0.1", port)  # over the cap
+        assert await closed_by_server(idle_reader, timeout=3)
+        release.set()
+        answer = await asyncio.wait_for(busy_reader.readuntil(b"done"), 5)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        for writer in (busy_writer, idle_writer, newest_writer):
+            writer.close()
+
+
+async def test_when_every_connection_is_busy_the_new_one_is_closed():
+    release, entered = asyncio.Event(), asyncio.Semaphore(0)
+    async with listening(app_with_a_slow_answer(release, entered), "127.0.0.1", 0,
+                         shutdown_timeout=1,
+                         limits=Limits(max_connections=2, idle_timeout=30)) as port:
+        busy = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        for _, writer in busy:
+            writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in busy:
+            await asyncio.wait_for(entered.acquire(), 5)
+        newest_reader, newest_writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await closed_by_server(newest_reader, timeout=3)
+        release.set()
+        for reader, writer in busy:
+            assert (await asyncio.wait_for(reader.readuntil(b"done"), 5)).startswith(
+                b"HTTP/1.1 200 ")
+            writer.close()
+        newest_writer.close()
 
 
 def test_the_cap_fits_the_open_file_limit():

@@ -116,6 +116,21 @@ def test_serve_names_an_address_it_cannot_bind(vigil_cli):
     assert "Traceback" not in result.stderr
 
 
+def test_an_os_error_once_listening_is_not_blamed_on_the_listen_address(vigil_cli,
+                                                                          monkeypatch):
+    """Every OSError while serving used to be "listen_address: cannot listen"; only the bind
+    is the address's fault."""
+    from vigil_exporter import server
+
+    def disk_full(stop=None):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(server, "until_stopped", disk_full)
+    result = vigil_cli("serve", "--listen", "127.0.0.1:0")
+    assert result.returncode != 0
+    assert "No space left on device" in result.stderr
+    assert "listen_address" not in result.stderr
+
+
 # ------------------------------------------------------------------ the environment
 
 def test_errors_from_environment_variables_name_the_variable(tmp_path):

@@ -5,9 +5,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from vigil_instrument import exposition_registry, mark_process_dead
 
@@ -151,3 +155,79 @@ def test_missing_or_empty_directory_is_logged_not_silent(tmp_path, monkeypatch, 
         directory.mkdir()
         assert generate_latest(registry) == b""
         assert "holds no worker files" in caplog.text
+
+
+GUNICORN_HOLD_APP = r'''
+import os, threading
+from flask import Flask
+from vigil_instrument import Metrics, instrument_flask
+
+app = Flask("hold")
+forever = threading.Event()
+
+@app.get("/hold")
+def hold():
+    with open(os.environ["HOLDER_PID_FILE"], "w") as out:
+        out.write(str(os.getpid()))
+    forever.wait()        # until the test kills this worker
+
+instrument_flask(app, Metrics())
+'''
+
+
+def test_gunicorn_worker_killed_mid_request_leaves_no_in_flight_behind(tmp_path):
+    """A real gunicorn with two sync workers and no hooks: one worker is SIGKILLed while it
+    serves a request; gunicorn replaces it, and the next scrapes stop counting its request."""
+    from vigil_exporter.tools.stack.process import free_port
+
+    (tmp_path / "holdapp.py").write_text(GUNICORN_HOLD_APP)
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    pid_file = tmp_path / "holder.pid"
+    port = free_port()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc), "PYTHONPATH": f"{tmp_path}:{ROOT}",
+           "HOLDER_PID_FILE": str(pid_file)}
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+                               "--chdir", str(tmp_path), "holdapp:app"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def in_flight() -> float | None:
+        body = httpx.get(url + "/metrics", timeout=5).text
+        values = [s.value for f in text_string_to_metric_families(body) for s in f.samples
+                  if s.name == "http_requests_in_flight" and s.labels.get("method") == "GET"]
+        return sum(values) if values else None
+
+    def until(check, what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not check():
+            assert time.monotonic() < deadline and server.poll() is None, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
+    try:
+        until(lambda: _answers(url), "gunicorn to listen")
+        holder = threading.Thread(target=_get_quietly, args=(url + "/hold",), daemon=True)
+        holder.start()
+        until(lambda: pid_file.exists() and pid_file.read_text(), "a worker to hold /hold")
+        assert in_flight() == 1             # served by the other worker
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        until(lambda: in_flight() in (None, 0), "the killed worker's in-flight request to go")
+        holder.join(10)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url + "/metrics", timeout=1)
+        return True
+    except httpx.TransportError:
+        return False
+
+
+def _get_quietly(url: str) -> None:
+    try:
+        httpx.get(url, timeout=30)
+    except httpx.HTTPError:
+        pass  # the worker serving it is killed

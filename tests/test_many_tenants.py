@@ -5,10 +5,13 @@ import asyncio
 import gc
 import gzip
 import logging
+import subprocess
 import threading
 from datetime import datetime
+from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -19,7 +22,14 @@ from sqlalchemy import create_engine, insert, inspect, text
 from vigil_exporter import dbschema
 from vigil_exporter import exposition as exposition_module
 from vigil_exporter.app import WIRING, make_app
-from vigil_exporter.collectors.business import BusinessCollector, LabelSets, Query, to_family
+from vigil_exporter.collectors.business import (
+    DEFAULT_MAX_SERIES,
+    BusinessCollector,
+    LabelSets,
+    Query,
+    default_queries,
+    to_family,
+)
 from vigil_exporter.config import ConfigError, load
 from vigil_exporter.exposition import Exposition
 from vigil_exporter.health import health_document
@@ -126,6 +136,17 @@ def test_business_families_sharing_label_sets_render_byte_for_byte():
     assert b"} -0.0\n" in body and b"} NaN\n" in body and b"} 1e+22\n" in body
     assert exposition.rendered["openmetrics"].body == generate_openmetrics(registry)
     assert gzip.decompress(exposition.rendered["text"].gzipped) == body
+    # the next round: one query ran again, with a tenant more; the texts of the render before
+    # serve the tenants it knew
+    query = Query("vigil_test_a", "Rows.", "", "value", ("tenant", "direction"), "gauge", 60, 10,
+                  50_000, "q")
+    label_sets.new_round()
+    families[0] = to_family(query, ["tenant", "direction", "value"], [
+        ("new", "in", 2.0), *((f'tenant-"{i}"\\', "out", 3.0) for i in range(50))],
+        label_sets)[0]
+    exposition.render()
+    assert exposition.rendered["text"].body == generate_latest(registry)
+    assert b'vigil_test_a{direction="in",tenant="new"} 2.0\n' in exposition.rendered["text"].body
 
 
 # ------------------------------------------------------------------ the series cap, bounded tenants
@@ -234,9 +255,18 @@ async def test_bounded_tenants_exports_exactly_the_tenants_above_the_share(tenan
     omitted = values(families["vigil_business_omitted_series"])
     assert omitted[(("query", "vigil_tenant_agents"),)] == TENANTS - 4
     assert omitted[(("query", "vigil_tenant_messages_today"),)] == 2 * (TENANTS - 4)
-    omitted_sum = values(families["vigil_business_omitted_value_sum"])
+    omitted_sum = values(families["vigil_business_omitted_value"])
     assert omitted_sum[(("query", "vigil_tenant_agents"),)] == sum(i // 2 for i in range(16))
     assert omitted_sum[(("query", "vigil_tenant_agents_limit"),)] == 10 * 16
+    # the exporter's own rendering of what it serves passes promtool (the sum was named
+    # vigil_business_omitted_value_sum: a gauge with a histogram's suffix)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(type("Served", (), {"collect": lambda self: list(families.values())})())
+    exposition = Exposition(registry)
+    exposition.render()
+    check = subprocess.run(["promtool", "check", "metrics"], input=exposition.rendered[
+        "text"].body, capture_output=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 async def test_bounded_tenants_top_n_adds_the_highest_shares_below_it(tenants_url):
@@ -289,3 +319,17 @@ def test_a_large_result_adds_no_object_the_garbage_collector_walks():
     first = family.samples[0]  # made on demand, as prometheus_client's would be
     assert (first.name, first.labels, first.value) == (
         "vigil_test_rows_total", {"tenant": "tenant-0", "direction": "in"}, 0.0)
+
+
+def test_the_vigil_jobs_sample_limit_sits_above_what_the_default_caps_let_through():
+    """A scrape above sample_limit is refused whole (system metrics too): the limit must only
+    catch a runaway, never the series the exporter's own caps let through."""
+    root = Path(__file__).resolve().parent.parent
+    per_tenant = [q for q in default_queries() if "tenant" in q["labels"]]
+    most = len(per_tenant) * DEFAULT_MAX_SERIES + 1_000  # plus the exporter's own metrics
+    for path in [root / "prometheus" / "prometheus.yml",
+                 *sorted((root / "deploy" / "prometheus").glob("*.yml"))]:
+        jobs = {job["job_name"]: job for job in yaml.safe_load(path.read_text())["scrape_configs"]}
+        limit = jobs["vigil"]["sample_limit"]
+        assert most < limit, path
+    assert f"sample_limit: {limit}" in (root / "docs" / "tenants.md").read_text()

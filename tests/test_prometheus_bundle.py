@@ -67,6 +67,31 @@ def test_generated_files_are_fresh():
     assert not stale, f"stale: {stale}; run `vigil bundle build` and commit the result"
 
 
+def test_build_refreshes_the_group_order_of_the_unit_tests(tmp_path):
+    """A stale group_eval_order fails `--check` and a build rewrites it; the rest of the file
+    stays as written."""
+    source = TESTS_DIR / "meta_test.yml"
+    stale = tmp_path / source.name
+    stale.write_text(source.read_text().replace("  - vigil-redis.rules\n", "", 1))
+    assert stale.read_text() != source.read_text()
+    assert bundle.build_rules(check=True, tests=tmp_path) == [stale]
+    assert bundle.build_rules(tests=tmp_path) == [stale]
+    assert stale.read_text() == source.read_text()
+
+
+def test_a_new_rule_group_reaches_every_unit_test_without_editing_it():
+    rendered = bundle.render()
+    recording = yaml.safe_load(rendered["recording_rules.yml"])
+    recording["groups"].append({"name": "vigil-new.rules", "rules": []})
+    orders = bundle.unit_test_eval_orders({**rendered, "recording_rules.yml": yaml.dump(recording)})
+    assert set(orders) == set(UNIT_TESTS)
+    for path, text in orders.items():
+        order = yaml.safe_load(text)["group_eval_order"]
+        recorded = [g["name"] for g in recording["groups"]]
+        assert order[:len(recorded)] == recorded, path.name   # recording rules first, new one last
+        assert yaml.safe_load(text)["tests"] == UNIT_SPECS[path]["tests"]
+
+
 def test_build_is_deterministic():
     first = bundle.render()
     bundle._evaluate.cache_clear()
@@ -398,3 +423,43 @@ def test_documented_yaml_override_builds(tmp_path):
     alerts = (tmp_path / "out" / "alerts.yml").read_text()
     assert "vigil_system_cpu_usage_ratio{job=\"vigil\"} > 0.9" in alerts
     assert 'job=~"api|worker"' in alerts
+
+
+# ---- the fast formatter (prometheus/lib/format.libsonnet) ---------------------------------
+
+FORMAT_CASES = [
+    ("a %(x)s b %(y)s", {"x": "X", "y": 0.8}), ("%s-%s", ["a", 3]), ("%s", "solo"),
+    ("100%%", []), ("%d items", 3), ("%(x)s %% y", {"x": 1}), ("no fields", {}),
+    ("%(k)d", {"k": 2}), ("%s", [[1, 2]]), ("%(a)s%(a)s)s", {"a": "("}), ("%s", [True]),
+]
+NUMBERS = [1, 3600, 0.8, 0.95, 0.001, 0.0001, 0.00005, 12.5, -0.25, 0.1, 1 / 3, 2 / 3, 86400,
+           4294967296, 0.999, 0.9995, 1e16, 123456.789, 99.9, 0.07, -3, 1.5e-7]
+
+
+def test_fmt_and_num_give_what_percent_gives():
+    """fmt and num replace `%` for speed: their results must be `%`'s, fast path or not."""
+    import json
+
+    import _jsonnet
+
+    snippet = """
+        local f = import 'lib/format.libsonnet';
+        local cases = std.parseJson(std.extVar('cases')), numbers = std.parseJson(std.extVar('numbers'));
+        { fmt: [[f.fmt(c[0], c[1]), c[0] % c[1]] for c in cases],
+          num: [[f.num(n), '%.15g' % n] for n in numbers] }
+    """
+    result = json.loads(_jsonnet.evaluate_snippet(
+        str(PROM / "format_test.jsonnet"), snippet, jpathdir=[str(PROM)],
+        ext_vars={"cases": json.dumps(FORMAT_CASES), "numbers": json.dumps(NUMBERS)}))
+    assert [pair for pair in result["fmt"] if pair[0] != pair[1]] == []
+    assert [pair for pair in result["num"] if pair[0] != pair[1]] == []
+    assert dict(zip(map(str, NUMBERS), (a for a, _ in result["num"])))["0.95"] == "0.95"
+
+
+def test_the_mixin_fills_templates_with_fmt():
+    """A string `%` in the mixin costs ~10 ms per call (prometheus/README.md, Conventions)."""
+    slow = [f"{path.relative_to(ROOT)}:{n}" for path in sorted(PROM.rglob("*.libsonnet"))
+            if path.name != "format.libsonnet"
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if re.search(r"(['\"]|\|\|\|)\s+%\s+[\w(\[{]", line.split("//")[0])]
+    assert slow == [], "use fmt(template, values):\n" + "\n".join(slow)

@@ -217,3 +217,28 @@ async def test_what_exists_after_the_first_round_is_frozen_out_of_the_gc():
     finally:
         freezing.cancel()
         gc.unfreeze()
+
+
+async def test_waiting_for_a_slot_does_not_count_toward_the_timeout():
+    """Business queries share a few slots: a query queued behind a slow one must not time out
+    for the time it waited."""
+    slot, release = asyncio.Semaphore(1), asyncio.Event()
+
+    async def slow():
+        await release.wait()
+        return []
+
+    async def quick():
+        return [GaugeMetricFamily("vigil_test_quick", "Quick.", value=1)]
+
+    first = Job("first", "query", 60, 30, slow, slot=lambda: slot)
+    second = Job("second", "query", 60, 0.1, quick, slot=lambda: slot)
+    scheduler = Scheduler([])
+    scheduler.jobs = [first, second]
+    round_ = asyncio.create_task(scheduler.run_once())
+    await asyncio.sleep(0.3)  # three times the second job's timeout, spent waiting for the slot
+    assert first.success is None and second.success is None
+    release.set()
+    await round_
+    assert first.success and second.success, second.error
+    assert second.duration < 0.1  # its own run, not the wait

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -154,6 +155,44 @@ def test_alert_sinks_and_the_ha_pair(tmp_path):
         s.components["prometheus-2"].stop()
         down = s.wait_for_query('up{job="prometheus"} == 0', timeout=15)
         assert _replicas(down) == ["prometheus-2"]
+
+
+def wait_for(fetch, timeout: float):
+    """The first truthy result of `fetch()` within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := fetch()):
+        assert time.monotonic() < deadline, f"nothing after {timeout:g}s"
+        time.sleep(0.2)
+    return result
+
+
+def test_behind_a_reverse_proxy_with_sub_path_external_urls():
+    """External URLs with a path (https://ops.example.com/prometheus), in both proxy set-ups:
+    Prometheus as in compose (the proxy strips the path: route prefix "/"), Alertmanager behind a
+    proxy that passes the path on (route prefix = the path). Readiness, the API, alert delivery
+    (the derived path_prefix) and the self-scrapes all work; links carry the external URL."""
+    external = {"prometheus": "https://ops.example.com/prometheus",
+                "alertmanager": "https://ops.example.com/alertmanager"}
+    with Stack(demo=False, external_urls=external, route_prefixes={"alertmanager": "/alertmanager"},
+               **FAST) as s:
+        prometheus, alertmanager = s.prometheus, s.alertmanager
+        assert prometheus.url == f"http://{prometheus.address}"   # the path does not move routes
+        assert prometheus.status("/-/ready") == 200
+        assert alertmanager.url == f"http://{alertmanager.address}/alertmanager"
+        assert alertmanager.status("/-/ready") == 200              # under its route prefix ...
+        assert alertmanager.status("/api/v2/status") == 200
+        root = f"http://{alertmanager.address}"
+        with pytest.raises(urllib.error.HTTPError) as moved:       # ... and not at the root
+            urllib.request.urlopen(f"{root}/api/v2/status", timeout=5)
+        assert moved.value.code == 404
+        config = s.prometheus_config()
+        assert config["alerting"]["alertmanagers"][0]["path_prefix"] == "/alertmanager"
+        s.wait_for_query('up{job=~"prometheus|alertmanager"} == 1', lambda r: len(r) == 2)
+        delivered = wait_for(lambda: [a for a in alertmanager.alerts()
+                                      if a["labels"]["alertname"] == "Watchdog"], 30)
+        assert delivered[0]["generatorURL"].startswith(external["prometheus"] + "/graph?")
+        flags = prometheus.get_json("/api/v1/status/flags")["data"]
+        assert (flags["web.external-url"], flags["web.route-prefix"]) == (external["prometheus"], "/")
 
 
 def test_a_component_that_cannot_start_is_reported_with_its_log(tmp_path):

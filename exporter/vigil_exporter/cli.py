@@ -135,22 +135,19 @@ def _web_config(config: Config, flag: str | None):
 async def _serve(app, host: str, port: int, web_config, config: Config) -> None:
     import logging
 
-    from vigil_exporter.server import listening, until_stopped
+    from vigil_exporter.server import ListenError, listening, until_stopped
 
     ssl_context = web_config.ssl_context if web_config else None
     try:
-        server = listening(app, host, port, shutdown_timeout=config["web"]["shutdown_timeout"],
-                           ssl_context=ssl_context, limits=config["web"])
-        async with server:
+        async with listening(app, host, port, shutdown_timeout=config["web"]["shutdown_timeout"],
+                             ssl_context=ssl_context, limits=config["web"]):
             scheme = "https" if ssl_context else "http"
             logging.getLogger("vigil").info("listening on %s://%s:%d/metrics", scheme, host, port,
                                             extra={"fields": {"version": __version__}})
             await until_stopped()
-    except OSError as exc:
-        if not getattr(server, "bound", False):
-            raise ConfigError(config.source, [
-                f"listen_address: cannot listen on {host}:{port}: {exc.strerror or exc}"]) from None
-        raise
+    except ListenError as exc:
+        raise ConfigError(config.source, [
+            f"listen_address: cannot listen on {host}:{port}: {exc.strerror or exc}"]) from None
 
 
 def cmd_check_config(args) -> int:

@@ -43,7 +43,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.utils import floatToGoString
 
-from vigil_exporter.worker import off_loop
+from vigil_exporter.worker import give_back_memory, off_loop
 
 # The classic text format every Prometheus since 2.0 reads; names here are all legacy-safe.
 TEXT = text_format.CONTENT_TYPE_PLAIN_0_0_4
@@ -85,6 +85,7 @@ class Exposition:
         self._flushed: asyncio.Future | None = None  # flush_once's
         # id(family) -> (family, {format: bytes}); the family is kept so its id stays its own
         self._formatted: dict[int, tuple[Metric, dict[str, bytes]]] = {}
+        self._label_texts = LabelTexts()
 
     def mark_dirty(self) -> None:
         """Ask for a render RENDER_DELAY from now, unless one is already due."""
@@ -138,7 +139,7 @@ class Exposition:
         formatted = {}
         names = tuple(self.rendered)
         parts: dict[str, list] = {name: [] for name in names}
-        label_texts = LabelTexts()
+        label_texts = self._label_texts = self._label_texts.next_render()
         for family in self.registry.collect():
             kept = self._formatted.get(id(family))
             pieces = kept[1] if kept is not None and kept[0] is family else {}
@@ -153,6 +154,7 @@ class Exposition:
             self.rendered[name] = _assemble(name, chunks)
         self.render_seconds = time.perf_counter() - start
         self.renders += 1
+        give_back_memory()
 
     async def get(self, name: str) -> Rendered:
         """One format's bytes; a format nobody asked for before is rendered now (off the
@@ -302,23 +304,34 @@ def _simple_samples(family: Metric, label_texts: LabelTexts) -> str | None:
 
 
 class LabelTexts:
-    """The text of each business label set, made once per render: a tenant's labels dict is
-    the same object in every business family (LabelSets), so 16 families of 10,000 tenants
-    need 10,000 texts, not 160,000. Keyed by id(); the dicts are kept so that no id is reused
-    while the render runs."""
+    """The text of each business label set, made once: a tenant's labels dict is the same
+    object in every business family and every round (LabelSets), so 16 families of 10,000
+    tenants need 10,000 texts, not 160,000, and a render after one query's run takes the texts
+    of the render before. Keyed by id(); the dicts are kept, so no id is reused meanwhile, and
+    a render keeps only the label sets it used."""
 
-    def __init__(self):
+    def __init__(self, previous: LabelTexts | None = None):
         self.texts: dict[int, str | None] = {}
-        self.alive: list[dict] = []
-        self.orders: dict[tuple, list[str]] = {}
+        self.alive: dict[int, dict] = {}
+        self.orders: dict[tuple, list[str]] = previous.orders if previous else {}
+        self.previous = previous
+
+    def next_render(self) -> LabelTexts:
+        self.previous = None  # what the next render does not take goes with this one
+        return LabelTexts(self)
 
     def of(self, labelsets: list[dict]) -> list[str | None]:
         ids = list(map(id, labelsets))
         if not self.texts.keys() >= set(ids):
+            previous = self.previous
             for labels in labelsets:
-                if id(labels) not in self.texts:
-                    self.texts[id(labels)] = _label_text(labels, self.orders)
-                    self.alive.append(labels)
+                key = id(labels)
+                if key not in self.texts:
+                    if previous is not None and previous.alive.get(key) is labels:
+                        self.texts[key] = previous.texts[key]
+                    else:
+                        self.texts[key] = _label_text(labels, self.orders)
+                    self.alive[key] = labels
         return list(map(self.texts.__getitem__, ids))
 
 

@@ -1,12 +1,14 @@
 """Runs every job in the background on its own interval and timeout.
 
 A job's run that is still going when the next one is due is skipped and counted, never queued;
-a run that exceeds its timeout is cancelled and counts as failed. After every finished run the
+a run that exceeds its timeout is cancelled and counts as failed; a job that shares a few slots
+with others (the business queries) waits for one before its timeout starts. After every finished run the
 `on_update` callback is told, so the exposition can be rendered again.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -75,7 +77,9 @@ class Scheduler:
     async def _run(self, job: Job) -> None:
         start = time.perf_counter()
         try:
-            job.families = await asyncio.wait_for(job.run(), job.timeout)
+            async with job.slot() if job.slot else contextlib.nullcontext():
+                start = time.perf_counter()  # the timeout and the duration start with the slot
+                job.families = await asyncio.wait_for(job.run(), job.timeout)
             job.success, job.error = True, ""
             job.last_success = time.time()
             self._failures.recovered(job.name)

@@ -4,10 +4,13 @@ service listen.
 Every connection goes through a `ConnectionGuard`, so that no client can take the process's
 file descriptors or its shutdown hostage:
 - at most `max_connections` are open at once, below the open-file limit (raised to fit when the
-  hard limit allows); a new connection over the cap closes the least recently active one, so a
-  pile of idle sockets cannot lock Prometheus out;
-- a connection that has sent nothing for `idle_timeout` is closed (one that never sends a
-  request, a slow-loris header, a keep-alive connection nobody uses);
+  hard limit allows); a new connection over the cap closes the least recently active one
+  without a request in flight (the new one itself when every other is busy), so a pile of idle
+  sockets cannot lock Prometheus out and no answer is cut off;
+- a connection without a request in flight that has shown no activity (bytes read, a request
+  ended, a stalled write resumed) for `idle_timeout` is closed (one that never sends a
+  request, a slow-loris header, a keep-alive connection nobody uses); a request in flight is
+  busy from the moment its handler starts until it returns, however long it takes;
 - a connection whose client does not read what it is sent for `write_timeout` is aborted (a
   client that pipelines requests and never reads the answers);
 - on SIGTERM, open requests get `shutdown_timeout` seconds in all, then every connection is
@@ -45,14 +48,20 @@ log = logging.getLogger("vigil.server")
 LIMITS_SCHEMA = {
     "max_field_size": Int(8190, "Largest request header line accepted.", minimum=1024),
     "max_connections": Int(512, "Client connections open at once; a new one beyond closes the "
-                                "least recently active. Lowered to fit the open-file limit.",
-                           minimum=1),
+                                "least recently active without a request in flight. Lowered "
+                                "to fit the open-file limit.", minimum=1),
     "idle_timeout": Duration("60s", "A connection that sends nothing for this long is closed "
-                                    "(before, between or inside requests)."),
+                                    "(before, between or inside requests); not while its "
+                                    "request is being handled."),
     "write_timeout": Duration("10s", "A connection whose client reads nothing of its answer for "
                                      "this long is closed."),
 }
 _DEFAULT = Object(LIMITS_SCHEMA).default_value()
+
+
+class ListenError(OSError):
+    """The listening socket could not be bound (address in use, not local, not allowed): the
+    listen address is at fault, unlike any other OSError while serving."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,7 @@ async def listening(app: web.Application, host: str, port: int, *, shutdown_time
         limits = Limits.from_config(limits)
     limits = limits or Limits()
     guard = ConnectionGuard(limits)
+    app.middlewares.insert(0, guard.middleware)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,
                            keepalive_timeout=limits.idle_timeout,
                            max_field_size=limits.max_field_size,
@@ -117,10 +127,13 @@ class GuardedSite(web.TCPSite):
     async def start(self) -> None:
         await web.BaseSite.start(self)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._guard.wrap(self._runner.server), self._host, self._port,
-            ssl=self._ssl_context, backlog=self._backlog, reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port)
+        try:
+            self._server = await loop.create_server(
+                self._guard.wrap(self._runner.server), self._host, self._port,
+                ssl=self._ssl_context, backlog=self._backlog,
+                reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        except OSError as exc:
+            raise ListenError(exc.errno, exc.strerror or str(exc)) from exc
 
 
 class GuardedProtocol(asyncio.Protocol):
@@ -129,17 +142,22 @@ class GuardedProtocol(asyncio.Protocol):
     def __init__(self, inner: asyncio.Protocol, guard: ConnectionGuard):
         self.inner, self.guard = inner, guard
         self.transport: asyncio.Transport | None = None
-        self.last_read = 0.0
+        self.last_active = 0.0
+        self.requests_in_flight = 0
         self.paused_since: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.requests_in_flight > 0
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        self.last_read = self.guard.now()
+        self.last_active = self.guard.now()
         self.guard.opened(self)
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        self.last_read = self.guard.now()
+        self.last_active = self.guard.now()
         self.inner.data_received(data)
 
     def eof_received(self):
@@ -151,6 +169,7 @@ class GuardedProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused_since = None
+        self.last_active = self.guard.now()  # the client reads: a long answer is progressing
         self.inner.resume_writing()
 
     def connection_lost(self, exc) -> None:
@@ -202,7 +221,8 @@ class ConnectionGuard:
                 self._at_capacity = True
                 log.warning("connection limit reached (%d open): closing the least recently "
                             "active connections (web.max_connections)", self.max_connections)
-            least_active = min(self.connections, key=lambda c: c.last_read)
+            least_active = min((c for c in self.connections if not c.busy),
+                               key=lambda c: c.last_active)  # at least `conn`, not busy yet
             least_active.abort()
             self.connections.pop(least_active, None)
         elif self._at_capacity and len(self.connections) <= self.max_connections // 2:
@@ -211,6 +231,19 @@ class ConnectionGuard:
 
     def closed(self, conn: GuardedProtocol) -> None:
         self.connections.pop(conn, None)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):
+        """Marks the connection busy while a request is handled (the outermost middleware)."""
+        conn = request.transport.get_protocol() if request.transport else None
+        if not isinstance(conn, GuardedProtocol):
+            return await handler(request)
+        conn.requests_in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            conn.requests_in_flight -= 1
+            conn.last_active = self.now()  # the answer is written from now on
 
     def abort_stalled(self) -> None:
         """Abort connections whose client does not read (they could never finish)."""
@@ -230,7 +263,8 @@ class ConnectionGuard:
         for conn in list(self.connections):
             stalled = conn.paused_since is not None and \
                 now - conn.paused_since > self.limits.write_timeout
-            idle = conn.paused_since is None and now - conn.last_read > self.limits.idle_timeout
+            idle = conn.paused_since is None and not conn.busy and \
+                now - conn.last_active > self.limits.idle_timeout
             if stalled or idle:
                 conn.abort()
         self._schedule()

@@ -30,21 +30,15 @@ class WSGIMiddleware(HttpMiddleware):
         if path in self._excluded_exact or (self._excluded_prefixes and path.startswith(self._excluded_prefixes)) or (
                 self._excluded_regex is not None and self._excluded_regex(path)):
             return self.app(environ, start_response)
-        request = _Request(self, environ, METHOD_LABEL.get(environ.get("REQUEST_METHOD"), OTHER_METHOD))
-
-        def start(status: str, headers: list, exc_info=None):
-            request.status = int(status[:3])
-            if request.request_id is not None:
-                headers = [*headers, (REQUEST_ID_HEADER, request.request_id)]
-            return start_response(status, headers, exc_info)
-
+        request = _Request(self, environ, METHOD_LABEL.get(environ.get("REQUEST_METHOD"), OTHER_METHOD),
+                           start_response)
         try:
-            body = self.app(environ, start)
+            request.body = self.app(environ, request.start_response)
         except BaseException:
             request.status, request.sent = 500, -1  # the server answers 500
             request.finish()
             raise
-        return _Body(body, request)
+        return request
 
     def record(self, request: _Request) -> None:
         environ, method, status = request.environ, request.method, request.status
@@ -67,14 +61,16 @@ class WSGIMiddleware(HttpMiddleware):
 
 
 class _Request:
-    """One request in flight: set up on entry, recorded once when its body is closed."""
+    """One request in flight, and the response iterable handed to the server: set up on entry,
+    counting the body bytes the app yields, recorded once when the server closes it."""
 
-    __slots__ = ("middleware", "environ", "method", "status", "sent", "started", "request_id",
-                 "_id_token", "_tenant_token", "_done")
+    __slots__ = ("middleware", "environ", "method", "status", "sent", "started", "request_id", "body",
+                 "_start_response", "_id_token", "_tenant_token", "_done")
 
-    def __init__(self, middleware: WSGIMiddleware, environ: dict, method: str):
+    def __init__(self, middleware: WSGIMiddleware, environ: dict, method: str, start_response):
         self.middleware, self.environ, self.method = middleware, environ, method
-        self.status, self.sent, self._done = 500, 0, False
+        self._start_response = start_response
+        self.status, self.sent, self._done, self.body = 500, 0, False, ()
         self.request_id = self._id_token = self._tenant_token = None
         if middleware.request_id:
             self.request_id = accept_request_id(environ.get(_REQUEST_ID_ENVIRON))
@@ -84,6 +80,26 @@ class _Request:
             self._tenant_token = tenant_var.set(middleware._labels.early(environ, _source))
         middleware._in_flight[method](1)
         self.started = perf_counter()
+
+    def start_response(self, status: str, headers: list, exc_info=None):
+        """The app's `start_response`: notes the status, adds the request id header."""
+        self.status = int(status[:3])
+        if self.request_id is not None:
+            headers = [*headers, (REQUEST_ID_HEADER, self.request_id)]
+        return self._start_response(status, headers, exc_info)
+
+    def __iter__(self):
+        for chunk in self.body:
+            self.sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.finish()
 
     def finish(self) -> None:
         if self._done:
@@ -98,29 +114,6 @@ class _Request:
                 restore(tenant_var, self._tenant_token)
             if self._id_token is not None:
                 restore(request_id_var, self._id_token)
-
-
-class _Body:
-    """The app's response iterable, counting the bytes it yields; recorded when closed."""
-
-    __slots__ = ("_body", "_request")
-
-    def __init__(self, body, request: _Request):
-        self._body, self._request = body, request
-
-    def __iter__(self):
-        request = self._request
-        for chunk in self._body:
-            request.sent += len(chunk)
-            yield chunk
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._request.finish()
 
 
 def route_matched(environ: dict, template: str, params: dict | None) -> None:

@@ -1,23 +1,24 @@
 // Alerts about tenants: subscription limits, their forecasts, LLM budgets and traffic anomalies.
+local fmt = (import '../lib/format.libsonnet').fmt;
 local lib = import '../lib/alert.libsonnet';
 
 // Projected LLM cost of the month over the tenant's budget: one branch per tenant with a budget
 // of its own, one for every other tenant.
 local overBudget(budget) =
-  local projected(matcher) = 'sum by (tenant) (job_tenant:llm_cost_usd:projected_month%s)' % matcher;
+  local projected(matcher) = fmt('sum by (tenant) (job_tenant:llm_cost_usd:projected_month%s)', matcher);
   local own = std.objectFields(budget.perTenantPerMonthUsdOverrides);
   std.join('\nor\n', [
-    '%s / %s > 1' % [projected('{tenant="%s"}' % t), lib.num(budget.perTenantPerMonthUsdOverrides[t])]
+    fmt('%s / %s > 1', [projected(fmt('{tenant="%s"}', t)), lib.num(budget.perTenantPerMonthUsdOverrides[t])])
     for t in own
   ] + [
-    '%s / %s > 1' % [projected(if own == [] then '' else '{tenant!~"%s"}' % std.join('|', own)),
-                     lib.num(budget.perTenantPerMonthUsd)],
+    fmt('%s / %s > 1', [projected(if own == [] then '' else fmt('{tenant!~"%s"}', std.join('|', own))),
+                     lib.num(budget.perTenantPerMonthUsd)]),
   ]);
 
 // Fires while a tenant's hourly rate has changed from the same hour a season (week) ago by
 // more than `stddevs` standard deviations of its usual change, and by more than a share of last
 // season's rate (the floor on sigma), unless the tenant is too quiet to judge, now and then.
-local anomaly(m, p) = |||
+local anomaly(m, p) = fmt(|||
   tenant:vigil_tenant_%(m)s:rate1h
   and on (job, instance, tenant)
     abs(tenant:vigil_tenant_%(m)s:change1w_rate1h - tenant:vigil_tenant_%(m)s:avg1w_change1w_rate1h)
@@ -31,7 +32,7 @@ local anomaly(m, p) = |||
     tenant:vigil_tenant_%(m)s:rate1h >= %(minRate)s
     or tenant:vigil_tenant_%(m)s:rate1h offset %(anomalySeason)s >= %(minRate)s
   )
-||| % (p { m: m });
+|||, (p { m: m }));
 
 {
   prometheusAlerts+:: {
@@ -43,18 +44,18 @@ local anomaly(m, p) = |||
       rules: [
         alert('TenantNearLimit', {
           severity: 'warning',
-          expr: 'tenant:vigil_tenant_limit_usage:ratio > %(tenantLimitUsageRatio)s' % p,
+          expr: fmt('tenant:vigil_tenant_limit_usage:ratio > %(tenantLimitUsageRatio)s', p),
           summary: 'A tenant is close to a subscription limit.',
-          description: 'Tenant {{ $labels.tenant }} uses {{ $value | humanizePercentage }} of its {{ $labels.resource }} limit, above %(tenantLimitUsageRatioPct)s.' % p,
+          description: fmt('Tenant {{ $labels.tenant }} uses {{ $value | humanizePercentage }} of its {{ $labels.resource }} limit, above %(tenantLimitUsageRatioPct)s.', p),
         }),
         alert('TenantCapacityRunningOut', {
           severity: 'warning',
-          expr: |||
+          expr: fmt(|||
             tenant:vigil_tenant_limit_days_left:deriv < %(tenantCapacityForecastDays)s
               and tenant:vigil_tenant_limit_usage:ratio_predicted >= 1
-          ||| % p,
+          |||, p),
           summary: 'A tenant will reach a capacity limit soon at its current trend.',
-          description: 'Tenant {{ $labels.tenant }} will reach its {{ $labels.resource }} limit in about {{ $value | printf "%%.1f" }} days at the trend of the last %(forecastLookback)s.' % p,
+          description: fmt('Tenant {{ $labels.tenant }} will reach its {{ $labels.resource }} limit in about {{ $value | printf "%%.1f" }} days at the trend of the last %(forecastLookback)s.', p),
           dashboard: 'tenants',
           dashboardQuery: 'var-tenant={{ $labels.tenant }}',
         }),
@@ -81,13 +82,13 @@ local anomaly(m, p) = |||
           severity: 'warning',
           expr: anomaly('messages', p { minRate: p.anomalyMinMessagesPerSecond }),
           summary: 'A tenant sends an unusual volume of messages.',
-          description: 'Tenant {{ $labels.tenant }} exchanged {{ $value | humanize }} messages per second over the last hour, a change from the same hour %(anomalySeason)s ago more than %(anomalyStddevs)s standard deviations beyond its usual change.' % p,
+          description: fmt('Tenant {{ $labels.tenant }} exchanged {{ $value | humanize }} messages per second over the last hour, a change from the same hour %(anomalySeason)s ago more than %(anomalyStddevs)s standard deviations beyond its usual change.', p),
         }),
         alert('TenantApiCallsAnomaly', {
           severity: 'warning',
           expr: anomaly('api_calls', p { minRate: p.anomalyMinApiCallsPerSecond }),
           summary: 'A tenant makes an unusual number of API calls.',
-          description: 'Tenant {{ $labels.tenant }} made {{ $value | humanize }} API calls per second over the last hour, a change from the same hour %(anomalySeason)s ago more than %(anomalyStddevs)s standard deviations beyond its usual change.' % p,
+          description: fmt('Tenant {{ $labels.tenant }} made {{ $value | humanize }} API calls per second over the last hour, a change from the same hour %(anomalySeason)s ago more than %(anomalyStddevs)s standard deviations beyond its usual change.', p),
         }),
       ],
     }],

@@ -1,4 +1,5 @@
 // Alerts about the monitoring pipeline itself: the dead man's switch and the scrape targets.
+local fmt = (import '../lib/format.libsonnet').fmt;
 local lib = import '../lib/alert.libsonnet';
 
 {
@@ -22,20 +23,20 @@ local lib = import '../lib/alert.libsonnet';
           // One target of a job that users depend on is a page only when it is the whole job
           // (JobDown); the symptoms it causes page through the SLOs.
           severity: 'warning',
-          expr: |||
+          expr: fmt(|||
             count by (job) (up{%(targetSelector)s} == 0)
               / count by (job) (up{%(targetSelector)s})
               > %(targetDownRatio)s
-          ||| % p,
+          |||, p),
           summary: 'Targets of a scrape job are down.',
-          description: '{{ $value | humanizePercentage }} of the targets of job {{ $labels.job }} cannot be scraped, more than %(targetDownRatioPct)s.' % p,
+          description: fmt('{{ $value | humanizePercentage }} of the targets of job {{ $labels.job }} cannot be scraped, more than %(targetDownRatioPct)s.', p),
         }),
         alert('JobDown', {
           // The whole job gone: the exporter (every database, Redis, system and business alert
           // goes blind) or an instrumented service (its SLO alerts go blind). Judged over a
           // window: one failed scrape of a job's only target is not the job gone.
           severity: 'critical',
-          expr: 'sum by (job) (max_over_time(up{%(criticalJobSelector)s}[%(jobDown)s])) == 0' % p,
+          expr: fmt('sum by (job) (max_over_time(up{%(criticalJobSelector)s}[%(jobDown)s])) == 0', p),
           summary: 'Every target of a scrape job is down.',
           description: 'Prometheus cannot scrape any target of job {{ $labels.job }} (targets up = {{ $value }}); its alerts are blind.',
         }),
@@ -43,7 +44,7 @@ local lib = import '../lib/alert.libsonnet';
           // absent() keeps the job label of an equality matcher, so each selector is its own
           // alert: one per job that has no target at all.
           severity: 'warning',
-          expr: std.join('\nor\n', ['absent(up{%s})' % s for s in c.absentTargetSelectors]) + '\n',
+          expr: std.join('\nor\n', [fmt('absent(up{%s})', s) for s in c.absentTargetSelectors]) + '\n',
           summary: 'A scrape job has no target.',
           description: 'Prometheus has no target for job {{ $labels.job }} (absent = {{ $value }}); its alerts cannot fire.',
         }),

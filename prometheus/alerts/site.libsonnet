@@ -1,6 +1,7 @@
 // The site's own alerts (`_config.siteAlerts` -> `prometheusSiteAlerts`, generated into
 // site_alerts.yml) and the bundle's alerts it turns off (`_config.disabledAlerts`), with the
 // bundle's conventions: labels, runbook and dashboard links (docs/customising.md).
+local fmt = (import '../lib/format.libsonnet').fmt;
 local lib = import '../lib/alert.libsonnet';
 
 local kept(c, rules) = [r for r in rules if !std.member(c.disabledAlerts, r.alert)];
@@ -22,9 +23,9 @@ local kept(c, rules) = [r for r in rules if !std.member(c.disabledAlerts, r.aler
 
   siteAlert(c, name, spec)::
     assert std.objectHas(spec, 'expr') != std.objectHas(spec, 'metric')
-           : 'siteAlerts.%s: give expr, or metric with operator and threshold' % name;
+           : fmt('siteAlerts.%s: give expr, or metric with operator and threshold', name);
     local expr = if std.objectHas(spec, 'expr') then spec.expr
-    else '%s %s %s' % [spec.metric, spec.operator, lib.num(spec.threshold)];
+    else fmt('%s %s %s', [spec.metric, spec.operator, lib.num(spec.threshold)]);
     local withFor = c { forDurations+: { [name]: std.get(spec, 'for', '0s') } };
     lib.alert(withFor, name, {
       severity: spec.severity,

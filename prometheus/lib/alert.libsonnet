@@ -7,10 +7,11 @@
 // The `for` window comes from config.forDurations[name], `keep_firing_for` from
 // config.keepFiringFor[name] (alerts that would otherwise flap); runbook_url and dashboard_url
 // are generated from config, so every alert links to its own runbook section and its dashboard.
+local format = import 'format.libsonnet';
+local fmt = format.fmt;
 {
-  // A number as PromQL and people write it: 0.8, not 0.80000000000000004.
-  num(x):: '%.15g' % x,
-  pct(x):: '%.15g%%' % (x * 100),
+  num:: format.num,
+  pct(x):: format.num(x * 100) + '%',
   // The largest unit that divides x evenly (bytes in IEC units, seconds up to days).
   human(name, x)::
     local units = if std.endsWith(name, 'Bytes')
@@ -18,8 +19,8 @@
     else [['d', 86400], ['h', 3600], ['m', 60]];
     local fits = [u for u in units if x >= u[1] && x % u[1] == 0];
     if std.length(fits) == 0 then $.num(x) + (if std.endsWith(name, 'Bytes') then ' B' else 's')
-    else if std.endsWith(name, 'Bytes') then '%s %s' % [$.num(x / fits[0][1]), fits[0][0]]
-    else '%s%s' % [$.num(x / fits[0][1]), fits[0][0]],
+    else if std.endsWith(name, 'Bytes') then fmt('%s %s', [$.num(x / fits[0][1]), fits[0][0]])
+    else fmt('%s%s', [$.num(x / fits[0][1]), fits[0][0]]),
 
   // The strings alert expressions and descriptions are formatted with: selectors, windows,
   // thresholds as numbers, `<name>Pct` for every ratio threshold (0.8 -> "80%"), and the LLM
@@ -51,8 +52,8 @@
     annotations: {
       summary: spec.summary,
       description: spec.description,
-      runbook_url: c.runbookUrlPattern % std.asciiLower(name),
-      dashboard_url: '%s/d/%s' % [c.grafanaUrl, c.dashboardUids[std.get(spec, 'dashboard', c.areaDashboards[spec.area])]]
+      runbook_url: fmt(c.runbookUrlPattern, std.asciiLower(name)),
+      dashboard_url: fmt('%s/d/%s', [c.grafanaUrl, c.dashboardUids[std.get(spec, 'dashboard', c.areaDashboards[spec.area])]])
                      + (if std.objectHas(spec, 'dashboardQuery') then '?' + spec.dashboardQuery else ''),
     },
   },

@@ -1,5 +1,6 @@
 // Helpers for recording rules named level:metric:operations, where the level lists the labels
 // the result keeps (`job_agent:` keeps job and agent).
+local fmt = (import 'format.libsonnet').fmt;
 {
   quantiles:: ['0.5', '0.95', '0.99'],
 
@@ -8,13 +9,13 @@
   //   <level>_le:<metric>_bucket:rate5m and <level>:<metric>:histogram_quantile{quantile}
   histogram(by, metric, selector):: [
     {
-      record: '%s_le:%s_bucket:rate5m' % [std.join('_', by), metric],
-      expr: 'sum by (%s, le) (rate(%s_bucket{%s}[5m]))' % [std.join(', ', by), metric, selector],
+      record: fmt('%s_le:%s_bucket:rate5m', [std.join('_', by), metric]),
+      expr: fmt('sum by (%s, le) (rate(%s_bucket{%s}[5m]))', [std.join(', ', by), metric, selector]),
     },
   ] + [
     {
-      record: '%s:%s:histogram_quantile' % [std.join('_', by), metric],
-      expr: 'histogram_quantile(%s, %s_le:%s_bucket:rate5m)' % [q, std.join('_', by), metric],
+      record: fmt('%s:%s:histogram_quantile', [std.join('_', by), metric]),
+      expr: fmt('histogram_quantile(%s, %s_le:%s_bucket:rate5m)', [q, std.join('_', by), metric]),
       labels: { quantile: q },
     }
     for q in self.quantiles
@@ -26,22 +27,22 @@
   // ratio exists wherever there is traffic.
   errorRatio(by, counter, selector, errorMatcher, things, errors):: [
     {
-      record: '%s:%s:rate5m' % [std.join('_', by), things],
-      expr: 'sum by (%s) (rate(%s{%s}[5m]))' % [std.join(', ', by), counter, selector],
+      record: fmt('%s:%s:rate5m', [std.join('_', by), things]),
+      expr: fmt('sum by (%s) (rate(%s{%s}[5m]))', [std.join(', ', by), counter, selector]),
     },
     {
-      record: '%s:%s:rate5m' % [std.join('_', by), errors],
-      expr: |||
+      record: fmt('%s:%s:rate5m', [std.join('_', by), errors]),
+      expr: fmt(|||
         sum by (%(by)s) (rate(%(counter)s{%(selector)s, %(errorMatcher)s}[5m]))
           or 0 * %(level)s:%(things)s:rate5m
-      ||| % { by: std.join(', ', by), level: std.join('_', by), counter: counter,
-              selector: selector, errorMatcher: errorMatcher, things: things },
+      |||, { by: std.join(', ', by), level: std.join('_', by), counter: counter,
+              selector: selector, errorMatcher: errorMatcher, things: things }),
     },
     {
-      record: '%s:%s:ratio_rate5m' % [std.join('_', by), errors],
-      expr: '%(level)s:%(errors)s:rate5m / (%(level)s:%(things)s:rate5m > 0)' % {
+      record: fmt('%s:%s:ratio_rate5m', [std.join('_', by), errors]),
+      expr: fmt('%(level)s:%(errors)s:rate5m / (%(level)s:%(things)s:rate5m > 0)', {
         level: std.join('_', by), things: things, errors: errors,
-      },
+      }),
     },
   ],
 }

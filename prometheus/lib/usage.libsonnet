@@ -16,6 +16,7 @@
 //
 // Exact within one step: growth between the last sample before midnight and midnight is
 // counted in the new day. A month adds the last value of each earlier day of the month.
+local fmt = (import 'format.libsonnet').fmt;
 {
   // A UTC day's parity as a filter: `and on () <even>` keeps a vector on even days since the epoch.
   even:: '(vector(time()) % 172800 < 86400)',
@@ -23,16 +24,16 @@
 
   // Per counter series: its increase over the last `step`, reset-aware, gap-tolerant.
   seriesStep(counter, step, gap)::
-    local now = 'last_over_time(%s[%s])' % [counter, gap];
-    local before = 'last_over_time(%s[%s] offset %s)' % [counter, gap, step];
-    '(%(now)s - %(before)s >= 0)\n  or\n(%(now)s < %(before)s)' % { now: now, before: before },
+    local now = fmt('last_over_time(%s[%s])', [counter, gap]);
+    local before = fmt('last_over_time(%s[%s] offset %s)', [counter, gap, step]);
+    fmt('(%(now)s - %(before)s >= 0)\n  or\n(%(now)s < %(before)s)', { now: now, before: before }),
 
   // The two recording rules of the steps (one per day parity), `aggregate` wraps the
   // per-series steps, e.g. function(s) 'sum by (job) (%s)' % s.
-  stepRules(record, counter, step, gap, aggregate=function(s) '(\n%s\n)' % s):: [
+  stepRules(record, counter, step, gap, aggregate=function(s) fmt('(\n%s\n)', s)):: [
     {
       record: record,
-      expr: '%s\n  and on () %s' % [aggregate($.seriesStep(counter, step, gap)), parity[1]],
+      expr: fmt('%s\n  and on () %s', [aggregate($.seriesStep(counter, step, gap)), parity[1]]),
       labels: { day: parity[0] },
     }
     for parity in [['even', $.even], ['odd', $.odd]]
@@ -40,38 +41,38 @@
 
   // Increase since 00:00 UTC from the steps: the sum of today's parity over the last 24 hours,
   // and 0 (not nothing) while today has no step yet.
-  today(steps):: |||
+  today(steps):: fmt(|||
     sum without (day) (
         sum_over_time(%(steps)s{day="even"}[1d]) * (time() %% 172800 < bool 86400)
       or
         sum_over_time(%(steps)s{day="odd"}[1d]) * (time() %% 172800 >= bool 86400)
     )
-  ||| % { steps: steps },
+  |||, { steps: steps }),
 
   // Increase over the last 24 hours (both parities).
-  lastDay(steps):: 'sum without (day) (sum_over_time(%s[1d]))' % steps,
+  lastDay(steps):: fmt('sum without (day) (sum_over_time(%s[1d]))', steps),
 
   // Increase since the 1st of the month 00:00 UTC: today plus the last value of every earlier
   // day of the month. A subquery with a 1d step is evaluated at each UTC midnight, where the
   // last value of `today` before it is the previous day's total; a day belongs to the month
   // when its month number matches the current one modulo 3 (a 31-day window holds at most
   // three months, and any three consecutive months differ modulo 3).
-  month(today):: |||
+  month(today):: fmt(|||
     %(today)s
       + (
         %(earlier)s
         or 0 * %(today)s
       )
-  ||| % {
+  |||, {
     today: today,
     earlier: std.join('\n    or\n    ', [
-      std.rstripChars(|||
+      std.rstripChars(fmt(|||
         sum_over_time((last_over_time(%(today)s[1h] offset 1ms) and on () (month(vector(time() - 1)) %% 3 == %(k)d))[31d:1d])
           and on () (month() %% 3 == %(k)d)
-      ||| % { today: today, k: k }, '\n')
+      |||, { today: today, k: k }), '\n')
       for k in [0, 1, 2]
     ]),
-  },
+  }),
 
   // Seconds left until the 1st of next month, 00:00 UTC, as a scalar.
   monthSecondsLeft:: 'scalar((days_in_month() - day_of_month() + 1) * 86400 - vector(time()) % 86400)',

@@ -1,5 +1,6 @@
 // Recording rules of the application area: what services instrumented with vigil_instrument
 // expose (HTTP, agents, tools, LLM calls, caches, auth).
+local fmt = (import '../lib/format.libsonnet').fmt;
 local rules = import '../lib/rules.libsonnet';
 
 {
@@ -36,31 +37,31 @@ local rules = import '../lib/rules.libsonnet';
           + [
             {
               record: 'job_provider_model_type:llm_tokens:rate5m',
-              expr: 'sum by (job, provider, model, type) (rate(llm_tokens_total{%s}[5m]))' % sel,
+              expr: fmt('sum by (job, provider, model, type) (rate(llm_tokens_total{%s}[5m]))', sel),
             },
             {
               // US dollars per second.
               record: 'job:llm_cost_usd:rate5m',
-              expr: 'sum by (job) (rate(llm_cost_usd_total{%s}[5m]))' % sel,
+              expr: fmt('sum by (job) (rate(llm_cost_usd_total{%s}[5m]))', sel),
             },
             {
               // US dollars spent over the last hour.
               record: 'job:llm_cost_usd:increase1h',
-              expr: 'sum by (job) (increase(llm_cost_usd_total{%s}[1h]))' % sel,
+              expr: fmt('sum by (job) (increase(llm_cost_usd_total{%s}[1h]))', sel),
             },
           ]
           // Who the spend is for (tenant) and who makes it (agent); how fast answers start.
           + [
             {
-              record: 'job_%s:llm_cost_usd:rate5m' % by,
-              expr: 'sum by (job, %s) (rate(llm_cost_usd_total{%s}[5m]))' % [by, sel],
+              record: fmt('job_%s:llm_cost_usd:rate5m', by),
+              expr: fmt('sum by (job, %s) (rate(llm_cost_usd_total{%s}[5m]))', [by, sel]),
             }
             for by in ['tenant', 'agent']
           ]
           + [
             {
-              record: 'job_%s_type:llm_tokens:rate5m' % by,
-              expr: 'sum by (job, %s, type) (rate(llm_tokens_total{%s}[5m]))' % [by, sel],
+              record: fmt('job_%s_type:llm_tokens:rate5m', by),
+              expr: fmt('sum by (job, %s, type) (rate(llm_tokens_total{%s}[5m]))', [by, sel]),
             }
             for by in ['tenant', 'agent']
           ]
@@ -71,11 +72,11 @@ local rules = import '../lib/rules.libsonnet';
         rules: [
           {
             record: 'job_cache:cache_hits:rate5m',
-            expr: 'sum by (job, cache) (rate(cache_hits_total{%s}[5m]))' % sel,
+            expr: fmt('sum by (job, cache) (rate(cache_hits_total{%s}[5m]))', sel),
           },
           {
             record: 'job_cache:cache_misses:rate5m',
-            expr: 'sum by (job, cache) (rate(cache_misses_total{%s}[5m]))' % sel,
+            expr: fmt('sum by (job, cache) (rate(cache_misses_total{%s}[5m]))', sel),
           },
           {
             // Lookups per second; a cache that never missed (or never hit) has no series of
@@ -95,7 +96,7 @@ local rules = import '../lib/rules.libsonnet';
           },
           {
             record: 'job_outcome:auth_logins:rate5m',
-            expr: 'sum by (job, outcome) (rate(auth_logins_total{%s}[5m]))' % sel,
+            expr: fmt('sum by (job, outcome) (rate(auth_logins_total{%s}[5m]))', sel),
           },
         ],
       },

@@ -1,27 +1,28 @@
 // Recording rules of the business area: tenant usage against subscription limits (the daily
 // quotas from the rollups of usage.libsonnet), the forecasts of when a limit is reached, and
 // the per-tenant traffic rates with their seasonal baselines for anomaly detection.
-local limitUsage(resource, usage, limit, selector) = |||
+local fmt = (import '../lib/format.libsonnet').fmt;
+local limitUsage(resource, usage, limit, selector) = fmt(|||
   label_replace(
     %(usage)s
       / (%(limit)s{%(selector)s} > 0),
     "resource", "%(resource)s", "tenant", ".*"
   )
-||| % { resource: resource, usage: std.strReplace(usage, '%s', selector), limit: limit, selector: selector };
+|||, { resource: resource, usage: std.strReplace(usage, '%s', selector), limit: limit, selector: selector });
 
 // Usage of a day: the exporter's own "today" gauge, counted by the database, where the business
 // queries have one (exact from the first scrape on); the rollup of the counters otherwise.
-local dailyCount(gauge, rollup) = '(%s or %s)' % [gauge, rollup];
+local dailyCount(gauge, rollup) = fmt('(%s or %s)', [gauge, rollup]);
 
 // (limit - usage) / growth per day, where usage grows and is below a set limit.
-local daysLeft(resource, usage, limit, window, selector) = |||
+local daysLeft(resource, usage, limit, window, selector) = fmt(|||
   label_replace(
     (%(limit)s{%(selector)s} - %(usage)s{%(selector)s})
       / (deriv(%(usage)s{%(selector)s}[%(window)s]) * 86400 > 0)
       and %(usage)s{%(selector)s} < %(limit)s{%(selector)s},
     "resource", "%(resource)s", "tenant", ".*"
   )
-||| % { resource: resource, usage: usage, limit: limit, selector: selector, window: window };
+|||, { resource: resource, usage: usage, limit: limit, selector: selector, window: window });
 
 // The capacity limits: resource, usage gauge, limit gauge.
 local capacity = [
@@ -35,8 +36,8 @@ local capacity = [
     local c = $._config,
     local sel = c.exporterSelector,
     local rates = {
-      messages: 'sum without (direction) (rate(vigil_tenant_messages_total{%s}[1h]))' % sel,
-      api_calls: 'rate(vigil_tenant_api_calls_total{%s}[1h])' % sel,
+      messages: fmt('sum without (direction) (rate(vigil_tenant_messages_total{%s}[1h]))', sel),
+      api_calls: fmt('rate(vigil_tenant_api_calls_total{%s}[1h])', sel),
     },
     groups+: [
       {
@@ -64,20 +65,20 @@ local capacity = [
             // projected to the end of the UTC day; only once `dailyQuotaForecastAfterHours`
             // of the day have passed, so that the first minutes of a day predict nothing.
             record: 'tenant:vigil_tenant_limit_usage:ratio_projected_today',
-            expr: |||
+            expr: fmt(|||
               tenant:vigil_tenant_limit_usage:ratio{resource=~"messages_per_day|api_calls_per_day"}
                 * 86400 / (time() %% 86400)
                 and on () (vector(time()) %% 86400 >= %d)
-            ||| % (c.thresholds.dailyQuotaForecastAfterHours * 3600),
+            |||, (c.thresholds.dailyQuotaForecastAfterHours * 3600)),
           },
           {
             // Messages per second per tenant, both directions.
             record: 'tenant:vigil_tenant_messages:rate5m',
-            expr: 'sum without (direction) (rate(vigil_tenant_messages_total{%s}[5m]))' % sel,
+            expr: fmt('sum without (direction) (rate(vigil_tenant_messages_total{%s}[5m]))', sel),
           },
           {
             record: 'tenant:vigil_tenant_api_calls:rate5m',
-            expr: 'rate(vigil_tenant_api_calls_total{%s}[5m])' % sel,
+            expr: fmt('rate(vigil_tenant_api_calls_total{%s}[5m])', sel),
           },
         ],
       },
@@ -90,8 +91,8 @@ local capacity = [
             // Usage over limit `tenantCapacityForecastDays` from now, by predict_linear().
             record: 'tenant:vigil_tenant_limit_usage:ratio_predicted',
             expr: std.join('or\n', [
-              limitUsage(r[0], 'predict_linear(%s{%%s}[%s], %d)' % [r[1], c.usage.forecastLookback,
-                                                                   c.thresholds.tenantCapacityForecastDays * 86400],
+              limitUsage(r[0], fmt('predict_linear(%s{%%s}[%s], %d)', [r[1], c.usage.forecastLookback,
+                                                                   c.thresholds.tenantCapacityForecastDays * 86400]),
                          r[2], sel)
               for r in capacity
             ]),
@@ -118,21 +119,21 @@ local capacity = [
         rules: std.flattenArrays([
           [
             {
-              record: 'tenant:vigil_tenant_%s:rate1h' % metric,
+              record: fmt('tenant:vigil_tenant_%s:rate1h', metric),
               expr: rates[metric],
             },
             {
-              record: 'tenant:vigil_tenant_%s:change1w_rate1h' % metric,
-              expr: |||
+              record: fmt('tenant:vigil_tenant_%s:change1w_rate1h', metric),
+              expr: fmt(|||
                 tenant:vigil_tenant_%(m)s:rate1h
                   - tenant:vigil_tenant_%(m)s:rate1h offset %(season)s
-              ||| % { m: metric, season: c.windows.anomalySeason },
+              |||, { m: metric, season: c.windows.anomalySeason }),
             },
           ] + [
             {
-              record: 'tenant:vigil_tenant_%s:%s1w_change1w_rate1h' % [metric, op],
-              expr: '%s_over_time(tenant:vigil_tenant_%s:change1w_rate1h[%s])'
-                    % [op, metric, c.windows.anomalyBaseline],
+              record: fmt('tenant:vigil_tenant_%s:%s1w_change1w_rate1h', [metric, op]),
+              expr: fmt('%s_over_time(tenant:vigil_tenant_%s:change1w_rate1h[%s])',
+                        [op, metric, c.windows.anomalyBaseline]),
             }
             for op in ['avg', 'stddev']
           ]

@@ -1,5 +1,6 @@
 // Recording rules of usage per UTC day and month: tenant messages and API calls, LLM cost in
 // total and per tenant. One mechanism for all of them, prometheus/lib/usage.libsonnet.
+local fmt = (import '../lib/format.libsonnet').fmt;
 local usage = import '../lib/usage.libsonnet';
 
 {
@@ -17,12 +18,12 @@ local usage = import '../lib/usage.libsonnet';
         name: 'vigil-usage-steps.rules',
         interval: u.step,
         rules:
-          steps('tenant_day:vigil_tenant_messages:increase_step', 'vigil_tenant_messages_total{%s}' % exporter)
-          + steps('tenant_day:vigil_tenant_api_calls:increase_step', 'vigil_tenant_api_calls_total{%s}' % exporter)
-          + steps('job_day:llm_cost_usd:increase_step', 'llm_cost_usd_total{%s}' % service,
-                  function(s) 'sum by (job) (\n%s\n)' % s)
-          + steps('job_tenant_day:llm_cost_usd:increase_step', 'llm_cost_usd_total{%s, tenant!=""}' % service,
-                  function(s) 'sum by (job, tenant) (\n%s\n)' % s),
+          steps('tenant_day:vigil_tenant_messages:increase_step', fmt('vigil_tenant_messages_total{%s}', exporter))
+          + steps('tenant_day:vigil_tenant_api_calls:increase_step', fmt('vigil_tenant_api_calls_total{%s}', exporter))
+          + steps('job_day:llm_cost_usd:increase_step', fmt('llm_cost_usd_total{%s}', service),
+                  function(s) fmt('sum by (job) (\n%s\n)', s))
+          + steps('job_tenant_day:llm_cost_usd:increase_step', fmt('llm_cost_usd_total{%s, tenant!=""}', service),
+                  function(s) fmt('sum by (job, tenant) (\n%s\n)', s)),
       },
       {
         // Level 2: since 00:00 UTC and since the 1st of the month.
@@ -55,11 +56,11 @@ local usage = import '../lib/usage.libsonnet';
           {
             // ... and by the end of the month, at the pace of the last 24 hours.
             record: 'job_tenant:llm_cost_usd:projected_month',
-            expr: |||
+            expr: fmt(|||
               job_tenant:llm_cost_usd:increase_month
                 + %s / 86400
                   * %s
-            ||| % [usage.lastDay('job_tenant_day:llm_cost_usd:increase_step'), usage.monthSecondsLeft],
+            |||, [usage.lastDay('job_tenant_day:llm_cost_usd:increase_step'), usage.monthSecondsLeft]),
           },
         ],
       },

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -36,6 +37,9 @@ class Job:
     interval: float
     timeout: float
     run: Callable[[], Awaitable[list[Metric]]]
+    # A slot the run waits for before its timeout starts (the business queries share a few),
+    # so that waiting behind other jobs never makes a run time out.
+    slot: Callable[[], AbstractAsyncContextManager] | None = None
     # Filled in by the scheduler:
     families: list[Metric] = field(default_factory=list)
     success: bool | None = None

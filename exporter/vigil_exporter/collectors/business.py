@@ -414,10 +414,9 @@ class BusinessCollector(Collector):
         "max_series": Int(DEFAULT_MAX_SERIES, "Default cap on the rows (series) one query may "
                           "return; the rest are dropped, counted, and reported in /health and "
                           "the log.", minimum=1),
-        "concurrency": Int(4, "Queries whose results are fetched and converted at once; the "
-                              "others wait for a slot (the wait counts toward their timeout). "
-                              "Bounds the memory and CPU of a round with thousands of rows per "
-                              "query.", minimum=1),
+        "concurrency": Int(4, "Queries run at once; the others wait for a slot (their "
+                              "timeout starts when they get one). Bounds the memory and CPU of "
+                              "a round with thousands of rows per query.", minimum=1),
         "queries": List(QUERY, list, "Queries; each one becomes a metric family."),
         "bounded_tenants": BOUNDED_TENANTS,
     }, check=_check_section)
@@ -449,19 +448,19 @@ class BusinessCollector(Collector):
         async def run() -> list[Metric]:
             if query is self.queries[0]:
                 self.label_sets.new_round()
-            async with self.slots():  # a round's results are in memory a few at a time
-                columns, rows = await run_query(self.get_engine(), query)
-                # Thousands of rows take tens of milliseconds to become samples, and to free:
-                # the worker does both (it takes the only reference to the rows).
-                box = [rows]
-                del rows
-                family, dropped = await off_loop(_to_family_freeing, query, columns, box,
-                                                 self.label_sets)
+            columns, rows = await run_query(self.get_engine(), query)
+            # Thousands of rows take milliseconds to become samples, and to free: the worker
+            # does both (it takes the only reference to the rows).
+            box = [rows]
+            del rows
+            family, dropped = await off_loop(_to_family_freeing, query, columns, box,
+                                             self.label_sets)
             report_cap(query, len(family), dropped, job.series_dropped)
             job.series, job.series_limit, job.series_dropped = (
                 len(family), query.max_series, dropped)
             return [family]
         job.run = run
+        job.slot = self.slots  # a round's results are in memory a few at a time
         return job
 
     def slots(self) -> asyncio.Semaphore:

@@ -502,9 +502,42 @@ class Demo(HttpComponent):
         return _python_env(self.env)
 
 
-class Prometheus(HttpComponent):
-    binaries = ("prometheus",)
+def route_path(route_prefix: str, path: str) -> str:
+    """`path` ("/-/ready") under a server's route prefix ("/" or "/prometheus")."""
+    return route_prefix.rstrip("/") + path
+
+
+class RoutedServer(HttpComponent):
+    """Prometheus or Alertmanager: an external URL and an explicit route prefix.
+
+    Both servers move every route under the path of their external URL unless
+    `--web.route-prefix` says otherwise. Behind a proxy that strips a sub-path (users open
+    https://ops.example.com/prometheus, the proxy asks for /), the external URL keeps the path
+    for links and the route prefix is "/", as in docker-compose.yml. Behind a proxy that passes
+    the path on, the route prefix is that path; `url` (the API, the readiness check) and the
+    configs derived from it follow it."""
+
     ready_path = "/-/ready"
+
+    def __init__(self, *args, external_url: str | None = None, route_prefix: str = "/", **kwargs):
+        super().__init__(*args, **kwargs)
+        if not route_prefix.startswith("/"):
+            raise ValueError(f"{self.name}: route prefix {route_prefix!r} must start with /")
+        self.route_prefix = route_prefix
+        self.external_url = external_url
+
+    @property
+    def url(self) -> str:
+        return super().url + route_path(self.route_prefix, "")
+
+    def web_flags(self) -> list[str]:
+        return [f"--web.listen-address={self.address}",
+                f"--web.external-url={self.external_url or self.url + '/'}",
+                f"--web.route-prefix={self.route_prefix}"]
+
+
+class Prometheus(RoutedServer):
+    binaries = ("prometheus",)
 
     def __init__(self, *args, config_text: ConfigText | None = None, config: dict | None = None,
                  resend_delay: str | None = None, features: tuple[str, ...] = (), **kwargs):
@@ -519,8 +552,7 @@ class Prometheus(HttpComponent):
 
     def command(self) -> list[str]:
         argv = [find_binary("prometheus"), f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={self.dir / 'data'}",
-                f"--web.listen-address={self.address}", f"--web.external-url={self.url}/",
+                f"--storage.tsdb.path={self.dir / 'data'}", *self.web_flags(),
                 "--web.enable-lifecycle",
                 f"--storage.tsdb.retention.time={RETENTION['prometheus']}",
                 f"--storage.tsdb.retention.size={RETENTION['prometheus_size']}"]
@@ -532,9 +564,8 @@ class Prometheus(HttpComponent):
         return argv
 
 
-class Alertmanager(HttpComponent):
+class Alertmanager(RoutedServer):
     binaries = ("prometheus-alertmanager",)
-    ready_path = "/-/ready"
 
     def __init__(self, *args, config_text: ConfigText | None = None, config: dict | None = None,
                  cluster_port: int | None = None, peers: list[str] | None = None, **kwargs):
@@ -553,8 +584,7 @@ class Alertmanager(HttpComponent):
 
     def command(self) -> list[str]:
         argv = [find_binary("prometheus-alertmanager"), f"--config.file={self.config_path}",
-                f"--storage.path={self.dir / 'data'}", f"--web.listen-address={self.address}",
-                f"--web.external-url={self.url}/"]
+                f"--storage.path={self.dir / 'data'}", *self.web_flags()]
         if self.cluster_port is None:
             return argv + ["--cluster.listen-address="]
         argv += [f"--cluster.listen-address={self.cluster_address}",

@@ -183,6 +183,28 @@ def prometheus_remote_write(config: dict, url: str = REMOTE_WRITE_URL) -> dict:
     return config
 
 
+def prometheus_routes(config: dict, prometheus_prefix: str = "/",
+                      alertmanager_prefix: str = "/") -> dict:
+    """What Prometheus asks its peers and Alertmanager for, under their route prefixes: the
+    alerting `path_prefix` and the `metrics_path` of the `prometheus` and `alertmanager` jobs
+    ("/" leaves the defaults, as docker-compose.yml's explicit `--web.route-prefix=/`)."""
+    config = copy.deepcopy(config)
+    for manager in (config.get("alerting") or {}).get("alertmanagers") or []:
+        _set_or_default(manager, "path_prefix", alertmanager_prefix, "/")
+    for name, prefix in ((PROMETHEUS_JOB, prometheus_prefix), ("alertmanager", alertmanager_prefix)):
+        job = _job(config, name)
+        if job is not None:
+            _set_or_default(job, "metrics_path", prefix.rstrip("/") + "/metrics", "/metrics")
+    return config
+
+
+def _set_or_default(section: dict, key: str, value: str, default: str) -> None:
+    if value == default:
+        section.pop(key, None)
+    else:
+        section[key] = value
+
+
 def prometheus_rule_files(config: dict, base: PurePosixPath | Path) -> dict:
     """Relative rule_files resolved against `base` (the directory of prometheus.yml)."""
     config = copy.deepcopy(config)

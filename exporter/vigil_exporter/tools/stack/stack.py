@@ -88,6 +88,13 @@ class Stack:
                             log receiver; without it those notifiers are removed
       alert_smtp            "host:port" of an SMTP sink for email notifiers (no TLS, no auth);
                             without it email notifiers are removed
+      external_urls         {component: URL} users reach Prometheus or Alertmanager at (a
+                            reverse proxy, e.g. "https://ops.example.com/prometheus"): links in
+                            alerts and UIs; default the local URL
+      route_prefixes        {"prometheus"|"alertmanager": "/path"}: `--web.route-prefix` of
+                            both replicas (default "/", as in compose: the proxy strips the
+                            path); the readiness checks, API URLs, alerting path_prefix and
+                            self-scrapes follow it
       extra_args            {component: [flags]} appended to a component's command line
       start_timeout         seconds each component may take to become ready (default 60)
       env                   extra environment for the exporter and the demo service
@@ -107,6 +114,8 @@ class Stack:
                  site_dir: str | os.PathLike | None = None,
                  alert_webhook: str | dict[str, str] | None = None,
                  alert_smtp: str | None = None,
+                 external_urls: dict[str, str] | None = None,
+                 route_prefixes: dict[str, str] | None = None,
                  extra_args: dict[str, list[str]] | None = None,
                  start_timeout: float = 60.0,
                  keep_workdir: bool = False, env: dict[str, str] | None = None,
@@ -156,6 +165,14 @@ class Stack:
             raise ValueError(f"extra_args: no component {', '.join(strangers)} in this stack "
                              f"({', '.join(names)})")
         common = dict(host=host, start_timeout=start_timeout)
+        self.route_prefixes = {"prometheus": "/", "alertmanager": "/", **(route_prefixes or {})}
+        if set(self.route_prefixes) != {"prometheus", "alertmanager"}:
+            raise ValueError("route_prefixes: only prometheus and alertmanager have one")
+        external_urls = external_urls or {}
+
+        def routes(name: str) -> dict:
+            return dict(external_url=external_urls.get(name),
+                        route_prefix=self.route_prefixes[name.removesuffix("-2")])
 
         def make(cls, name, **kwargs):
             return cls(name, self.workdir, self.ports[name], extra_args=extra.get(name),
@@ -179,10 +196,11 @@ class Stack:
                      if other != name] if clustered else []
             self.alertmanagers.append(make(
                 Alertmanager, name, config_text=self._alertmanager_config_text,
-                cluster_port=self.ports[f"{name}-cluster"] if clustered else None, peers=peers))
+                cluster_port=self.ports[f"{name}-cluster"] if clustered else None, peers=peers,
+                **routes(name)))
         self.prometheis: list[Prometheus] = [
             make(Prometheus, name, resend_delay=evaluation_interval, features=("exemplar-storage",),
-                 config_text=functools.partial(self._prometheus_config_text, name))
+                 config_text=functools.partial(self._prometheus_config_text, name), **routes(name))
             for name in ["prometheus", "prometheus-2"][:prometheus_replicas]]
         self.prometheus: Prometheus = self.prometheis[0]
         self.alertmanager: Alertmanager = self.alertmanagers[0]
@@ -272,6 +290,8 @@ class Stack:
             config = configs.prometheus_job_intervals(config)
         config = configs.prometheus_replica_targets(
             config, {p.name: p.address for p in self.prometheis})
+        config = configs.prometheus_routes(config, self.route_prefixes["prometheus"],
+                                           self.route_prefixes["alertmanager"])
         if self.victoriametrics:
             config = configs.prometheus_remote_write(
                 config, f"{self.victoriametrics.url}/api/v1/write")
