@@ -157,14 +157,16 @@ def test_profiles_add_exactly_their_services(full):
 
 # --- images, health, ordering, data --------------------------------------------------------------
 
+# Full patch versions, never a floating tag. PostgreSQL stays on 16 (a new major needs a
+# pg_upgrade of the volume); the others follow their current releases (docs/deployment.md).
 PINNED = {
-    "postgres": r"postgres:16\.\d+(-\w+)?$",
-    "redis": r"redis:7\.\d+\.\d+(-\w+)?$",
+    "postgres": r"postgres:16\.\d+-bookworm$",
+    "redis": r"redis:7\.4\.\d+-bookworm$",
     "prometheus": r"prom/prometheus:v3\.\d+\.\d+$",
     "prometheus-2": r"prom/prometheus:v3\.\d+\.\d+$",
-    "alertmanager": r"prom/alertmanager:v0\.28\.\d+$",
-    "alertmanager-2": r"prom/alertmanager:v0\.28\.\d+$",
-    "grafana": r"grafana/grafana:11\.\d+\.\d+$",
+    "alertmanager": r"prom/alertmanager:v0\.\d+\.\d+$",
+    "alertmanager-2": r"prom/alertmanager:v0\.\d+\.\d+$",
+    "grafana": r"grafana/grafana:12\.\d+\.\d+$",  # 11.4 predates the CVE-2025-4123 fix
     "victoriametrics": r"victoriametrics/victoria-metrics:v1\.\d+\.\d+$",
 }
 
@@ -179,6 +181,16 @@ def test_every_image_has_an_explicit_pinned_tag(full):
             assert image == VIGIL_IMAGE, name
         else:
             assert re.match(PINNED[name], image), f"{name}: {image} is not pinned as expected"
+
+
+def test_the_images_are_the_documented_ones(full):
+    """docs/deployment.md's service table names the very tags compose runs."""
+    documented = set(re.findall(r"`([\w./-]+:[\w.-]+)`", (ROOT / "docs/deployment.md").read_text()))
+    for name, service in services(full).items():
+        assert service["image"] in documented, f"{name}: {service['image']} not in docs/deployment.md"
+    pairs = {services(full)[a]["image"] == services(full)[b]["image"]
+             for a, b in (("prometheus", "prometheus-2"), ("alertmanager", "alertmanager-2"))}
+    assert pairs == {True}, "an HA pair runs two versions"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
