@@ -5,6 +5,7 @@ pair and the command line start their own. Intervals are 1s so that everything s
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -324,4 +325,9 @@ def test_the_state_file_is_a_default_below_flags_and_environment(tmp_path, monke
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
     (tmp_path / "state.json").write_text(f'{{"pid": {dead}, "prometheus": "http://c:5"}}')
+    assert parsed("slo", "status").url == "http://127.0.0.1:9090"
+    # A pid reused by another process (this one) after the stack died: not the stack.
+    state.write({"prometheus": "http://d:6"})
+    recorded = json.loads((tmp_path / "state.json").read_text())
+    (tmp_path / "state.json").write_text(json.dumps({**recorded, "started": recorded["started"] - 60}))
     assert parsed("slo", "status").url == "http://127.0.0.1:9090"
