@@ -56,7 +56,7 @@ def root_schema() -> Object:
     collectors = {name: cls.config_schema for name, cls in sorted(COLLECTORS.items())}
     return Object({
         "listen_address": Str(DEFAULT_LISTEN, "HOST:PORT to serve on (port 0 to 65535; the host "
-                              "must resolve).", pattern=r".*:\d{1,5}"),
+                              "must resolve where serve runs).", pattern=r".*:\d{1,5}"),
         "log_level": Str("info", "Log level.", choices=("debug", "info", "warning", "error")),
         "web": Object({
             "config_file": Str(None, "Exporter-toolkit web config (TLS, basic auth); relative "
