@@ -157,26 +157,80 @@ def test_profiles_add_exactly_their_services(full):
 
 # --- images, health, ordering, data --------------------------------------------------------------
 
+# Full patch versions, never a floating tag. PostgreSQL stays on 16 (a new major needs a
+# pg_upgrade of the volume); the others follow their current releases (docs/deployment.md).
 PINNED = {
-    "postgres": r"postgres:16\.\d+(-\w+)?$",
-    "redis": r"redis:7\.\d+\.\d+(-\w+)?$",
+    "postgres": r"postgres:16\.\d+-bookworm$",
+    "redis": r"redis:7\.4\.\d+-bookworm$",
     "prometheus": r"prom/prometheus:v3\.\d+\.\d+$",
     "prometheus-2": r"prom/prometheus:v3\.\d+\.\d+$",
-    "alertmanager": r"prom/alertmanager:v0\.28\.\d+$",
-    "alertmanager-2": r"prom/alertmanager:v0\.28\.\d+$",
-    "grafana": r"grafana/grafana:11\.\d+\.\d+$",
+    "alertmanager": r"prom/alertmanager:v0\.\d+\.\d+$",
+    "alertmanager-2": r"prom/alertmanager:v0\.\d+\.\d+$",
+    "grafana": r"grafana/grafana:12\.\d+\.\d+$",  # 11.4 predates the CVE-2025-4123 fix
     "victoriametrics": r"victoriametrics/victoria-metrics:v1\.\d+\.\d+$",
 }
+
+
+VIGIL_IMAGE = f"vigil:{vigil_exporter.__version__}"
 
 
 def test_every_image_has_an_explicit_pinned_tag(full):
     for name, service in services(full).items():
         image = service["image"]
         if name in ("vigil", "demo", "alertmanager-config"):
-            assert image == f"vigil:{vigil_exporter.__version__}", name
-            assert service["build"]["context"] == str(ROOT)
+            assert image == VIGIL_IMAGE, name
         else:
             assert re.match(PINNED[name], image), f"{name}: {image} is not pinned as expected"
+
+
+def test_the_images_are_the_documented_ones(full):
+    """docs/deployment.md's service table names the very tags compose runs."""
+    documented = set(re.findall(r"`([\w./-]+:[\w.-]+)`", (ROOT / "docs/deployment.md").read_text()))
+    for name, service in services(full).items():
+        assert service["image"] in documented, f"{name}: {service['image']} not in docs/deployment.md"
+    pairs = {services(full)[a]["image"] == services(full)[b]["image"]
+             for a, b in (("prometheus", "prometheus-2"), ("alertmanager", "alertmanager-2"))}
+    assert pairs == {True}, "an HA pair runs two versions"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_vigil_image_is_built_once(profile, resolved):
+    """One service builds the image; the others run it and never pull it (several services
+    building one image at once fail with Compose v2 and buildx)."""
+    config = services(resolved[profile])
+    builders = [name for name, service in config.items() if "build" in service]
+    assert builders == ["vigil"], builders
+    assert config["vigil"]["build"]["context"] == str(ROOT)
+    assert config["vigil"]["image"] == VIGIL_IMAGE
+    assert config["vigil"].get("pull_policy") in (None, "missing")  # builds when missing
+    users = [name for name, service in config.items() if service["image"] == VIGIL_IMAGE]
+    assert set(users) == {"vigil", "demo", "alertmanager-config"}
+    for name in set(users) - {"vigil"}:
+        assert config[name].get("pull_policy") == "never", f"{name} would pull {VIGIL_IMAGE}"
+
+
+APP_SIDE = {"vigil", "demo", "postgres", "redis"}
+MONITORING_SIDE = {"prometheus", "prometheus-2", "alertmanager", "alertmanager-2", "grafana",
+                   "victoriametrics"}
+
+
+def dependencies(config: dict, name: str) -> set[str]:
+    """Every service `name` waits for, directly or through others."""
+    found, todo = set(), [name]
+    while todo:
+        for dependency in services(config)[todo.pop()].get("depends_on") or {}:
+            if dependency not in found:
+                found.add(dependency)
+                todo.append(dependency)
+    return found
+
+
+def test_the_monitoring_side_starts_whatever_the_app_side_does(full):
+    """A database that never turns healthy keeps the exporter and the demo unhealthy; the
+    monitoring must start anyway, or nothing alerts (JobDown is what fires)."""
+    for name in MONITORING_SIDE & set(services(full)):
+        waits_for = dependencies(full, name)
+        assert not waits_for & APP_SIDE, f"{name} waits for {sorted(waits_for & APP_SIDE)}"
 
 
 def test_healthchecks_and_depends_on_conditions_everywhere(full):
@@ -190,10 +244,11 @@ def test_healthchecks_and_depends_on_conditions_everywhere(full):
             assert service["restart"] == "unless-stopped", name
         for dependency, condition in (service.get("depends_on") or {}).items():
             expected = ("service_completed_successfully" if dependency in ONE_SHOT
+                        else "service_started" if name in MONITORING_SIDE
                         else "service_healthy")
             assert condition == {"condition": expected}, f"{name} -> {dependency}"
     order = services(full)
-    assert set(order["prometheus"]["depends_on"]) == {"vigil", "alertmanager"}
+    assert "depends_on" not in order["prometheus"]
     assert set(order["demo"]["depends_on"]) == {"postgres", "redis", "vigil"}
     assert set(order["grafana"]["depends_on"]) == {"prometheus"}
 
@@ -408,6 +463,43 @@ def test_an_external_url_with_a_path_moves_no_route(tmp_path):
     test_health_checks_follow_the_route_prefix(config)
 
 
+def grafana_provisioning(config: dict) -> dict[str, list]:
+    """The datasources (and deleteDatasources) of every file mounted into Grafana's
+    provisioning directory."""
+    out: dict[str, list] = {"datasources": [], "deleteDatasources": []}
+    for source, target, _ in bind_mounts(services(config)["grafana"]):
+        if target.startswith("/etc/grafana/provisioning/datasources/"):
+            document = yaml.safe_load(Path(source).read_text())
+            assert document["apiVersion"] == 1, source
+            for key in out:
+                out[key] += document.get(key) or []
+    return out
+
+
+def test_victoriametrics_datasource_only_with_its_profile(full, tmp_path):
+    """Without the profile Grafana offers no VictoriaMetrics (and deletes one provisioned
+    before); with .env.example's scale-out lines it does."""
+    default = grafana_provisioning(full)
+    assert [d["name"] for d in default["datasources"]] == ["Prometheus"]
+    assert [d["name"] for d in default["deleteDatasources"]] == ["VictoriaMetrics"]
+    lines = [line.lstrip("#") for line in (ROOT / ".env.example").read_text().splitlines()
+             if line.startswith("#VIGIL_GRAFANA_VICTORIAMETRICS_DATASOURCE=")]
+    assert lines, ".env.example does not say how to provision VictoriaMetrics"
+    env = tmp_path / "scale-out.env"
+    env.write_text(lines[0] + "\n")
+    done = compose("--profile", "scale-out", "config", env_file=env)
+    assert done.returncode == 0, done.stderr
+    scaled = yaml.safe_load(done.stdout)
+    provisioned = {d["name"]: d for d in grafana_provisioning(scaled)["datasources"]}
+    assert set(provisioned) == {"Prometheus", "VictoriaMetrics"}
+    assert grafana_provisioning(scaled)["deleteDatasources"] == []
+    url = urllib.parse.urlsplit(provisioned["VictoriaMetrics"]["url"])
+    assert url.port == listening_port(url.hostname, services(scaled)[url.hostname])
+    assert provisioned["VictoriaMetrics"]["isDefault"] is False
+    assert provisioned["VictoriaMetrics"]["jsonData"]["timeInterval"] == \
+        provisioned["Prometheus"]["jsonData"]["timeInterval"]
+
+
 def test_grafana_provisioning_agrees_with_the_services(full):
     grafana = services(full)["grafana"]
     scrape_interval = bundle_yaml("prometheus/prometheus.yml")["global"]["scrape_interval"]
@@ -415,12 +507,8 @@ def test_grafana_provisioning_agrees_with_the_services(full):
     for path in sorted((ROOT / "grafana/provisioning/datasources").glob("*.y*ml")):
         assert f"/etc/grafana/provisioning/datasources/{path.name}" in mounted, \
             f"{path} is not mounted into Grafana"
-    datasources = []
-    for source, target, _ in bind_mounts(grafana):
-        if target.startswith("/etc/grafana/provisioning/datasources/"):
-            datasources += yaml.safe_load(Path(source).read_text())["datasources"]
     by_url = {}
-    for datasource in datasources:
+    for datasource in grafana_provisioning(full)["datasources"]:
         url = urllib.parse.urlsplit(datasource["url"])
         assert url.hostname in services(full), datasource["url"]
         assert url.port == listening_port(url.hostname, services(full)[url.hostname])
@@ -429,7 +517,7 @@ def test_grafana_provisioning_agrees_with_the_services(full):
         assert datasource["jsonData"]["timeInterval"] == scrape_interval, datasource["name"]
         by_url[url.hostname] = datasource
     assert by_url["prometheus"]["isDefault"] is True
-    assert by_url["victoriametrics"]["isDefault"] is False
+    assert "victoriametrics" not in by_url  # only with its profile (next test)
     # dashboards: the provider's path is where grafana/dashboards is mounted
     for provider in bundle_yaml("grafana/provisioning/dashboards/vigil.yml")["providers"]:
         assert host_path_for(grafana, provider["options"]["path"]) == ROOT / "grafana/dashboards"

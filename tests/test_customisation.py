@@ -147,6 +147,71 @@ def test_the_command_exits_2_with_one_line_per_fault(tmp_path, text, expected, m
     assert not Path("out").exists()
 
 
+@pytest.mark.parametrize("flag, text, expected", [
+    ("--override", "thresholds:\n  dbTransactionSeconds: .inf\n",
+     "site.yml: thresholds.dbTransactionSeconds: expected a finite number, got inf"),
+    ("--override", "slos:\n  1: {}\n  a: {}\n",
+     "site.yml: slos.1: expected a name (text) as the key, got the number 1 (quote it)"),
+    ("--override", "slos:\n  2024-01-01: {}\n",
+     "site.yml: slos.2024-01-01: expected a name (text) as the key, got the date 2024-01-01"),
+    ("--override", "siteAlerts:\n  A:\n    threshold: .nan\n",
+     "site.yml: siteAlerts.A.threshold: expected a finite number, got nan"),
+    ("--slos", "slos:\n  x:\n    objective: .inf\n",
+     "site.yml: slos.x.objective: expected a finite number, got inf"),
+    ("--slos", "slos:\n  x:\n    sli: {events: {total: 2024-01-01}}\n",
+     "site.yml: slos.x.sli.events.total: expected text, a number, true or false, a list or a "
+     "mapping, got the date 2024-01-01 (quote it)"),
+], ids=["inf", "int-key", "date-key", "nan", "slo-inf", "slo-date"])
+def test_yaml_that_is_not_plain_json_is_named_by_key(vigil_cli, monkeypatch, flag, text,
+                                                     expected):
+    """What YAML reads beyond JSON (integer and date keys, dates, .inf, .nan) made a traceback
+    in json.dumps or Jsonnet, exit 1."""
+    monkeypatch.setenv("VIGIL_CHECKOUT", str(ROOT))
+    Path("site.yml").write_text(text)
+    result = vigil_cli("bundle", "build", flag, "site.yml", "--output", "out")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(expected), result.stderr
+    assert "Traceback" not in result.stderr and not Path("out").exists()
+
+
+@pytest.mark.parametrize("where", ["--output", "--site"])
+def test_the_customisation_is_validated_once(vigil_cli, monkeypatch, where):
+    """`vigil bundle build` validated it, then render() did again (promtool run twice)."""
+    monkeypatch.setenv("VIGIL_CHECKOUT", str(ROOT))
+    Path("site.yml").write_text("thresholds: {cpuUsageRatio: 0.9}\nsiteAlerts:\n  ApiDown:\n"
+                                "    expr: up == 0\n    severity: info\n    summary: s.\n"
+                                "    runbookUrl: https://x.example.com\n")
+    # the rules and dashboards themselves (a minute of Jsonnet) are not what is counted here
+    import vigil_exporter.tools.dashboards.build as dashboards
+    monkeypatch.setattr(bundle, "evaluate", lambda overrides=None: {
+        "config": bundle.evaluate_config(overrides), "prometheusRules": {"groups": []},
+        "prometheusAlerts": {"groups": []}, "prometheusSiteAlerts": {"groups": []}})
+    monkeypatch.setattr(dashboards, "build", lambda root, overrides=None: {})
+    checks, expressions = [], []
+    check, check_expressions = customisation.check, customisation.check_expressions
+    monkeypatch.setattr(customisation, "check", lambda *a: checks.append(a) or check(*a))
+    monkeypatch.setattr(customisation, "check_expressions",
+                        lambda *a: expressions.append(a) or check_expressions(*a))
+    result = vigil_cli("bundle", "build", "--override", "site.yml", where, "out")
+    assert result.returncode == 0, result.stderr
+    assert (len(checks), len(expressions)) == (1, 1)
+
+
+def test_a_promtool_that_does_not_answer_is_a_config_error(tmp_path, monkeypatch):
+    """A promtool that hangs (a stand-in: no real one can be made to) ends in a ConfigError
+    naming the site alerts, not a TimeoutExpired traceback."""
+    fake = tmp_path / "bin" / "promtool"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(customisation, "PROMTOOL_TIMEOUT", 0.2)
+    with pytest.raises(ConfigError) as caught:
+        customisation.check_expressions("groups: []\n", "site.yml", {})
+    assert str(caught.value) == ("site.yml: siteAlerts: promtool check rules did not answer "
+                                 "within 0.2 s; nothing was built")
+
+
 def test_a_jsonnet_customisation_reads_like_yaml(tmp_path):
     good = tmp_path / "site.jsonnet"
     good.write_text("local ratio = 0.45 * 2; { thresholds: { cpuUsageRatio: ratio } }")

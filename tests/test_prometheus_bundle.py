@@ -67,6 +67,31 @@ def test_generated_files_are_fresh():
     assert not stale, f"stale: {stale}; run `vigil bundle build` and commit the result"
 
 
+def test_build_refreshes_the_group_order_of_the_unit_tests(tmp_path):
+    """A stale group_eval_order fails `--check` and a build rewrites it; the rest of the file
+    stays as written."""
+    source = TESTS_DIR / "meta_test.yml"
+    stale = tmp_path / source.name
+    stale.write_text(source.read_text().replace("  - vigil-redis.rules\n", "", 1))
+    assert stale.read_text() != source.read_text()
+    assert bundle.build_rules(check=True, tests=tmp_path) == [stale]
+    assert bundle.build_rules(tests=tmp_path) == [stale]
+    assert stale.read_text() == source.read_text()
+
+
+def test_a_new_rule_group_reaches_every_unit_test_without_editing_it():
+    rendered = bundle.render()
+    recording = yaml.safe_load(rendered["recording_rules.yml"])
+    recording["groups"].append({"name": "vigil-new.rules", "rules": []})
+    orders = bundle.unit_test_eval_orders({**rendered, "recording_rules.yml": yaml.dump(recording)})
+    assert set(orders) == set(UNIT_TESTS)
+    for path, text in orders.items():
+        order = yaml.safe_load(text)["group_eval_order"]
+        recorded = [g["name"] for g in recording["groups"]]
+        assert order[:len(recorded)] == recorded, path.name   # recording rules first, new one last
+        assert yaml.safe_load(text)["tests"] == UNIT_SPECS[path]["tests"]
+
+
 def test_build_is_deterministic():
     first = bundle.render()
     bundle._evaluate.cache_clear()

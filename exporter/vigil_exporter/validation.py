@@ -48,6 +48,35 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
+def json_faults(value: Any, path: str = "") -> list[str]:
+    """Faults of a document that must be plain JSON (it is handed to Jsonnet): string keys, no
+    dates or other YAML types, finite numbers. YAML reads `1:` as an integer key, `2024-01-01`
+    as a date and `.inf` as infinity; each is named with its key path."""
+    if isinstance(value, dict):
+        faults = []
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not isinstance(key, str):
+                faults.append(f"{where}: expected a name (text) as the key, got "
+                              f"{_yaml_kind(key)} {key} (quote it)")
+            faults += json_faults(item, where)
+        return faults
+    if isinstance(value, list):
+        return [fault for i, item in enumerate(value) for fault in json_faults(item, f"{path}[{i}]")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{path}: expected a finite number, got {value}"]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return []
+    return [f"{path}: expected text, a number, true or false, a list or a mapping, got "
+            f"{_yaml_kind(value)} {value} (quote it)"]
+
+
+def _yaml_kind(value: Any) -> str:
+    names = {"int": "the number", "float": "the number", "bool": "the boolean", "date":
+             "the date", "datetime": "the timestamp", "NoneType": "the empty value"}
+    return names.get(type(value).__name__, f"a {type(value).__name__}")
+
+
 class Field:
     """Base class: `default` may be a value or a zero-argument callable."""
 

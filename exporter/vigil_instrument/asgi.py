@@ -5,8 +5,12 @@ The route label is the template of the route the application's router matched, r
 route table is never matched again and the raw path is never a label: requests the router did
 not match (404, 405, slash redirects) are counted with route="unmatched".
 
+The duration ends when the last body chunk has been sent, so background tasks that run after
+it in the same ASGI call are not counted.
+
     app = FastAPI()
-    app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    app.add_middleware(PrometheusMiddleware, metrics=metrics)   # inside Starlette's error middleware
+    instrument_starlette(app, metrics)                          # or around it: its 500 is tagged too
 """
 from __future__ import annotations
 

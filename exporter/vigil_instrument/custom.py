@@ -78,7 +78,8 @@ def _limiter(metrics: Metrics, label: str, max_values):
 def set_app_info(version: str, *, namespace: str = "", metrics: Metrics | None = None, **labels: str) -> Gauge:
     """One series `<namespace>_app_info{version=..., <labels>} 1` (`app_info` without a
     namespace): the running version and build of the service, to join onto other series.
-    At most 10 extra labels, values up to 128 characters; a later call replaces the series."""
+    At most 10 extra labels, values up to 128 characters; a later call replaces the series
+    (in multiprocess mode the replaced one stays in this worker's file: call it once, at start-up)."""
     metrics = resolve(metrics)
     name = f"{namespace}_app_info" if namespace else "app_info"
     values = {"version": version, **labels}

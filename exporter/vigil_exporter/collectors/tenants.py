@@ -4,7 +4,7 @@ rest, so that the series a target exports stay bounded whatever the number of te
 A tenant matters when its usage is close to one of its limits: at or above `min_limit_share`
 of any limit, or among the `top` tenants with the highest share. Every family of a business
 query with the tenant label keeps only those tenants; the others are counted and summed per
-query (`vigil_business_omitted_series`, `vigil_business_omitted_value_sum`), and
+query (`vigil_business_omitted_series`, `vigil_business_omitted_value`), and
 `vigil_business_tenants` counts the tenants exported and omitted. docs/tenants.md weighs this
 against exporting every tenant.
 
@@ -85,7 +85,7 @@ class BoundedTenants:
             "vigil_business_omitted_series", "Series of tenants that bounded_tenants left out "
             "of the query's family.", labels=["query"])
         omitted_sum = GaugeMetricFamily(
-            "vigil_business_omitted_value_sum", "Sum of the values of the series that "
+            "vigil_business_omitted_value", "Sum of the values of the series that "
             "bounded_tenants left out of the query's family.", labels=["query"])
         for job in jobs:
             if job.name not in self.tenant_queries:

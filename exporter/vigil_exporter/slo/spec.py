@@ -21,7 +21,17 @@ import re
 from pathlib import Path
 
 from vigil_exporter.config import ConfigError, read_yaml
-from vigil_exporter.validation import Errors, Float, Int, Object, Str, _hint, _show, parse_duration
+from vigil_exporter.validation import (
+    Errors,
+    Float,
+    Int,
+    Object,
+    Str,
+    _hint,
+    _show,
+    json_faults,
+    parse_duration,
+)
 
 CONFIG_SOURCE = "prometheus/config.libsonnet (_config.slos)"
 KINDS = ("http-availability", "http-latency", "agent-success", "llm-success", "custom")
@@ -77,6 +87,8 @@ def read_file(path: str | Path, declared: dict) -> dict:
     the configuration, by the bundle), or None to remove a declared SLO. Raises ConfigError for
     a file that cannot be read or is not of that shape; check() validates the fields."""
     raw = read_yaml(path)
+    if json_faults(raw):
+        raise ConfigError(str(path), json_faults(raw))
     faults = [f"{key}: unknown key" + _hint(str(key), ["slos"]) for key in raw if key != "slos"]
     slos = raw.get("slos")
     if not isinstance(slos, dict):

@@ -1,6 +1,7 @@
 """Build the Prometheus bundle: compile prometheus/*.libsonnet into the committed rule files.
 
-    vigil bundle build            # write prometheus/generated/*.yml
+    vigil bundle build            # write prometheus/generated/*.yml (and refresh the
+                                  # group_eval_order of prometheus/tests/*.yml)
     vigil bundle build --check    # exit 1 if a committed file differs from a fresh build
     vigil bundle build --override my-config.yml --output /etc/prometheus/rules
                                   # your own build: `_config` merged with your file
@@ -24,8 +25,9 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -47,6 +49,11 @@ def generated_dir() -> Path:
 
 def prometheus_yml() -> Path:
     return prometheus_dir() / "prometheus.yml"
+
+
+def unit_tests_dir() -> Path:
+    """The promtool unit tests of the bundle."""
+    return prometheus_dir() / "tests"
 
 
 # Generated file -> the mixin field it renders.
@@ -105,13 +112,14 @@ def _evaluate(overrides_json: str, fields: str = "all") -> str:
 
 
 def render(overrides: dict | None = None, sources: dict[str, str] | None = None,
-           source: str = "overrides") -> dict[str, str]:
+           source: str = "overrides", validated: bool = False) -> dict[str, str]:
     """File name -> the YAML text of each generated file. The customisation (`source`: where
-    it came from) and the SLOs (`sources`: SLO name -> its file) are validated first: a wrong
-    one raises ConfigError, as does a site alert that promtool cannot parse."""
+    it came from; unless `validated` says the caller did it) and the SLOs (`sources`: SLO name
+    -> its file) are validated first: a wrong one raises ConfigError, as does a site alert that
+    promtool cannot parse."""
     from vigil_exporter.slo.spec import check
 
-    if overrides:
+    if overrides and not validated:
         validate(overrides, source)
     check(evaluate_config(overrides), sources)
     mixin = evaluate(overrides)
@@ -161,16 +169,53 @@ def receivers() -> list[str]:
 
 def build_rules(check: bool = False, directory: Path | None = None,
                 overrides: dict | None = None, sources: dict[str, str] | None = None,
-                source: str = "overrides") -> list[Path]:
+                source: str = "overrides", validated: bool = False,
+                tests: Path | None = None) -> list[Path]:
     """Write the generated files; return those that changed.
 
     With check=True nothing is written, and the returned files are those whose committed
-    content differs from a fresh build (stale or missing).
+    content differs from a fresh build (stale or missing). A build into the checkout's own
+    prometheus/generated/ also refreshes the unit tests' `group_eval_order`
+    (unit_test_eval_orders), `tests` being their directory.
     """
+    rendered = render(overrides, sources, source, validated)
+    files: dict[Path, str] = {}
+    if directory is None:
+        files.update(unit_test_eval_orders(rendered, tests))
     directory = Path(directory) if directory else generated_dir()
-    return generated.sync({directory / name: text
-                           for name, text in render(overrides, sources, source).items()},
-                          check)
+    files.update({directory / name: text for name, text in rendered.items()})
+    return generated.sync(files, check)
+
+
+_EVAL_ORDER = re.compile(r"^group_eval_order:\n(?:[ \t]+- .*\n)*", re.MULTILINE)
+
+
+def unit_test_eval_orders(rendered: dict[str, str], directory: Path | None = None
+                          ) -> dict[Path, str]:
+    """The promtool unit tests whose `group_eval_order` lists every group of the rule files
+    they load, in file order, recording rules first. Without an order promtool evaluates the
+    groups at random (an alert may not see a rule recorded in the same step), so every test
+    file names them all, and a new group would otherwise mean editing every file. Rule files of
+    the build come from `rendered` (generated name -> text), others from disk; the rest of each
+    test file is left as written."""
+    directory = Path(directory) if directory else unit_tests_dir()
+    out = {}
+    for path in sorted(directory.glob("*.yml")):
+        text = path.read_text(encoding="utf-8")
+        found = _EVAL_ORDER.search(text)
+        if not found:
+            continue
+        names = []
+        for entry in yaml.safe_load(text).get("rule_files") or []:
+            name = PurePosixPath(entry).name
+            source = rendered.get(name) if PurePosixPath(entry).parent.name == "generated" \
+                else None
+            if source is None:
+                source = (path.parent / entry).read_text(encoding="utf-8")
+            names += [group["name"] for group in (yaml.safe_load(source) or {}).get("groups") or []]
+        block = "group_eval_order:\n" + "".join(f"  - {name}\n" for name in names)
+        out[path] = text[:found.start()] + block + text[found.end():]
+    return out
 
 
 def register(subparsers) -> None:
@@ -224,10 +269,11 @@ def run(args) -> int:
             validate(overrides, source)
         overrides, sources = _with_slo_file(overrides, args.override, args.slos)
         if args.site:
-            changed = site.build(args.site, overrides, sources, source, check=args.check)
+            changed = site.build(args.site, overrides, sources, source, check=args.check,
+                                 validated=True)
         else:
             changed = build_rules(check=args.check, directory=args.output, overrides=overrides,
-                                  sources=sources, source=source)
+                                  sources=sources, source=source, validated=True)
         root = checkout.root()
     except checkout.NotACheckout as exc:
         print(f"vigil bundle build: {exc}", file=sys.stderr)

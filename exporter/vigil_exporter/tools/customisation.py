@@ -50,9 +50,11 @@ from vigil_exporter.validation import (
     _hint,
     _join,
     _show,
+    json_faults,
 )
 
 OPERATORS = (">", ">=", "<", "<=", "==", "!=")
+PROMTOOL_TIMEOUT = 60.0  # seconds for `promtool check rules` on the site alerts
 ALERT_NAME = r"[A-Z][A-Za-z0-9]*"
 LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
 # Labels the bundle sets on every alert, from the alert's own fields.
@@ -114,7 +116,11 @@ def read(path: str | Path) -> dict:
     """The file's mapping: YAML (or JSON), or Jsonnet evaluated with the checkout on its path."""
     path = Path(path)
     if path.suffix not in (".jsonnet", ".libsonnet"):
-        return read_yaml(path)
+        raw = read_yaml(path)
+        faults = json_faults(raw)
+        if faults:
+            raise ConfigError(str(path), faults)
+        return raw
     import json
 
     import _jsonnet
@@ -317,8 +323,12 @@ def check_expressions(text: str, source: str, site_alerts: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="vigil-site-") as directory:
         path = Path(directory) / "site_alerts.yml"
         path.write_text(text)
-        done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
-                              text=True, timeout=60)
+        try:
+            done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                                  text=True, timeout=PROMTOOL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ConfigError(source, [f"siteAlerts: promtool check rules did not answer within "
+                                       f"{PROMTOOL_TIMEOUT:g} s; nothing was built"]) from None
     if done.returncode == 0:
         return
     faults = []

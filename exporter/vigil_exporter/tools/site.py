@@ -29,13 +29,15 @@ HEADER = """\
 
 
 def files(overrides: dict | None, sources: dict[str, str] | None = None,
-          source: str = "overrides") -> dict[Path, str | bytes]:
-    """Path inside the site folder -> content, for every file of the site."""
+          source: str = "overrides", validated: bool = False) -> dict[Path, str | bytes]:
+    """Path inside the site folder -> content, for every file of the site (`validated`: the
+    caller has validated the customisation already, see bundle.render)."""
     from vigil_exporter.tools.dashboards.build import build as build_dashboards
 
     root = checkout.root()
     out: dict[Path, str | bytes] = {RULES / name: text for name, text in
-                                    bundle.render(overrides, sources, source).items()}
+                                    bundle.render(overrides, sources, source,
+                                                  validated).items()}
     config = bundle.evaluate_config(overrides)
     base = yaml.safe_load((root / ALERTMANAGER / "alertmanager.yml").read_text())
     out[ALERTMANAGER / "alertmanager.yml"] = HEADER.format(source=source) + yaml.safe_dump(
@@ -48,11 +50,12 @@ def files(overrides: dict | None, sources: dict[str, str] | None = None,
 
 
 def build(directory: Path, overrides: dict | None, sources: dict[str, str] | None = None,
-          source: str = "overrides", check: bool = False) -> list[Path]:
+          source: str = "overrides", check: bool = False, validated: bool = False) -> list[Path]:
     """Write the site folder (or, with `check`, only compare); the files that differed."""
     directory = Path(directory).resolve()
     return generated.sync({directory / rel: content
-                           for rel, content in files(overrides, sources, source).items()}, check)
+                           for rel, content in files(overrides, sources, source,
+                                                     validated).items()}, check)
 
 
 def alertmanager_config(base: dict, site_alerts: dict) -> dict:
