@@ -106,6 +106,7 @@ class Exposition:
         """Render in the worker thread, after any render in progress."""
         async with self._render_lock():
             await off_loop(self.render)
+        await off_loop(give_back_memory)  # what the render and the runs before it freed
 
     async def flush(self) -> None:
         """Render now if a render is due, and wait for one in progress (readiness: the first
@@ -154,7 +155,6 @@ class Exposition:
             self.rendered[name] = _assemble(name, chunks)
         self.render_seconds = time.perf_counter() - start
         self.renders += 1
-        give_back_memory()
 
     async def get(self, name: str) -> Rendered:
         """One format's bytes; a format nobody asked for before is rendered now (off the
