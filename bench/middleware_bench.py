@@ -23,8 +23,10 @@ outside the timed block and sent through the app's handler chain (`Application._
 aiohttp's server calls) and a real `StreamWriter` writing into a null transport. Requests cycle
 over every route. Variants are interleaved, one block of `--requests` requests each per round;
 the table gives the min and median of the per-round µs/request (this thread's CPU time unless
-`--clock wall`) and the overhead over the bare app (min - min, median - median); the summary
-gives the issue's targets as figures of this run.
+`--clock wall`) and the overhead over the bare app: min - min, and the paired median (the median
+over rounds of the variant's block minus the bare app's block of the same round, which cancels a
+load that changes from round to round); the summary gives the issue's targets as figures of
+this run.
 The comparison libraries are the `bench` extra: `pip install -e '.[bench]'`.
 """
 from __future__ import annotations
@@ -400,12 +402,15 @@ def django_variants(count: int) -> dict:
 
 
 def table_rows(framework: str, count: int, samples: dict[str, list[float]]) -> list[tuple]:
-    """(app, routes, variant, min, median, overhead min, overhead median); None for the bare app."""
-    bare_min, bare_median = min(samples["bare"]), statistics.median(samples["bare"])
+    """(app, routes, variant, min, median, overhead min, overhead paired median); None for the
+    bare app. The paired median is the median over rounds of (variant - bare) within the round:
+    blocks of one round run back to back, so a load that changes between rounds cancels out."""
+    bare = samples["bare"]
     rows = []
     for name, values in samples.items():
         low, mid = min(values), statistics.median(values)
-        overhead = (None, None) if name == "bare" else (low - bare_min, mid - bare_median)
+        overhead = (None, None) if name == "bare" else (
+            low - min(bare), statistics.median(v - b for v, b in zip(values, bare)))
         rows.append((framework, count, name, low, mid, *overhead))
     return rows
 
@@ -476,12 +481,12 @@ def main() -> None:
     clock = CLOCKS[args.clock]
     rows = asyncio.run(measure(args.rounds, args.requests, args.routes, args.suites))
     print(f"{args.rounds} rounds x {args.requests} requests per variant, {args.clock} time; {machine()}\n")
-    print("| app | routes | variant | min µs/req | median µs/req | overhead min µs | overhead median µs |")
+    print("| app | routes | variant | min µs/req | median µs/req | overhead min µs | overhead paired median µs |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for row in rows:
         cells = [f"{cell:.1f}" if isinstance(cell, float) else "-" if cell is None else str(cell) for cell in row]
         print("| " + " | ".join(cells) + " |")
-    print("\nOverheads over the bare app, min / median µs per request (ratios: theirs / ours):")
+    print("\nOverheads over the bare app, min / paired median µs per request (ratios: theirs / ours):")
     print("\n".join(summary(rows)))
 
 

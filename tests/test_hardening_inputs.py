@@ -79,8 +79,6 @@ def test_duplicate_keys_are_refused_with_both_lines(tmp_path):
 
 @pytest.mark.parametrize("text,fault", [
     ("listen_address: 127.0.0.1:70000\n", "listen_address: expected a port from 0 to 65535"),
-    ("listen_address: no-such-host.invalid:9477\n",
-     'listen_address: cannot resolve the host "no-such-host.invalid"'),
     ("collectors:\n  redis:\n    instances:\n      c:\n        url: redis://127.0.0.1:abc/0\n",
      "collectors.redis.instances.c.url: not a usable Redis URL: the port is not a whole number"),
     ("collectors:\n  redis:\n    interval: .inf\n",
@@ -114,6 +112,64 @@ def test_serve_names_an_address_it_cannot_bind(vigil_cli):
     assert result.returncode == 2
     assert f"listen_address: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_host_that_does_not_resolve_is_a_warning_of_check_config_and_a_fault_of_serve(
+        tmp_path, vigil_cli, monkeypatch):
+    """Loading the configuration resolves nothing (a resolver can hang, and the host may resolve
+    only where the exporter runs); check-config warns, serve cannot listen."""
+    import socket
+
+    path = tmp_path / "vigil.yml"
+    path.write_text("listen_address: no-such-host.invalid:9477\n")
+    resolve = socket.getaddrinfo
+
+    def not_at_load(*args, **kwargs):
+        raise AssertionError("getaddrinfo while loading the configuration")
+    monkeypatch.setattr(socket, "getaddrinfo", not_at_load)
+    load(path, environ={})
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    result = vigil_cli("check-config", path)
+    assert result.returncode == 0, result.stderr
+    assert f'{path}: warning: listen_address: the host "no-such-host.invalid" does not ' \
+           "resolve here" in result.stderr
+    result = vigil_cli("serve", "--config", path)
+    assert result.returncode == 2
+    assert f"{path}: listen_address: cannot listen on no-such-host.invalid:9477" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_resolver_that_does_not_answer_holds_check_config_a_bounded_time(tmp_path, vigil_cli,
+                                                                           monkeypatch):
+    import socket
+    import threading
+
+    from vigil_exporter import config as config_module
+    never = threading.Event()
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: never.wait())
+    monkeypatch.setattr(config_module, "RESOLVE_TIMEOUT", 0.1)
+    path = tmp_path / "vigil.yml"
+    path.write_text("listen_address: slow.example:9477\n")
+    try:
+        result = vigil_cli("check-config", path)
+    finally:
+        never.set()
+    assert result.returncode == 0, result.stderr
+    assert 'the host "slow.example" does not resolve here (no answer within 0.1 s)' \
+        in result.stderr
+
+
+def test_a_relative_bearer_token_file_is_read_beside_the_config_file(tmp_path, vigil_cli):
+    """It was read from the working directory, unlike web.config_file."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "webhook-token").write_text("t0ken-for-alertmanager-0123456789\n")
+    path = folder / "vigil.yml"
+    path.write_text("alerts:\n  bearer_token_file: webhook-token\n")
+    result = vigil_cli("check-config", path)  # run in tmp_path, not in etc/
+    assert result.returncode == 0, result.stderr
+    from vigil_exporter.app import webhook_authorizer
+    assert webhook_authorizer(load(path, environ={})["alerts"], str(path)) is not None
 
 
 def test_an_os_error_once_listening_is_not_blamed_on_the_listen_address(vigil_cli,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import logging
@@ -58,7 +59,10 @@ class BlockingCollector:
         yield GaugeMetricFamily("vigil_test_slow_render", "Renders slowly.", value=1)
 
 
-async def test_a_render_in_progress_blocks_no_request():
+@contextlib.asynccontextmanager
+async def app_with_a_slow_collector():
+    """A client of an in-process app after its first round, its wiring, and a collector that
+    holds a render when told to."""
     app = make_app(quiet_config())
     wiring = app[WIRING]
     slow = BlockingCollector()
@@ -66,52 +70,49 @@ async def test_a_render_in_progress_blocks_no_request():
     try:
         async with TestClient(TestServer(app)) as client:
             await asyncio.wait_for(wiring.scheduler.first_round_done.wait(), 10)
-            assert (await client.get("/health/ready")).status == 200  # the first body exists
-            first = await (await client.get("/metrics")).read()
-            slow.block = True
-            render = asyncio.create_task(wiring.exposition.refresh())
-            assert await asyncio.to_thread(slow.entered.wait, 10)  # the render is running
-            try:
-                # Every endpoint answers while the render is held, and /metrics serves the last body.
-                live = await client.get("/health/live")
-                assert live.status == 200 and (await live.json()) == {"status": "alive"}
-                assert (await client.get("/health")).status == 200
-                assert await (await client.get("/metrics")).read() == first
-                assert not render.done()
-            finally:
-                slow.release.set()
-            await asyncio.wait_for(render, 10)
-            assert wiring.exposition.renders >= 2
+            yield client, wiring, slow
     finally:
         gc.unfreeze()  # the app froze what existed after its first round
+
+
+async def test_a_render_in_progress_blocks_no_request():
+    async with app_with_a_slow_collector() as (client, wiring, slow):
+        assert (await client.get("/health/ready")).status == 200  # the first body exists
+        first = await (await client.get("/metrics")).read()
+        slow.block = True
+        render = asyncio.create_task(wiring.exposition.refresh())
+        assert await asyncio.to_thread(slow.entered.wait, 10)  # the render is running
+        try:
+            # Every endpoint answers while the render is held, and /metrics serves the last body.
+            live = await client.get("/health/live")
+            assert live.status == 200 and (await live.json()) == {"status": "alive"}
+            assert (await client.get("/health")).status == 200
+            assert await (await client.get("/metrics")).read() == first
+            assert not render.done()
+        finally:
+            slow.release.set()
+        await asyncio.wait_for(render, 10)
+        assert wiring.exposition.renders >= 2
 
 
 async def test_readiness_probes_that_retry_during_a_long_render_share_one_render(monkeypatch):
     """A probe that gives up and asks again while jobs keep finishing used to start a render per
     try: with 50,000 tenants they queued behind each other and the exporter never got ready."""
     monkeypatch.setattr(exposition_module, "RENDER_DELAY", 60.0)  # only the probes render
-    app = make_app(quiet_config())
-    wiring = app[WIRING]
-    slow = BlockingCollector()
-    wiring.registry.register(slow)
-    try:
-        async with TestClient(TestServer(app)) as client:
-            await asyncio.wait_for(wiring.scheduler.first_round_done.wait(), 10)
-            before = wiring.exposition.renders
-            slow.block = True
-            probes = []
-            for _ in range(3):
-                wiring.exposition.mark_dirty()  # a job finished meanwhile
-                probes.append(asyncio.create_task(client.get("/health/ready")))
-                await asyncio.sleep(0.05)
-            assert await asyncio.to_thread(slow.entered.wait, 10)
-            slow.release.set()
-            assert [r.status for r in await asyncio.gather(*probes)] == [200] * 3
-            assert wiring.exposition.renders == before + 1
-            assert (await client.get("/health/ready")).status == 200
-            assert wiring.exposition.renders == before + 1  # ready stays ready without a render
-    finally:
-        gc.unfreeze()
+    async with app_with_a_slow_collector() as (client, wiring, slow):
+        before = wiring.exposition.renders
+        slow.block = True
+        probes = []
+        for _ in range(3):
+            wiring.exposition.mark_dirty()  # a job finished meanwhile
+            probes.append(asyncio.create_task(client.get("/health/ready")))
+            await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(slow.entered.wait, 10)
+        slow.release.set()
+        assert [r.status for r in await asyncio.gather(*probes)] == [200] * 3
+        assert wiring.exposition.renders == before + 1
+        assert (await client.get("/health/ready")).status == 200
+        assert wiring.exposition.renders == before + 1  # ready stays ready without a render
 
 
 def test_business_families_sharing_label_sets_render_byte_for_byte():

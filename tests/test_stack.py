@@ -5,6 +5,7 @@ pair and the command line start their own. Intervals are 1s so that everything s
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -121,40 +122,80 @@ def _replicas(result: list) -> list[str]:
     return sorted(series["metric"].get("replica", "") for series in result)
 
 
-def test_alert_sinks_and_the_ha_pair(tmp_path):
-    """Two Prometheus servers alerting two clustered Alertmanagers; receivers at local sinks.
-    The replicas scrape each other, remote-write to VictoriaMetrics with their own series kept
-    apart by `replica`, and the survivor sees a replica that stops."""
-    with Stack(demo=False, prometheus_replicas=2, alertmanager_replicas=2, victoriametrics=True,
-               alert_webhook="http://127.0.0.1:9/hook", alert_smtp="127.0.0.1:25", **FAST) as s:
-        status = s.get_json("alertmanager-2", "/api/v2/status")["cluster"]
-        assert sorted(p["address"] for p in status["peers"]) == sorted(
-            am.cluster_address for am in s.alertmanagers)
-        for replica in s.prometheis:
-            active = s.get_json(replica.name, "/api/v1/alertmanagers")["data"]
-            assert sorted(a["url"] for a in active["activeAlertmanagers"]) == sorted(
-                f"{am.url}/api/v2/alerts" for am in s.alertmanagers)
-            s.wait_for_query('vigil_build_info{job="vigil"}', source=replica.name, timeout=30)
-        config = configs.load_yaml(s.alertmanager.config_path)
-        receivers = {r["name"]: r for r in config["receivers"]}
-        assert receivers["pager"]["webhook_configs"][0]["url"] == "http://127.0.0.1:9/hook"
-        assert receivers["email-oncall"]["email_configs"][0]["smarthost"] == "127.0.0.1:25"
-        done = subprocess.run(["amtool", "check-config", str(s.alertmanager.config_path)],
-                              capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout + done.stderr
+EXTERNAL_URLS = {"prometheus": "https://ops.example.com/prometheus",
+                 "alertmanager": "https://ops.example.com/alertmanager"}
 
-        pair = ["prometheus", "prometheus-2"]
-        for replica in s.prometheis:
-            up = s.wait_for_query('up{job="prometheus"} == 1', lambda r: len(r) == 2,
-                                  source=replica.name)
-            assert _replicas(up) == pair
-        # Both replicas write every series; each server's own stay apart in the store.
-        stored = s.wait_for_query('count by (replica) (prometheus_build_info{job="prometheus"})',
-                                  lambda r: len(r) == 2, source="victoriametrics")
-        assert _replicas(stored) == pair
-        s.components["prometheus-2"].stop()
-        down = s.wait_for_query('up{job="prometheus"} == 0', timeout=15)
-        assert _replicas(down) == ["prometheus-2"]
+
+@pytest.fixture(scope="module")
+def ha_stack():
+    """The `ha` and `scale-out` shape behind a reverse proxy: two Prometheus servers alerting two
+    clustered Alertmanagers, VictoriaMetrics, receivers at local sinks. External URLs with a
+    sub-path; Prometheus as in compose (route prefix "/": the proxy strips the path), the
+    Alertmanagers behind a proxy that passes the path on (route prefix = the path)."""
+    with Stack(demo=False, prometheus_replicas=2, alertmanager_replicas=2, victoriametrics=True,
+               alert_webhook="http://127.0.0.1:9/hook", alert_smtp="127.0.0.1:25",
+               external_urls=EXTERNAL_URLS, route_prefixes={"alertmanager": "/alertmanager"},
+               **FAST) as s:
+        yield s
+
+
+def test_behind_a_reverse_proxy_with_sub_path_external_urls(ha_stack):
+    """Readiness, the APIs, alert delivery (the derived path_prefix) and the self-scrapes (the
+    derived metrics_path) work in both proxy set-ups; links carry the external URL."""
+    s = ha_stack
+    prometheus, alertmanager = s.prometheus, s.alertmanager
+    assert prometheus.url == f"http://{prometheus.address}"   # the path does not move routes
+    assert prometheus.status("/-/ready") == 200
+    flags = prometheus.get_json("/api/v1/status/flags")["data"]
+    assert (flags["web.external-url"], flags["web.route-prefix"]) == (EXTERNAL_URLS["prometheus"], "/")
+    assert alertmanager.url == f"http://{alertmanager.address}/alertmanager"
+    assert alertmanager.status("/-/ready") == 200              # under its route prefix ...
+    assert alertmanager.status("/api/v2/status") == 200
+    with pytest.raises(urllib.error.HTTPError) as moved:       # ... and not at the root
+        urllib.request.urlopen(f"http://{alertmanager.address}/api/v2/status", timeout=5)
+    assert moved.value.code == 404
+    assert s.prometheus_config()["alerting"]["alertmanagers"][0]["path_prefix"] == "/alertmanager"
+    s.wait_for_query('up{job="alertmanager"} == 1', lambda r: len(r) == 2)
+    s.wait_for_query('up{job="prometheus", replica="prometheus"} == 1')
+    delivered = wait_for(lambda: [a for a in alertmanager.alerts()
+                                  if a["labels"]["alertname"] == "Watchdog"], 30)
+    assert delivered[0]["generatorURL"].startswith(
+        (EXTERNAL_URLS["prometheus"] + "/graph?", s.components["prometheus-2"].url + "/graph?"))
+
+
+def test_alert_sinks_and_the_ha_pair(ha_stack):
+    """Both Prometheus servers alert both clustered Alertmanagers; receivers at local sinks.
+    The replicas scrape each other, remote-write to VictoriaMetrics with their own series kept
+    apart by `replica`, and the survivor sees a replica that stops (last: it stops one)."""
+    s = ha_stack
+    status = s.get_json("alertmanager-2", "/api/v2/status")["cluster"]
+    assert sorted(p["address"] for p in status["peers"]) == sorted(
+        am.cluster_address for am in s.alertmanagers)
+    for replica in s.prometheis:
+        active = s.get_json(replica.name, "/api/v1/alertmanagers")["data"]
+        assert sorted(a["url"] for a in active["activeAlertmanagers"]) == sorted(
+            f"{am.url}/api/v2/alerts" for am in s.alertmanagers)
+        s.wait_for_query('vigil_build_info{job="vigil"}', source=replica.name, timeout=30)
+    config = configs.load_yaml(s.alertmanager.config_path)
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert receivers["pager"]["webhook_configs"][0]["url"] == "http://127.0.0.1:9/hook"
+    assert receivers["email-oncall"]["email_configs"][0]["smarthost"] == "127.0.0.1:25"
+    done = subprocess.run(["amtool", "check-config", str(s.alertmanager.config_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    pair = ["prometheus", "prometheus-2"]
+    for replica in s.prometheis:
+        up = s.wait_for_query('up{job="prometheus"} == 1', lambda r: len(r) == 2,
+                              source=replica.name)
+        assert _replicas(up) == pair
+    # Both replicas write every series; each server's own stay apart in the store.
+    stored = s.wait_for_query('count by (replica) (prometheus_build_info{job="prometheus"})',
+                              lambda r: len(r) == 2, source="victoriametrics")
+    assert _replicas(stored) == pair
+    s.components["prometheus-2"].stop()
+    down = s.wait_for_query('up{job="prometheus"} == 0', timeout=15)
+    assert _replicas(down) == ["prometheus-2"]
 
 
 def wait_for(fetch, timeout: float):
@@ -164,35 +205,6 @@ def wait_for(fetch, timeout: float):
         assert time.monotonic() < deadline, f"nothing after {timeout:g}s"
         time.sleep(0.2)
     return result
-
-
-def test_behind_a_reverse_proxy_with_sub_path_external_urls():
-    """External URLs with a path (https://ops.example.com/prometheus), in both proxy set-ups:
-    Prometheus as in compose (the proxy strips the path: route prefix "/"), Alertmanager behind a
-    proxy that passes the path on (route prefix = the path). Readiness, the API, alert delivery
-    (the derived path_prefix) and the self-scrapes all work; links carry the external URL."""
-    external = {"prometheus": "https://ops.example.com/prometheus",
-                "alertmanager": "https://ops.example.com/alertmanager"}
-    with Stack(demo=False, external_urls=external, route_prefixes={"alertmanager": "/alertmanager"},
-               **FAST) as s:
-        prometheus, alertmanager = s.prometheus, s.alertmanager
-        assert prometheus.url == f"http://{prometheus.address}"   # the path does not move routes
-        assert prometheus.status("/-/ready") == 200
-        assert alertmanager.url == f"http://{alertmanager.address}/alertmanager"
-        assert alertmanager.status("/-/ready") == 200              # under its route prefix ...
-        assert alertmanager.status("/api/v2/status") == 200
-        root = f"http://{alertmanager.address}"
-        with pytest.raises(urllib.error.HTTPError) as moved:       # ... and not at the root
-            urllib.request.urlopen(f"{root}/api/v2/status", timeout=5)
-        assert moved.value.code == 404
-        config = s.prometheus_config()
-        assert config["alerting"]["alertmanagers"][0]["path_prefix"] == "/alertmanager"
-        s.wait_for_query('up{job=~"prometheus|alertmanager"} == 1', lambda r: len(r) == 2)
-        delivered = wait_for(lambda: [a for a in alertmanager.alerts()
-                                      if a["labels"]["alertname"] == "Watchdog"], 30)
-        assert delivered[0]["generatorURL"].startswith(external["prometheus"] + "/graph?")
-        flags = prometheus.get_json("/api/v1/status/flags")["data"]
-        assert (flags["web.external-url"], flags["web.route-prefix"]) == (external["prometheus"], "/")
 
 
 def test_a_component_that_cannot_start_is_reported_with_its_log(tmp_path):
@@ -324,4 +336,9 @@ def test_the_state_file_is_a_default_below_flags_and_environment(tmp_path, monke
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
     (tmp_path / "state.json").write_text(f'{{"pid": {dead}, "prometheus": "http://c:5"}}')
+    assert parsed("slo", "status").url == "http://127.0.0.1:9090"
+    # A pid reused by another process (this one) after the stack died: not the stack.
+    state.write({"prometheus": "http://d:6"})
+    recorded = json.loads((tmp_path / "state.json").read_text())
+    (tmp_path / "state.json").write_text(json.dumps({**recorded, "started": recorded["started"] - 60}))
     assert parsed("slo", "status").url == "http://127.0.0.1:9090"

@@ -88,7 +88,10 @@ def webhook_authorizer(alerts: dict, source: str):
 
 
 def _read_token(path: str, source: str) -> bytes:
+    """The token of `path`, relative to the configuration file's folder (as web.config_file)."""
     key = "alerts.bearer_token_file"
+    if source != "defaults":
+        path = str(Path(source).parent / path)
     try:
         token = Path(path).read_bytes().strip()
     except OSError as exc:

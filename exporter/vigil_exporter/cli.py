@@ -11,7 +11,14 @@ import urllib.request
 
 from vigil_exporter import __version__
 from vigil_exporter.commandline import add_command
-from vigil_exporter.config import DEFAULT_LISTEN, Config, ConfigError, load, split_listen_address
+from vigil_exporter.config import (
+    DEFAULT_LISTEN,
+    Config,
+    ConfigError,
+    listen_address_warning,
+    load,
+    split_listen_address,
+)
 from vigil_exporter.extras import MissingExtra
 
 CORE_COMMANDS = ("serve", "check-config", "metrics", "status")
@@ -156,6 +163,9 @@ def cmd_check_config(args) -> int:
 
     _web_config(config, None)  # what serve would load, checked the same way
     webhook_authorizer(config["alerts"], config.source)
+    unresolved = listen_address_warning(config["listen_address"])
+    if unresolved:
+        print(f"{args.file}: warning: {unresolved}", file=sys.stderr)
     faults: list[str] = []
     if args.connect and config.collector("business")["enabled"]:
         from vigil_exporter.collectors.business import check_queries, configured_queries

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,10 +56,11 @@ def root_schema() -> Object:
     collectors = {name: cls.config_schema for name, cls in sorted(COLLECTORS.items())}
     return Object({
         "listen_address": Str(DEFAULT_LISTEN, "HOST:PORT to serve on (port 0 to 65535; the host "
-                              "must resolve).", pattern=r".*:\d{1,5}"),
+                              "must resolve where serve runs).", pattern=r".*:\d{1,5}"),
         "log_level": Str("info", "Log level.", choices=("debug", "info", "warning", "error")),
         "web": Object({
-            "config_file": Str(None, "Exporter-toolkit web config (TLS, basic auth)."),
+            "config_file": Str(None, "Exporter-toolkit web config (TLS, basic auth); relative "
+                                     "to the configuration file."),
             "max_request_body_bytes": Int(1 << 20, "Largest request body accepted.", minimum=1024),
             "shutdown_timeout": Duration("3s", "Grace period for open requests on SIGTERM; "
                                                "then every connection is closed.", maximum=60),
@@ -80,7 +82,7 @@ def root_schema() -> Object:
                                                 "every alert).", above=0),
             "bearer_token_file": Str(None, "File holding the token the webhook requires "
                                            "(Authorization: Bearer), instead of the web config's "
-                                           "basic auth."),
+                                           "basic auth; relative to the configuration file."),
             "basic_auth_users": Map(bcrypt_hash(), dict,
                                     "Users of the webhook: name -> bcrypt hash, instead of the "
                                     "web config's basic auth."),
@@ -113,17 +115,38 @@ def split_listen_address(address: str) -> tuple[str, int]:
 
 
 def _check_listen_address(data: dict, path: str, errors: Errors) -> None:
-    """What `serve` binds must be a real port on a host that resolves, so that check-config
-    accepts exactly what serve can run."""
-    host, port = split_listen_address(data["listen_address"])
+    """What `serve` binds must be a real port. Whether the host resolves is not asked here (a
+    resolver can hang, and the host may resolve only where the exporter runs): `serve` reports
+    it as a listen_address fault, `check-config` as a warning (listen_address_warning)."""
+    _, port = split_listen_address(data["listen_address"])
     if port > 65535:
         errors.add("listen_address", f"expected a port from 0 to 65535, got {port}")
-        return
-    try:
-        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError) as exc:
-        errors.add("listen_address", f'cannot resolve the host "{host}": '
-                                     f"{getattr(exc, 'strerror', None) or exc}")
+
+
+RESOLVE_TIMEOUT = 2.0  # seconds check-config waits for the listen address's host to resolve
+
+
+def listen_address_warning(address: str) -> str | None:
+    """Why the host of `address` does not resolve here, asked for at most RESOLVE_TIMEOUT
+    seconds (on a daemon thread: getaddrinfo cannot be cancelled); None when it resolves."""
+    host, port = split_listen_address(address)
+    outcome: list[str | None] = []
+
+    def resolve() -> None:
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            outcome.append(None)
+        except (OSError, UnicodeError) as exc:
+            outcome.append(getattr(exc, "strerror", None) or str(exc))
+
+    thread = threading.Thread(target=resolve, name="resolve-listen-address", daemon=True)
+    thread.start()
+    thread.join(RESOLVE_TIMEOUT)
+    cause = outcome[0] if outcome else f"no answer within {RESOLVE_TIMEOUT:g} s"
+    if cause is None:
+        return None
+    return (f'listen_address: the host "{host}" does not resolve here ({cause}); serve '
+            "needs it to resolve where it runs")
 
 
 @dataclass

@@ -21,8 +21,8 @@ object and its compressed copy are kept and reused while that object is served. 
 each collection (the self metrics, the process metrics) are formatted every time; they are
 small. The gzip body is a chain of deflate segments, one per family, each ended by a sync flush
 (as pigz builds its blocks), so a round in which only the system collector ran compresses only
-that collector's families. The text of a family is kept as a view into the last body, so the
-bytes of the exposition exist once.
+that collector's families. The text of a family is kept once, as a chunk of the body, which
+is joined only for a client that does not take gzip.
 
 Gauges and counters (nearly every sample: the per-tenant families) are formatted by
 `_simple_samples`, which writes what prometheus_client's writers write, in a third of their time,
@@ -62,14 +62,27 @@ GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 
 class Rendered:
-    """One format's body, its gzip copy, and the response headers for each (made once)."""
+    """One format's body, its gzip copy, and the response headers for each (made once).
 
-    __slots__ = ("body", "gzipped", "content_type", "headers", "gzip_headers")
+    The body is kept as its chunks (one per family) and joined on first use: Prometheus asks
+    for gzip, and joining 10.8 MB (10,000 tenants) at every render held the GIL for 60 to
+    130 ms of a loaded CPU, which every request waited out."""
 
-    def __init__(self, body: bytes, gzipped: bytes, content_type: str):
-        self.body, self.gzipped, self.content_type = body, gzipped, content_type
+    __slots__ = ("chunks", "size", "_body", "gzipped", "content_type", "headers",
+                 "gzip_headers")
+
+    def __init__(self, chunks: list[bytes], gzipped: bytes, content_type: str):
+        self.chunks, self.gzipped, self.content_type = chunks, gzipped, content_type
+        self.size = sum(map(len, chunks))
+        self._body: bytes | None = None
         self.headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
         self.gzip_headers = {**self.headers, "Content-Encoding": "gzip"}
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = b"".join(self.chunks)
+        return self._body
 
 
 class Exposition:
@@ -106,6 +119,7 @@ class Exposition:
         """Render in the worker thread, after any render in progress."""
         async with self._render_lock():
             await off_loop(self.render)
+        await off_loop(give_back_memory)  # what the render and the runs before it freed
 
     async def flush(self) -> None:
         """Render now if a render is due, and wait for one in progress (readiness: the first
@@ -154,7 +168,6 @@ class Exposition:
             self.rendered[name] = _assemble(name, chunks)
         self.render_seconds = time.perf_counter() - start
         self.renders += 1
-        give_back_memory()
 
     async def get(self, name: str) -> Rendered:
         """One format's bytes; a format nobody asked for before is rendered now (off the
@@ -202,8 +215,7 @@ _QVALUE = re.compile(r"0(?:\.\d{0,3})?|1(?:\.0{0,3})?")
 
 
 class _Piece:
-    """One family in one format: its text (a view into the last body once rendered) and its
-    deflate segment."""
+    """One family in one format: its text and its deflate segment."""
 
     __slots__ = ("text", "deflated")
 
@@ -214,20 +226,20 @@ class _Piece:
 
 
 def _assemble(name: str, pieces: list[_Piece]) -> Rendered:
-    """The body and its gzip member from the pieces; each piece's text becomes a view into
-    the new body, so that its bytes are held once."""
-    body = b"".join([piece.text for piece in pieces]) + TRAILER[name]
-    view, offset = memoryview(body), 0
-    for piece in pieces:
-        size = len(piece.text)
-        piece.text = view[offset:offset + size]
-        offset += size
+    """The body's chunks and its gzip member from the pieces. The CRC is taken piece by piece
+    (zlib releases the GIL for each); only the small gzip body is joined."""
+    chunks = [piece.text for piece in pieces]
+    if TRAILER[name]:
+        chunks.append(TRAILER[name])
+    crc = 0
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
     trailer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     deflated = [piece.deflated for piece in pieces]
     deflated.append(trailer.compress(TRAILER[name]) + trailer.flush(zlib.Z_FINISH))
-    gzipped = b"".join([GZIP_HEADER, *deflated, struct.pack(
-        "<II", zlib.crc32(body), len(body) & 0xFFFFFFFF)])
-    return Rendered(body, gzipped, FORMATS[name][1])
+    size = sum(map(len, chunks))
+    gzipped = b"".join([GZIP_HEADER, *deflated, struct.pack("<II", crc, size & 0xFFFFFFFF)])
+    return Rendered(chunks, gzipped, FORMATS[name][1])
 
 
 def _format(names: list[str], family: Metric,

@@ -91,6 +91,6 @@ def exposition_families(exposition: Exposition) -> Iterable[Metric]:
                              "(OpenMetrics once a scraper asked for it; 0 before the first body).",
                              labels=["format", "encoding"])
     for fmt, rendered in exposition.rendered.items():
-        size.add_metric([fmt, "identity"], len(rendered.body) if rendered else 0)
+        size.add_metric([fmt, "identity"], rendered.size if rendered else 0)
         size.add_metric([fmt, "gzip"], len(rendered.gzipped) if rendered else 0)
     yield size

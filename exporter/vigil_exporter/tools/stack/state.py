@@ -3,13 +3,16 @@ removed when it stops, so that `vigil alerts` and `vigil slo status` in another 
 stack's Alertmanager, alert log and Prometheus without flags (even with --free-ports).
 
 The file is `$VIGIL_STACK_STATE`, else `$XDG_RUNTIME_DIR/vigil/stack.json`, else
-`~/.cache/vigil/stack.json`. A file left by a stack that died is ignored (its process is gone).
+`~/.cache/vigil/stack.json`. A file left by a stack that died is ignored: its process is gone,
+or its pid now belongs to another process (the start time recorded beside the pid differs).
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+
+import psutil
 
 
 def path() -> Path:
@@ -24,7 +27,8 @@ def write(state: dict) -> Path:
     """Record the stack of this process: {"alertmanager": URL, "alert_log": PATH, ...}."""
     target = path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps({**state, "pid": os.getpid()}, indent=2) + "\n")
+    me = {"pid": os.getpid(), "started": psutil.Process().create_time()}
+    target.write_text(json.dumps({**state, **me}, indent=2) + "\n")
     return target
 
 
@@ -38,10 +42,10 @@ def running() -> dict:
     """The running stack's entries, or {} when there is none."""
     try:
         state = json.loads(path().read_text())
-        os.kill(int(state["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
+        alive = psutil.Process(int(state["pid"])).create_time() == state["started"]
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
         return {}
-    return state if isinstance(state, dict) else {}
+    return state if alive else {}
 
 
 def default(variable: str, key: str, fallback: str) -> str:
