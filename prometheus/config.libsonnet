@@ -156,6 +156,9 @@
       // DatabaseDown and RedisDown read the last probe within this window, so that a gap in
       // the exporter's series (a restart) neither resolves the page nor sends a second one.
       probeMemory: '5m',
+      // JobDown: no scrape of any target of the job succeeded within this window, so that a
+      // scrape that times out now and then (a loaded host) does not leave the page pending.
+      jobDown: '1m',
     },
 
     // ---- keep_firing_for: alerts on a value that hovers around its threshold keep firing this
@@ -173,7 +176,7 @@
     // ---- `for`: how long a condition must hold before its alert fires -----------------------
     forDurations: {
       TargetDown: '10m',
-      JobDown: '5m',
+      JobDown: '4m',  // after windows.jobDown without a successful scrape: 5 minutes in all
       TargetAbsent: '10m',
       VigilCollectorFailing: '5m',
       VigilCollectorStale: '2m',

@@ -33,9 +33,10 @@ local lib = import '../lib/alert.libsonnet';
         }),
         alert('JobDown', {
           // The whole job gone: the exporter (every database, Redis, system and business alert
-          // goes blind) or an instrumented service (its SLO alerts go blind).
+          // goes blind) or an instrumented service (its SLO alerts go blind). Judged over a
+          // window: one failed scrape of a job's only target is not the job gone.
           severity: 'critical',
-          expr: fmt('sum by (job) (up{%(criticalJobSelector)s}) == 0', p),
+          expr: fmt('sum by (job) (max_over_time(up{%(criticalJobSelector)s}[%(jobDown)s])) == 0', p),
           summary: 'Every target of a scrape job is down.',
           description: 'Prometheus cannot scrape any target of job {{ $labels.job }} (targets up = {{ $value }}); its alerts are blind.',
         }),
