@@ -5,7 +5,7 @@
 # virtualenv onto the same slim base, runs as an unprivileged user and checks /health/live with
 # the Python standard library (no curl in the image).
 
-FROM python:3.11.11-slim-bookworm AS build
+FROM python:3.11.17-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/vigil
 WORKDIR /src
@@ -18,7 +18,7 @@ COPY packages ./packages
 RUN /opt/vigil/bin/pip install '.[asyncpg]' ./packages/vigil-instrument ./packages/vigil-demo \
     && /opt/vigil/bin/python -m compileall -q /opt/vigil/lib
 
-FROM python:3.11.11-slim-bookworm
+FROM python:3.11.17-slim-bookworm
 LABEL org.opencontainers.image.title="vigil" \
       org.opencontainers.image.description="Prometheus exporter and demo service of the Vigil bundle" \
       org.opencontainers.image.licenses="Apache-2.0"

@@ -638,6 +638,7 @@ def test_dockerfile_small_non_root_with_a_python_healthcheck():
     text = (ROOT / "Dockerfile").read_text()
     froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
     assert froms and all(re.match(r"python:3\.11\.\d+-slim(-\w+)?$", f) for f in froms), froms
+    assert len(set(froms)) == 1, f"the build and the final stage on one base: {froms}"
     assert re.search(r"^USER\s+(?!0\b|root\b)\S+", text, re.M)
     healthcheck = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])$", text, re.M | re.S)
     assert healthcheck and "urllib.request" in healthcheck.group(1)

@@ -132,7 +132,11 @@ def test_redis_outage_is_a_metric_not_a_crash(postgres_server, redis_isolated, s
         redis_isolated.start()
         _wait_value(running, "vigil_redis_up", 1, redis="cache", timeout=15)
         assert "Traceback" not in running.log()
-        assert running.log().count("failing") <= 3  # one line per cause, not one per retry
+        # One line per cause, not one per retry (a loaded machine may add a collector's
+        # "schedule failing" line when a run overruns its interval: not about Redis).
+        causes = [line for line in running.log().splitlines()
+                  if "failing" in line and "schedule failing" not in line]
+        assert len(causes) <= 3, causes
     finally:
         running.stop()
 
