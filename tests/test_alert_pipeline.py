@@ -34,7 +34,6 @@ import subprocess
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,7 +133,7 @@ class Observed:
     alertmanager_config: dict = field(default_factory=dict)
     alertmanager_alerts: dict[str, list[dict]] = field(default_factory=dict)
     prometheus_alertmanagers: dict[str, list[str]] = field(default_factory=dict)
-    prometheus_external_labels: dict[str, dict] = field(default_factory=dict)
+    prometheus_scraped_replicas: dict[str, list] = field(default_factory=dict)
     firing_in: dict[str, list[dict]] = field(default_factory=dict)
     cluster: dict[str, dict] = field(default_factory=dict)
     alertmanager_urls: list[str] = field(default_factory=list)
@@ -305,9 +304,10 @@ def observe_stack(stack: Stack, observed: Observed) -> None:
         active = stack.get_json(replica.name, "/api/v1/alertmanagers")["data"]
         observed.prometheus_alertmanagers[replica.name] = sorted(
             a["url"] for a in active["activeAlertmanagers"])
-        observed.prometheus_external_labels[replica.name] = yaml.safe_load(
-            stack.get_json(replica.name, "/api/v1/status/config")["data"]["yaml"]
-        )["global"].get("external_labels", {})
+        loaded = yaml.safe_load(stack.get_json(replica.name, "/api/v1/status/config")["data"]["yaml"])
+        job = next(j for j in loaded["scrape_configs"] if j["job_name"] == "prometheus")
+        observed.prometheus_scraped_replicas[replica.name] = sorted(
+            group["labels"]["replica"] for group in job["static_configs"])
 
 
 def stack_settings(rules_dir: Path, sinks: Sinks, **options) -> dict:
@@ -500,21 +500,6 @@ def test_latency_from_fault_and_recovery_to_notification(outage):
 
 # --- 2. high availability -----------------------------------------------------------------------
 
-def ha_prometheus(stack_ref: list) -> Callable[[dict], dict]:
-    """An `adjust` hook giving each Prometheus replica the external label `replica` (its name)
-    and dropping it from the alerts it sends, so that both replicas send identical alerts."""
-    def adjust(config: dict) -> dict:
-        stack = stack_ref[0]
-        own = next(j for j in config["scrape_configs"] if j["job_name"] == "prometheus")
-        address = own["static_configs"][0]["targets"][0]  # each replica scrapes itself
-        name = next(p.name for p in stack.prometheis if p.address == address)
-        config["global"].setdefault("external_labels", {})["replica"] = name
-        config["alerting"]["alert_relabel_configs"] = [
-            {"action": "labeldrop", "regex": "replica"}]
-        return config
-    return adjust
-
-
 @pytest.fixture(scope="module")
 def ha_outage(request, rules_dir) -> Observed:
     """Two Prometheus replicas alerting two clustered Alertmanagers; Redis stopped and started;
@@ -523,12 +508,10 @@ def ha_outage(request, rules_dir) -> Observed:
     sinks = Sinks()
     peer_timeout = [f"--cluster.peer-timeout={PEER_TIMEOUT:g}s"]
     try:
-        stack_ref: list[Stack] = []
         stack = Stack(**stack_settings(
             rules_dir, sinks, prometheus_replicas=2, alertmanager_replicas=2,
             extra_args={"alertmanager": peer_timeout, "alertmanager-2": peer_timeout},
-            adjust={"alertmanager": fast_alertmanager, "prometheus": ha_prometheus(stack_ref)}))
-        stack_ref.append(stack)
+            adjust={"alertmanager": fast_alertmanager}))
         missing_binaries(stack)
         with stack:
             for manager in stack.alertmanagers:
@@ -558,13 +541,14 @@ def test_ha_both_replicas_alert_both_clustered_alertmanagers(ha_outage):
     expected = sorted(f"{url}/api/v2/alerts" for url in ha_outage.alertmanager_urls)
     assert ha_outage.prometheus_alertmanagers == {"prometheus": expected,
                                                   "prometheus-2": expected}
-    assert {name: labels.get("replica") for name, labels in
-            ha_outage.prometheus_external_labels.items()} == {"prometheus": "prometheus",
-                                                              "prometheus-2": "prometheus-2"}
-    # both replicas fired RedisDown ...
+    # The replicas load one config: each scrapes both, told apart by a target label (not an
+    # external label), so the alerts both send are identical ...
+    both = ["prometheus", "prometheus-2"]
+    assert ha_outage.prometheus_scraped_replicas == {"prometheus": both, "prometheus-2": both}
+    # ... both replicas fired RedisDown ...
     assert set(ha_outage.firing_in) == {"prometheus", "prometheus-2"}
     assert all(ha_outage.firing_in.values())
-    # ... and each Alertmanager holds one alert for it: the replica label was dropped
+    # ... and each Alertmanager holds one alert for it, with no replica label
     for name, alerts in ha_outage.alertmanager_alerts.items():
         assert len(alerts) == 1, (name, alerts)
         assert "replica" not in alerts[0]["labels"]
