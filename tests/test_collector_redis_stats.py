@@ -60,6 +60,8 @@ async def test_replication_on_both_ends(redis_pair, collect):
     assert lagging[("vigil_redis_replica_online", ("replica", address))] == 1
     assert lagging[("vigil_redis_replica_lag_bytes", ("replica", address))] > 100_000
     assert lagging[("vigil_redis_replication_offset_bytes",)] > 200_000
+    assert lagging[("vigil_redis_replica_lag_seconds", ("replica", address))] >= 0
+    assert role(lagging) == "master"
     assert checks(collector)["redis:main:replication"][0] == OK
     wait_until(lambda: replica.get("replicated:big") is not None, 10)
     on_replica, _ = await collect(redis_pair.replica.url, **{**OFF, "replication": {}})
@@ -67,6 +69,14 @@ async def test_replication_on_both_ends(redis_pair, collect):
     assert on_replica[("vigil_redis_master_sync_in_progress",)] == 0
     assert on_replica[("vigil_redis_master_last_io_seconds",)] >= 0
     assert on_replica[("vigil_redis_replication_offset_bytes",)] > 200_000
+    assert role(on_replica) == "slave"
+    assert ("vigil_redis_replica_lag_bytes", ("replica", address)) not in on_replica
+
+
+def role(found) -> str:
+    """The role label of vigil_redis_info (the base collector's, besides the features)."""
+    (info,) = [dict(k[1:]) for k in found if k[0] == "vigil_redis_info"]
+    return info["role"]
 
 
 async def test_replica_link_down(redis_isolated, collect):
