@@ -331,6 +331,17 @@ class RowFamily(Metric):
     def __len__(self) -> int:
         return len(self.values)
 
+    def same_series(self, other: RowFamily | None) -> bool:
+        """Whether `other` holds the same series with the same values, bit for bit. A query
+        whose result did not change keeps its family object, and with it the exposition's
+        text of that family: with 10,000 tenants most figures (limits, agents, channels) move
+        rarely, and formatting them again after each round held the GIL for hundreds of
+        milliseconds that requests waited out."""
+        return (other is not None and self.name == other.name and self.type == other.type
+                and self.documentation == other.documentation
+                and self.labelsets == other.labelsets
+                and self.values.tobytes() == other.values.tobytes())
+
     @property
     def samples(self) -> list[Sample]:
         return [Sample(self.sample_name, labels, value) for labels, value in self.pairs()]
@@ -376,10 +387,13 @@ def _label_values(rows: list[tuple], positions: list[int]) -> list[tuple[str, ..
     return list(zip(*columns))
 
 
-def _to_family_freeing(query: Query, columns: list[str], box: list,
-                       label_sets: LabelSets) -> tuple[RowFamily, int]:
-    """to_family of the rows in `box`, which are freed here, in the calling thread."""
-    return to_family(query, columns, box.pop(), label_sets)
+def _to_family_freeing(query: Query, columns: list[str], box: list[list[tuple]],
+                       label_sets: LabelSets, last: RowFamily | None
+                       ) -> tuple[RowFamily, int]:
+    """to_family of the rows in `box`, which are freed here, in the calling thread; `last`
+    itself when the result did not change."""
+    family, dropped = to_family(query, columns, box.pop(), label_sets)
+    return (last if family.same_series(last) else family), dropped
 
 
 def _number(value, column: str) -> float:
@@ -444,6 +458,7 @@ class BusinessCollector(Collector):
 
     def _job(self, query: Query) -> Job:
         job = Job(query.name, "query", query.interval, query.timeout, run=None)
+        last: list[RowFamily] = []  # the family of the run before
 
         async def run() -> list[Metric]:
             if query is self.queries[0]:
@@ -454,7 +469,8 @@ class BusinessCollector(Collector):
             box = [rows]
             del rows
             family, dropped = await off_loop(_to_family_freeing, query, columns, box,
-                                             self.label_sets)
+                                             self.label_sets, last[0] if last else None)
+            last[:] = [family]
             report_cap(query, len(family), dropped, job.series_dropped)
             job.series, job.series_limit, job.series_dropped = (
                 len(family), query.max_series, dropped)
