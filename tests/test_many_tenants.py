@@ -205,6 +205,24 @@ def test_a_family_is_the_same_only_bit_for_bit():
     assert not family(1.0).same_series(family(1.0, 2.0))
     assert not family(1.0).same_series(None)
 
+
+def test_rows_become_series_as_text_without_nulls_and_never_twice():
+    query = Query("vigil_test_v", "V.", "", "value", ("tenant", "shard"), "gauge", 60, 10,
+                  50_000, "q")
+    label_sets = LabelSets()
+    family, dropped = to_family(query, ["tenant", "shard", "value"], [
+        ("a", 1, 2), ("b", None, None), ("b", None, 3.5)], label_sets)
+    assert dropped == 0 and family.labelsets == [{"tenant": "a", "shard": "1"},
+                                                 {"tenant": "b", "shard": ""}]
+    assert list(family.values) == [2.0, 3.5]
+    for new_round in (False, False, True):  # a new set, a set of this round, of the last
+        if new_round:
+            label_sets.new_round()
+        with pytest.raises(ValueError, match="two rows have the same labels"):
+            to_family(query, ["tenant", "shard", "value"],
+                      [("a", 1, 1), ("c", 2, 1), ("c", 2, 2)], label_sets)
+
+
 # ------------------------------------------------------------------ the series cap, bounded tenants
 
 TENANTS = 20  # tenant i has i // 2 agents of 10 allowed: shares 0.0 .. 0.9

@@ -294,12 +294,13 @@ class LabelSets:
         """The shared labels dict of every tuple of label values in `keys`."""
         current = self.current.setdefault(names, {})
         labelsets = list(map(current.get, keys))  # the common case: every set is known
-        if None in labelsets:
-            previous = self.previous.get(names, {})
-            for i, labels in enumerate(labelsets):
-                if labels is None:
-                    labels = previous.get(keys[i]) or dict(zip(names, keys[i]))
-                    current[tuple(labels.values())] = labelsets[i] = labels
+        if None in labelsets:  # the round's first query with these labels, or new sets
+            carried = list(map(self.previous.get(names, {}).get, keys))
+            labelsets = [labels if labels is not None else old if old is not None
+                         else dict(zip(names, key))
+                         for labels, old, key in zip(labelsets, carried, keys)]
+            current.update(zip(map(tuple, map(dict.values, labelsets)), labelsets))
+            labelsets = list(map(current.__getitem__, keys))  # one dict for a repeated set
         return labelsets
 
 
@@ -360,17 +361,22 @@ def to_family(query: Query, columns: list[str], rows: list[tuple],
     value_at, label_at = column_positions(query, columns)
     family = RowFamily(query.name.removesuffix("_total") if query.type == "counter"
                        else query.name, query.help_text, query.type)
-    kept = [row for row in rows if row[value_at] is not None]
+    values = list(map(itemgetter(value_at), rows))
+    kept = rows
+    if None in values:  # a NULL value is no series
+        kept = [row for row in rows if row[value_at] is not None]
+        values = [value for value in values if value is not None]
     keys = _label_values(kept, label_at)
     dropped = max(0, len(keys) - query.max_series)
     if dropped:
-        del kept[query.max_series:], keys[query.max_series:]
-    if len(set(keys)) != len(keys):
+        del keys[query.max_series:], values[query.max_series:]
+        kept = kept[:query.max_series]
+    family.labelsets = (label_sets or LabelSets()).get_all(query.labels, keys)
+    if len(set(map(id, family.labelsets))) != len(keys):  # one dict per distinct label set
         first = next(key for key, count in Counter(keys).items() if count > 1)
         raise ValueError(f"two rows have the same labels {dict(zip(query.labels, first))}")
-    family.labelsets = (label_sets or LabelSets()).get_all(query.labels, keys)
     try:
-        family.values = array("d", map(float, [row[value_at] for row in kept]))
+        family.values = array("d", map(float, values))
     except (TypeError, ValueError):
         for row in kept:
             _number(row[value_at], query.value)  # raises with the column and the value
@@ -382,8 +388,12 @@ def _label_values(rows: list[tuple], positions: list[int]) -> list[tuple[str, ..
     """Each row's label values as text (NULL: empty)."""
     if not positions:
         return [()] * len(rows)
-    columns = [[value if type(value) is str else "" if value is None else str(value)
-                for value in map(itemgetter(i), rows)] for i in positions]
+    columns = []
+    for i in positions:
+        column = list(map(itemgetter(i), rows))
+        if not set(map(type, column)) <= {str}:  # numbers, NULLs: as text
+            column = ["" if value is None else str(value) for value in column]
+        columns.append(column)
     return list(zip(*columns))
 
 
