@@ -135,6 +135,8 @@ async def test_slot_retains_wal(postgres_pair, collect):
         slot = {"database": "main", "slot": "vigil_test", "slot_type": "physical"}
         assert value(families, "vigil_db_replication_slot_retained_wal_bytes", **slot) > 1_000_000
         assert value(families, "vigil_db_replication_slot_active", **slot) == 0
+        bounded, _ = await collect(primary.url, **{**OFF, "replication": {"max_slots": 1}})
+        assert by_label(bounded, "vigil_db_replication_slot_active", "slot") == {"replica": 1}
     finally:
         primary.sql("SELECT pg_drop_replication_slot('vigil_test')")
 
