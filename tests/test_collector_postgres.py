@@ -135,8 +135,33 @@ async def test_slot_retains_wal(postgres_pair, collect):
         slot = {"database": "main", "slot": "vigil_test", "slot_type": "physical"}
         assert value(families, "vigil_db_replication_slot_retained_wal_bytes", **slot) > 1_000_000
         assert value(families, "vigil_db_replication_slot_active", **slot) == 0
+        bounded, _ = await collect(primary.url, **{**OFF, "replication": {"max_slots": 1}})
+        assert by_label(bounded, "vigil_db_replication_slot_active", "slot") == {"replica": 1}
     finally:
         primary.sql("SELECT pg_drop_replication_slot('vigil_test')")
+
+
+async def test_replicas_are_bounded(postgres_pair, collect, tmp_path):
+    """A second WAL receiver (pg_receivewal) next to the replica: max_replicas keeps one."""
+    import subprocess
+
+    from vigil_exporter.tools.stack.process import find_binary
+    primary = postgres_pair.primary
+    receiver = subprocess.Popen([find_binary("pg_receivewal"), "-h", primary.host, "-p",
+                                 str(primary.port), "-U", primary.user, "-D", str(tmp_path),
+                                 "--no-loop", "--no-password"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: primary.scalar("SELECT count(*) FROM pg_stat_replication") == 2)
+        every, _ = await collect(primary.url, **{**OFF, "replication": {}})
+        bounded, _ = await collect(primary.url, **{**OFF, "replication": {"max_replicas": 1}})
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+    # (pg_receivewal replays nothing: no replay_lsn, so a state but no lag)
+    assert set(by_label(every, "vigil_db_replication_state", "replica")) == {
+        "pg_receivewal", "replica"}
+    assert set(by_label(bounded, "vigil_db_replication_state", "replica")) == {"pg_receivewal"}
 
 
 async def test_replica_lag_while_replay_is_paused(postgres_pair, collect):

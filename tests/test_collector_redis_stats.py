@@ -191,6 +191,19 @@ def test_scan_budget_must_fit_the_socket_timeout():
                       "shorter than the instance's socket_timeout (1s)"]
 
 
+async def test_every_feature_can_be_turned_off(redis_pair, collect):
+    def features_in(found) -> set[str]:
+        return {k[0].removesuffix("_total") for k in found} & set(redis_stats.METRICS)
+
+    everything, collector = await collect(redis_pair.primary.url)
+    assert "vigil_redis_slowlog_length" in features_in(everything)  # on by default
+    assert "redis:main:slowlog" in checks(collector)
+    nothing, collector = await collect(redis_pair.primary.url, **OFF)
+    assert features_in(nothing) == set()
+    assert [name for name in checks(collector) if name.startswith("redis:main:")] == []
+    assert nothing[("vigil_redis_up",)] == 1
+
+
 def test_features_declare_their_metrics_once():
     names = [name for cls in redis_stats.FEATURES for name in cls.metrics]
     assert len(names) == len(set(names))
