@@ -316,6 +316,9 @@ def test_wal_clock_dates_the_oldest_unreplayed_wal():
     wal.forget_replayed(5000)
     assert [head for _, head in wal.samples] == [5000, 9000]
     assert wal.written_ago(6000) == 15
+    wal.observe(300)  # a restored or new server at the same URL: its positions start lower
+    assert [head for _, head in wal.samples] == [300]
+    assert wal.written_ago(100) == 0
 
 
 def test_short_text():

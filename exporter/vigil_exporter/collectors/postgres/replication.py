@@ -60,6 +60,8 @@ class WalClock:
         self.samples: deque[tuple[float, float]] = deque(maxlen=self.KEEP)  # (when, position)
 
     def observe(self, head: float) -> None:
+        if self.samples and head < self.samples[-1][1]:
+            self.samples.clear()  # WAL went back: another server answers at this URL now
         if not self.samples or head > self.samples[-1][1]:
             self.samples.append((self.clock(), float(head)))
 
