@@ -2,6 +2,8 @@
 render after a system-only round reads only the families that changed."""
 from __future__ import annotations
 
+import asyncio
+import gc
 import gzip
 import random
 import shutil
@@ -9,12 +11,15 @@ import subprocess
 import zlib
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from vigil_exporter import crc32
 from vigil_exporter import exposition as exposition_module
+from vigil_exporter.app import WIRING, make_app
 from vigil_exporter.collectors.business import LabelSets, Query, to_family
+from vigil_exporter.config import load
 from vigil_exporter.exposition import Exposition
 
 COMBINERS = [pytest.param(crc32.crc32_combine, id="libz"),
@@ -134,3 +139,30 @@ def test_the_gzip_body_is_one_member_that_strict_readers_accept(tmp_path):
         path = tmp_path / "body.gz"
         path.write_bytes(rendered.gzipped)
         subprocess.run(["gzip", "--test", str(path)], check=True)
+
+
+async def test_a_client_without_gzip_gets_the_chunks_never_joined():
+    """The plain body goes out family by family: serving it joins nothing on the event loop."""
+    app = make_app(load(None, environ={}, overrides={
+        "collectors.business": {"enabled": False}, "collectors.database": {"enabled": False},
+        "collectors.redis": {"enabled": False}}))
+    wiring = app[WIRING]
+    try:
+        async with TestClient(TestServer(app)) as client:
+            await asyncio.wait_for(wiring.scheduler.first_round_done.wait(), 10)
+            await wiring.exposition.flush()
+            rendered = await wiring.exposition.get("text")
+            plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+            body = await plain.read()
+            assert rendered._body is None  # nothing joined to serve it
+            assert body == b"".join(rendered.chunks) and b"vigil_build_info" in body
+            assert plain.headers["Content-Length"] == str(len(body)) == str(rendered.size)
+            assert plain.headers["Content-Type"] == rendered.content_type
+            assert "Content-Encoding" not in plain.headers
+            head = await client.head("/metrics", headers={"Accept-Encoding": "identity"})
+            assert head.status == 200 and await head.read() == b""
+            zipped = await client.get("/metrics", headers={"Accept-Encoding": "gzip"},
+                                      auto_decompress=False)
+            assert gzip.decompress(await zipped.read()) == body
+    finally:
+        gc.unfreeze()  # the app froze what existed after its first round

@@ -192,18 +192,24 @@ async def test_a_result_that_did_not_change_keeps_its_family_and_its_text(tmp_pa
         engine.dispose()
 
 
-def test_a_family_is_the_same_only_bit_for_bit():
+def test_a_run_keeps_the_last_family_only_for_the_same_rows_bit_for_bit():
     query = Query("vigil_test_v", "V.", "", "value", ("tenant",), "gauge", 60, 10, 50_000, "q")
     label_sets = LabelSets()
 
-    def family(*values):
+    def family(*values, last=None, tenant="t"):
         return to_family(query, ["tenant", "value"],
-                         [(f"t{i}", value) for i, value in enumerate(values)], label_sets)[0]
+                         [(f"{tenant}{i}", value) for i, value in enumerate(values)],
+                         label_sets, last)[0]
     nan = float("nan")
-    assert family(1.0, nan).same_series(family(1.0, nan))  # one NaN, one text
-    assert not family(0.0).same_series(family(-0.0))  # "0.0" and "-0.0"
-    assert not family(1.0).same_series(family(1.0, 2.0))
-    assert not family(1.0).same_series(None)
+    last = family(1.0, nan)
+    assert family(1.0, nan, last=last) is last  # one NaN, one text
+    for changed in (family(0.0, nan, last=last), family(-0.0, last=family(0.0)),  # "-0.0"
+                    family(1.0, nan, 2.0, last=last), family(1.0, nan, tenant="u", last=last)):
+        assert changed is not None and changed is not last
+    label_sets.new_round()  # a round that keeps the family keeps its label sets in use ...
+    assert family(1.0, nan, last=last) is last
+    label_sets.new_round()  # ... so the families of the next round share them
+    assert family(5.0).labelsets[0] is last.labelsets[0]
 
 
 def test_rows_become_series_as_text_without_nulls_and_never_twice():
