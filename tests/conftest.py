@@ -18,6 +18,7 @@ Stand-ins for what cannot run here (webhook and SMTP sinks) are in tests/sinks.p
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import ssl
 import tempfile
@@ -49,14 +50,53 @@ def pytest_addoption(parser):
                           "(test_golden_exposition.py)")
 
 
+def uses_live_stack(item) -> bool:
+    # live_prometheus asks for the stack when no URL is given
+    return bool({"live_stack", "live_prometheus"} & set(getattr(item, "fixturenames", ())))
+
+
 def pytest_collection_modifyitems(items):
-    """The files that use the session's `live_stack` run last: the parallel runner hands out
-    files in this order, and the stack (traffic and 1 s rule evaluations, about half a core)
-    then runs only for the end of a worker's session instead of all of it."""
-    def uses_live_stack(item) -> bool:  # live_prometheus asks for it when no URL is given
-        return bool({"live_stack", "live_prometheus"} & set(getattr(item, "fixturenames", ())))
-    live_files = {item.path for item in items if uses_live_stack(item)}
-    items.sort(key=lambda item: item.path in live_files)  # stable: order within kept
+    """The tests that use `live_stack` run first, one after another: the stack (traffic and
+    1 s rule evaluations, about half a core) then runs once per session and only while they run
+    (LiveStack stops it after the last of them). With `--dist loadfile`, the files that use it
+    are one unit of work for one worker (pytest_xdist_make_scheduler)."""
+    items.sort(key=lambda item: not uses_live_stack(item))  # stable: order within kept
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, with every file that uses the live stack in one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    @functools.cache
+    def unit(path: str) -> str:
+        text = (config.rootpath / path).read_text(encoding="utf-8")
+        return "live stack" if "live_stack" in text or "live_prometheus" in text else path
+
+    class LiveStackFiles(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit(nodeid.split("::", 1)[0])
+
+    return LiveStackFiles(config, log)
+
+
+def pytest_runtest_setup(item):
+    if uses_live_stack(item):
+        LIVE_STACK.start()  # again, if an earlier test stopped it (no-op before the fixture ran)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    try:
+        return (yield)
+    finally:  # after the test's own fixtures are torn down
+        if nextitem is not None and uses_live_stack(item) and not uses_live_stack(nextitem):
+            LIVE_STACK.stop()
+
+
+def pytest_sessionfinish(session):
+    LIVE_STACK.stop()
 
 
 def _serve(component: Component) -> Iterator[Component]:
@@ -170,32 +210,64 @@ def start_exporter(tmp_path_factory) -> Iterator[Callable[..., Exporter]]:
         exporter.stop()
 
 
-@pytest.fixture(scope="session")
-def live_stack(tmp_path_factory):
+class LiveStack:
     """The whole stack from local binaries, shared by the live tests: Redis, PostgreSQL, the
     exporter, the demo service with traffic, Prometheus with the bundle's rules (RedisDown's
-    `for` and the anomaly season shortened, the way a user overrides the bundle), Alertmanager and VictoriaMetrics with
-    remote_write (the compose `scale-out` shape); 1 s intervals."""
-    from vigil_exporter.tools import bundle
-    from vigil_exporter.tools.stack.stack import Stack
+    `for` and the anomaly season shortened, the way a user overrides the bundle), Alertmanager
+    and VictoriaMetrics with remote_write (the compose `scale-out` shape); 1 s intervals.
 
-    rules = tmp_path_factory.mktemp("rules")
-    # the anomaly baselines compare with the same hour a week ago: 2 minutes here, so that
-    # every recording rule has series within the tests' minutes
-    bundle.build_rules(directory=rules, overrides={"forDurations": {"RedisDown": "10s"},
-                                                   "windows": {"anomalySeason": "2m",
-                                                               "anomalyBaseline": "1h"}})
-    stack = Stack(free_ports=True, demo=True, traffic=20, victoriametrics=True,
-                  scrape_interval="1s", evaluation_interval="1s", collector_interval="1s",
-                  rules_dir=rules)
-    missing = stack.missing_binaries()
-    assert not missing, "\n".join(missing) + "\nrun the test command from README.md"
-    stack.start()
-    try:
-        stack.wait_for_query('up{job="vigil"} == 1', timeout=60)
-        yield stack
-    finally:
-        stack.stop()
+    Started by the first test that asks for it and stopped after the last of them (not at the
+    end of the session); a test that asks after that gets a new one. Attributes are the running
+    Stack's."""
+
+    def __init__(self):
+        self.stack = None
+        self.directory: Path | None = None  # set by the fixture's first use
+
+    def start(self) -> LiveStack:
+        from vigil_exporter.tools import bundle
+        from vigil_exporter.tools.stack.stack import Stack
+
+        if self.stack is not None or self.directory is None:
+            return self
+        rules = Path(tempfile.mkdtemp(prefix="rules", dir=self.directory))
+        # the anomaly baselines compare with the same hour a week ago: 2 minutes here, so that
+        # every recording rule has series within the tests' minutes
+        bundle.build_rules(directory=rules, overrides={"forDurations": {"RedisDown": "10s"},
+                                                       "windows": {"anomalySeason": "2m",
+                                                                   "anomalyBaseline": "1h"}})
+        stack = Stack(free_ports=True, demo=True, traffic=20, victoriametrics=True,
+                      scrape_interval="1s", evaluation_interval="1s", collector_interval="1s",
+                      rules_dir=rules)
+        missing = stack.missing_binaries()
+        assert not missing, "\n".join(missing) + "\nrun the test command from README.md"
+        stack.start()
+        self.stack = stack
+        try:
+            stack.wait_for_query('up{job="vigil"} == 1', timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        stack, self.stack = self.stack, None
+        if stack is not None:
+            stack.stop()
+
+    def __getattr__(self, name):
+        if self.stack is None:
+            raise RuntimeError("the live stack is not running")
+        return getattr(self.stack, name)
+
+
+LIVE_STACK = LiveStack()
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory) -> LiveStack:
+    LIVE_STACK.directory = tmp_path_factory.getbasetemp()
+    return LIVE_STACK.start()
 
 
 @pytest.fixture
