@@ -71,7 +71,7 @@
       dbRollbackRatio: 0.1,  // rolled back / (committed + rolled back)
       dbMinTransactionsPerSecond: 1,  // ... judged only with this much traffic
       // database: inside PostgreSQL (the collector's `postgres` features)
-      dbReplicationLagSeconds: 120,  // a replica's replay_lag seen from the primary
+      dbReplicationLagSeconds: 120,  // a replica's replay lag seen from the primary
       dbSlotRetainedWalBytes: 4 * 1024 * 1024 * 1024,  // WAL a replication slot may keep
       dbTransactionSeconds: 1800,  // the oldest open transaction
       dbIdleInTransactionSeconds: 300,  // the longest idle-in-transaction session

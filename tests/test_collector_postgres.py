@@ -69,6 +69,9 @@ async def test_primary_families(postgres_pair, collect):
     primary.sql("DELETE FROM big_one WHERE n <= 2000")
     for _ in range(3):
         primary.sql("SELECT count(*) FROM big_one WHERE n > 42")
+    # a sort beyond work_mem writes a temporary file; CHECKPOINT is a requested one
+    primary.sql("SET work_mem = '64kB'; SELECT n FROM generate_series(1, 20000) n ORDER BY n DESC")
+    primary.sql("CHECKPOINT")
     families, collector = await collect(primary.url, statements={"limit": 50},
                                         tables={"limit": 50})
     assert all(status == OK for status, _ in checks(collector).values()), checks(collector)
@@ -81,12 +84,24 @@ async def test_primary_families(postgres_pair, collect):
                  **db) > 0
     assert value(families, "vigil_db_statement_shared_blocks_hit_total",
                  queryid=mine["queryid"], **db) > 0
+    assert value(families, "vigil_db_statement_rows_total", queryid=mine["queryid"], **db) >= 3
+    assert value(families, "vigil_db_statement_shared_blocks_read_total",
+                 queryid=mine["queryid"], **db) >= 0
+    calls, total = (value(families, f"vigil_db_statement_{n}_total", queryid=mine["queryid"], **db)
+                    for n in ("calls", "time_seconds"))
+    assert value(families, "vigil_db_statement_mean_time_seconds", queryid=mine["queryid"],
+                 **db) == pytest.approx(total / calls)
 
     tables = by_label(families, "vigil_db_table_dead_tuples", "table")
     assert tables["public.big_one"] >= 1000 and tables["public.small"] == 0
     assert value(families, "vigil_db_table_last_vacuum_timestamp_seconds",
                  table="public.big_one", **db) > 1.7e9
     assert value(families, "vigil_db_table_size_bytes", table="public.big_one", **db) > 8192
+    assert value(families, "vigil_db_table_last_analyze_timestamp_seconds",
+                 table="public.big_one", **db) > 1.7e9
+    assert value(families, "vigil_db_table_vacuums_total", table="public.big_one", **db) >= 1
+    assert value(families, "vigil_db_table_analyzes_total", table="public.big_one", **db) >= 1
+    assert value(families, "vigil_db_table_live_tuples", table="public.big_one", **db) > 0
 
     assert value(families, "vigil_db_in_recovery", **db) == 0
     assert value(families, "vigil_db_replication_state", replica="replica",
@@ -97,7 +112,12 @@ async def test_primary_families(postgres_pair, collect):
     assert value(families, "vigil_db_sessions_waiting_on_lock", **db) == 0
     assert value(families, "vigil_db_blocks_hit_total", **db) > 0
     assert value(families, "vigil_db_wal_bytes_total", **db) > 0
-    assert value(families, "vigil_db_checkpoints_total", kind="requested", **db) >= 0
+    assert value(families, "vigil_db_checkpoints_total", kind="requested", **db) >= 1
+    assert value(families, "vigil_db_checkpoints_total", kind="timed", **db) >= 0
+    assert value(families, "vigil_db_checkpoint_buffers_written_total", **db) >= 0
+    assert value(families, "vigil_db_temp_files_total", **db) >= 1
+    assert value(families, "vigil_db_temp_bytes_total", **db) > 0
+    assert value(families, "vigil_db_blocks_read_total", **db) >= 0
     assert "vigil_db_replica_replay_lag_bytes" not in render(families)  # a primary's
     # the replica's own slot (pg_basebackup -C)
     assert value(families, "vigil_db_replication_slot_active", slot="replica",
@@ -115,8 +135,33 @@ async def test_slot_retains_wal(postgres_pair, collect):
         slot = {"database": "main", "slot": "vigil_test", "slot_type": "physical"}
         assert value(families, "vigil_db_replication_slot_retained_wal_bytes", **slot) > 1_000_000
         assert value(families, "vigil_db_replication_slot_active", **slot) == 0
+        bounded, _ = await collect(primary.url, **{**OFF, "replication": {"max_slots": 1}})
+        assert by_label(bounded, "vigil_db_replication_slot_active", "slot") == {"replica": 1}
     finally:
         primary.sql("SELECT pg_drop_replication_slot('vigil_test')")
+
+
+async def test_replicas_are_bounded(postgres_pair, collect, tmp_path):
+    """A second WAL receiver (pg_receivewal) next to the replica: max_replicas keeps one."""
+    import subprocess
+
+    from vigil_exporter.tools.stack.process import find_binary
+    primary = postgres_pair.primary
+    receiver = subprocess.Popen([find_binary("pg_receivewal"), "-h", primary.host, "-p",
+                                 str(primary.port), "-U", primary.user, "-D", str(tmp_path),
+                                 "--no-loop", "--no-password"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: primary.scalar("SELECT count(*) FROM pg_stat_replication") == 2)
+        every, _ = await collect(primary.url, **{**OFF, "replication": {}})
+        bounded, _ = await collect(primary.url, **{**OFF, "replication": {"max_replicas": 1}})
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+    # (pg_receivewal replays nothing: no replay_lsn, so a state but no lag)
+    assert set(by_label(every, "vigil_db_replication_state", "replica")) == {
+        "pg_receivewal", "replica"}
+    assert set(by_label(bounded, "vigil_db_replication_state", "replica")) == {"pg_receivewal"}
 
 
 async def test_replica_lag_while_replay_is_paused(postgres_pair, collect):
@@ -130,7 +175,12 @@ async def test_replica_lag_while_replay_is_paused(postgres_pair, collect):
         wait_for(lambda: replica.scalar("SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), "
                                         "pg_last_wal_replay_lsn())") > 0)
         on_replica, collector = await collect(replica.url, **only_replication)
-        on_primary, _ = await collect(primary.url, **only_replication)
+        on_primary, watching_primary = await collect(primary.url, **only_replication)
+        # replay_lag freezes while replay stalls; the exporter's WAL clock keeps counting
+        wal = watching_primary.targets[0].features.features[0].wal
+        started = wal.clock()
+        wal.clock = lambda: started + 600
+        stalled = await watching_primary.collect_postgres()
     finally:
         replica.sql("SELECT pg_wal_replay_resume()")
     db = {"database": "main"}
@@ -141,6 +191,10 @@ async def test_replica_lag_while_replay_is_paused(postgres_pair, collect):
     assert value(on_replica, "vigil_db_replica_replay_lag_seconds", **db) > 0
     assert value(on_primary, "vigil_db_replication_lag_bytes", replica="replica",
                  client_addr="127.0.0.1", **db) > 100_000
+    frozen = primary.scalar("SELECT extract(epoch FROM replay_lag) FROM pg_stat_replication")
+    assert frozen is None or frozen < 600
+    assert value(stalled, "vigil_db_replication_lag_seconds", replica="replica",
+                 client_addr="127.0.0.1", **db) >= 600
     assert checks(collector)["database:main:replication"][0] == OK
     # resumed: the replica catches up and says so
     wait_for(lambda: replica.scalar("SELECT pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"))
@@ -245,6 +299,26 @@ async def test_database_down_leaves_features_unread(collect):
     assert families == []
     status, message = checks(collector)["database:main:statements"]
     assert status == DEGRADED and "down" in message
+
+
+def test_wal_clock_dates_the_oldest_unreplayed_wal():
+    from vigil_exporter.collectors.postgres.replication import WalClock
+    now = [100.0]
+    wal = WalClock(clock=lambda: now[0])
+    for when, head in ((100, 1000), (115, 1000), (130, 5000), (145, 9000)):
+        now[0] = when
+        wal.observe(head)
+    assert [head for _, head in wal.samples] == [1000, 5000, 9000]  # only when it moves
+    now[0] = 160
+    assert wal.written_ago(9000) == 0  # caught up with every sample
+    assert wal.written_ago(4000) == 30  # WAL past 4000 was there at 130, not at 100
+    assert wal.written_ago(500) == 60
+    wal.forget_replayed(5000)
+    assert [head for _, head in wal.samples] == [5000, 9000]
+    assert wal.written_ago(6000) == 15
+    wal.observe(300)  # a restored or new server at the same URL: its positions start lower
+    assert [head for _, head in wal.samples] == [300]
+    assert wal.written_ago(100) == 0
 
 
 def test_short_text():

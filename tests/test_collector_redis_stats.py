@@ -60,6 +60,8 @@ async def test_replication_on_both_ends(redis_pair, collect):
     assert lagging[("vigil_redis_replica_online", ("replica", address))] == 1
     assert lagging[("vigil_redis_replica_lag_bytes", ("replica", address))] > 100_000
     assert lagging[("vigil_redis_replication_offset_bytes",)] > 200_000
+    assert lagging[("vigil_redis_replica_lag_seconds", ("replica", address))] >= 0
+    assert role(lagging) == "master"
     assert checks(collector)["redis:main:replication"][0] == OK
     wait_until(lambda: replica.get("replicated:big") is not None, 10)
     on_replica, _ = await collect(redis_pair.replica.url, **{**OFF, "replication": {}})
@@ -67,6 +69,14 @@ async def test_replication_on_both_ends(redis_pair, collect):
     assert on_replica[("vigil_redis_master_sync_in_progress",)] == 0
     assert on_replica[("vigil_redis_master_last_io_seconds",)] >= 0
     assert on_replica[("vigil_redis_replication_offset_bytes",)] > 200_000
+    assert role(on_replica) == "slave"
+    assert ("vigil_redis_replica_lag_bytes", ("replica", address)) not in on_replica
+
+
+def role(found) -> str:
+    """The role label of vigil_redis_info (the base collector's, besides the features)."""
+    (info,) = [dict(k[1:]) for k in found if k[0] == "vigil_redis_info"]
+    return info["role"]
 
 
 async def test_replica_link_down(redis_isolated, collect):
@@ -179,6 +189,19 @@ def test_scan_budget_must_fit_the_socket_timeout():
         "key_patterns": {"patterns": ["a:*"], "scan_budget": "2s"}}}})
     assert faults == ["collectors.redis.instances.main.key_patterns.scan_budget: must be "
                       "shorter than the instance's socket_timeout (1s)"]
+
+
+async def test_every_feature_can_be_turned_off(redis_pair, collect):
+    def features_in(found) -> set[str]:
+        return {k[0].removesuffix("_total") for k in found} & set(redis_stats.METRICS)
+
+    everything, collector = await collect(redis_pair.primary.url)
+    assert "vigil_redis_slowlog_length" in features_in(everything)  # on by default
+    assert "redis:main:slowlog" in checks(collector)
+    nothing, collector = await collect(redis_pair.primary.url, **OFF)
+    assert features_in(nothing) == set()
+    assert [name for name in checks(collector) if name.startswith("redis:main:")] == []
+    assert nothing[("vigil_redis_up",)] == 1
 
 
 def test_features_declare_their_metrics_once():

@@ -96,6 +96,13 @@ def faults(overrides: dict) -> list[str]:
      "siteAlerts.ApiDown: null removes a site alert of _config, and none has that name"),
     ({"siteAlerts": {"RedisDown": SITE_ALERT}},
      "siteAlerts.RedisDown: is the name of an alert of the bundle"),
+    ({"llmBudget": {"perTenantPerMonthUsdOverrides": {"acme": "lots"}}},
+     'llmBudget.perTenantPerMonthUsdOverrides.acme: expected a number >= 0, got "lots"'),
+    ({"llmBudget": {"perTenantPerMonthUsdOverrides": {'acme"}': 5}}},
+     'llmBudget.perTenantPerMonthUsdOverrides.acme"}: expected a name matching'),
+    ({"llmBudget": {"perTenantPerMonthUsdOverride": {"acme": 5}}},
+     'llmBudget.perTenantPerMonthUsdOverride: unknown key (did you mean '
+     '"perTenantPerMonthUsdOverrides"?)'),
 ], ids=lambda value: json.dumps(value)[:60] if isinstance(value, dict) else None)
 def test_a_bad_customisation_names_the_key_and_what_is_expected(overrides, expected):
     found = faults(overrides)
@@ -336,7 +343,17 @@ def test_site_alerts_pass_their_promtool_unit_tests(documented, tmp_path):
     assert default.returncode != 0
     failed = set(re.findall(r"alertname: (\w+)", default.stdout + default.stderr))
     assert failed == {"SystemCpuUsageHigh", "RedisCacheHitRatioLow", "DemoServiceGone",
-                      "DemoItemReadsSlow"}, default.stdout + default.stderr
+                      "DemoItemReadsSlow", "TenantLlmCostOverBudget"}, \
+        default.stdout + default.stderr
+
+
+def test_the_site_test_evaluates_every_group_of_the_site_in_order(documented):
+    """Without group_eval_order promtool evaluates the groups at random: the LLM budget case
+    reads a chain of recorded rollups."""
+    order = yaml.safe_load(SITE_TEST.read_text())["group_eval_order"]
+    rules = documented["site"] / "prometheus" / "generated"
+    assert order == [g["name"] for name in ("recording_rules.yml", "alerts.yml", "site_alerts.yml")
+                     for g in yaml.safe_load((rules / name).read_text())["groups"]]
 
 
 def test_site_channels_route_only_their_alert(documented):
@@ -427,6 +444,14 @@ def test_a_missing_extra_is_one_line_before_any_work(module, argv, extra, tmp_pa
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"needs the `{extra}` extra" in done.stderr and f"[{extra}]" in done.stderr
     assert not (tmp_path / "png").exists()
+
+
+def test_the_documented_tenant_budgets_are_a_valid_customisation():
+    """docs/tenant-usage.md: a tenant's own LLM budget, in the customisation file."""
+    text = (ROOT / "docs" / "tenant-usage.md").read_text()
+    example = yaml.safe_load(re.search(r"```yaml\n(llmBudget:.*?)```", text, re.S).group(1))
+    assert example["llmBudget"]["perTenantPerMonthUsdOverrides"] == {"acme": 500}
+    bundle.validate(example, "tenant-usage.md")
 
 
 def test_the_defaults_are_a_valid_customisation():

@@ -95,8 +95,30 @@ def test_cipher_suites_are_applied_by_their_go_names(certificate):
     assert names == {"ECDHE-ECDSA-AES256-GCM-SHA384"}
 
 
-def test_one_curve_is_applied_several_are_warned_about(certificate):
-    assert _load(certificate, "  curve_preferences: [CurveP256]\n").warnings == []
+async def _handshake(server: ssl.SSLContext, curve: str) -> bool:
+    """Whether a client offering only `curve` completes a TLS handshake with `server`."""
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    client.set_ecdh_curve(curve)  # OpenSSL 3: the only group the client offers
+    listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=server)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port, ssl=client), 10)
+        writer.close()
+        return True
+    except (ssl.SSLError, ConnectionError):  # the server's alert, or its reset
+        return False
+    finally:
+        listener.close()
+
+
+async def test_one_curve_is_applied_several_are_warned_about(certificate):
+    config = _load(certificate, "  curve_preferences: [CurveP384]\n")
+    assert config.warnings == []
+    assert await _handshake(config.ssl_context, "secp384r1") is True
+    assert await _handshake(config.ssl_context, "X25519") is False  # the only one applied
+    assert await _handshake(_load(certificate, "").ssl_context, "X25519") is True
     warnings = _load(certificate, "  curve_preferences: [X25519, CurveP256]\n").warnings
     assert len(warnings) == 1 and "one curve at most" in warnings[0]
 
@@ -112,6 +134,29 @@ def test_client_certificates_python_cannot_accept_unverified_are_said_so(certifi
 def test_require_any_client_cert_without_a_ca_is_refused(certificate):
     with pytest.raises(webconfig.ConfigError, match="client_ca_file: is required"):
         _load(certificate, "  client_auth_type: RequireAnyClientCert\n")
+
+
+async def test_the_web_config_rate_limit_answers_429_with_the_headers(tmp_path):
+    """rate_limit is applied to every request, as the exporter-toolkit's rate.Limiter: the
+    burst at once, then one per interval."""
+    import json
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from vigil_exporter.app import make_app
+    from vigil_exporter.config import load
+
+    path = tmp_path / "vigil.yml"
+    path.write_text(json.dumps({"collectors": {"system": {"enabled": False}, "business": {
+        "enabled": False}, "database": {"enabled": False}}}))
+    (tmp_path / "web.yml").write_text("http_server_config:\n  headers:\n"
+                                      "    X-Frame-Options: deny\n"
+                                      "rate_limit:\n  interval: 1h\n  burst: 2\n")
+    web = webconfig.load(str(tmp_path / "web.yml"))
+    async with TestClient(TestServer(make_app(load(path, environ={}), web))) as client:
+        answers = [await client.get(p) for p in ("/metrics", "/health", "/metrics", "/info")]
+        assert [a.status for a in answers] == [200, 200, 429, 429]
+        assert answers[2].headers["X-Frame-Options"] == "deny"
 
 
 def test_allowed_sans_rate_limit_and_http2_are_read(certificate):

@@ -230,7 +230,7 @@ async def test_a_job_slower_than_its_interval_warns_once(caplog):
 
 # ------------------------------------------------------------------ Redis
 
-@pytest.mark.parametrize("closed_by", ["CLIENT KILL", "idle timeout"])
+@pytest.mark.parametrize("closed_by", ["CLIENT KILL", "idle timeout", "restart"])
 async def test_a_pooled_redis_connection_the_server_closed_is_replaced_at_once(redis_isolated,
                                                                                closed_by):
     import redis.asyncio as aioredis
@@ -246,6 +246,9 @@ async def test_a_pooled_redis_connection_the_server_closed_is_replaced_at_once(r
         assert _up(await collector.collect()) == 1.0
         if closed_by == "CLIENT KILL":
             await admin.client_kill_filter(_type="normal", skipme=True)
+        elif closed_by == "restart":
+            redis_isolated.stop()
+            redis_isolated.start()  # same port; the pooled connection is now dead
         else:
             await admin.config_set("timeout", 1)
             await asyncio.sleep(2.5)  # Redis checks idle clients a few times a second

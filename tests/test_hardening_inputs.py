@@ -114,10 +114,10 @@ def test_serve_names_an_address_it_cannot_bind(vigil_cli):
     assert "Traceback" not in result.stderr
 
 
-def test_a_host_that_does_not_resolve_is_a_warning_of_check_config_and_a_fault_of_serve(
+def test_a_host_that_does_not_resolve_is_a_fault_of_check_config_and_of_serve(
         tmp_path, vigil_cli, monkeypatch):
-    """Loading the configuration resolves nothing (a resolver can hang, and the host may resolve
-    only where the exporter runs); check-config warns, serve cannot listen."""
+    """Loading the configuration resolves nothing (a resolver can hang); check-config asks, and
+    refuses a host the resolver says does not exist, as serve cannot listen on it."""
     import socket
 
     path = tmp_path / "vigil.yml"
@@ -130,9 +130,10 @@ def test_a_host_that_does_not_resolve_is_a_warning_of_check_config_and_a_fault_o
     load(path, environ={})
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
     result = vigil_cli("check-config", path)
-    assert result.returncode == 0, result.stderr
-    assert f'{path}: warning: listen_address: the host "no-such-host.invalid" does not ' \
-           "resolve here" in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert f'{path}: listen_address: the host "no-such-host.invalid" does not resolve here' \
+        in result.stderr
+    assert "warning" not in result.stderr and "Traceback" not in result.stderr
     result = vigil_cli("serve", "--config", path)
     assert result.returncode == 2
     assert f"{path}: listen_address: cannot listen on no-such-host.invalid:9477" in result.stderr
@@ -141,6 +142,7 @@ def test_a_host_that_does_not_resolve_is_a_warning_of_check_config_and_a_fault_o
 
 def test_a_resolver_that_does_not_answer_holds_check_config_a_bounded_time(tmp_path, vigil_cli,
                                                                            monkeypatch):
+    """No answer, or "try again later", is not proof that serve cannot run: a warning."""
     import socket
     import threading
 
@@ -155,8 +157,14 @@ def test_a_resolver_that_does_not_answer_holds_check_config_a_bounded_time(tmp_p
     finally:
         never.set()
     assert result.returncode == 0, result.stderr
-    assert 'the host "slow.example" does not resolve here (no answer within 0.1 s)' \
-        in result.stderr
+    assert f'{path}: warning: listen_address: the host "slow.example" does not resolve here ' \
+        "(no answer within 0.1 s)" in result.stderr
+
+    def try_again(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    monkeypatch.setattr(socket, "getaddrinfo", try_again)
+    result = vigil_cli("check-config", path)
+    assert result.returncode == 0 and "warning: " in result.stderr, result.stderr
 
 
 def test_a_relative_bearer_token_file_is_read_beside_the_config_file(tmp_path, vigil_cli):

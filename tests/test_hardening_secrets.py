@@ -29,9 +29,14 @@ def _config_file(tmp_path, url: str):
 
 
 @pytest.mark.parametrize("url", MALFORMED)
-def test_malformed_url_is_refused_without_its_password(tmp_path, vigil_cli, url):
+@pytest.mark.parametrize("command", ["check-config", "serve"])
+def test_malformed_url_is_refused_without_its_password(tmp_path, vigil_cli, monkeypatch, url,
+                                                       command):
+    from vigil_exporter import server
+    monkeypatch.setattr(server, "until_stopped", lambda stop=None: None)  # serve never blocks
     path = _config_file(tmp_path, url)
-    result = vigil_cli("check-config", path)
+    result = vigil_cli(*(["check-config", path] if command == "check-config" else
+                         ["serve", "--config", path, "--listen", "127.0.0.1:0"]))
     assert result.returncode == 2
     assert "collectors.database.databases.main.url: expected an SQLAlchemy URL" in result.stderr
     for piece in (SECRET, "Xy7", "Zk"):

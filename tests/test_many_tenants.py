@@ -150,6 +150,85 @@ def test_business_families_sharing_label_sets_render_byte_for_byte():
     assert b'vigil_test_a{direction="in",tenant="new"} 2.0\n' in exposition.rendered["text"].body
 
 
+
+async def test_a_result_that_did_not_change_keeps_its_family_and_its_text(tmp_path, monkeypatch):
+    """With thousands of tenants most per-tenant figures do not move between two runs: the
+    family object stays, so the render after the round formats nothing of it again."""
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE usage (tenant TEXT, value REAL)"))
+        conn.execute(text("INSERT INTO usage VALUES ('a', 1.5), ('b', 2)"))
+    collector = business(url, default_queries=False, queries=[
+        {"name": "vigil_test_usage", "help": "Usage.", "labels": ["tenant"],
+         "sql": "SELECT tenant, value FROM usage ORDER BY tenant"}])
+    scheduler = Scheduler([collector])
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(type("Jobs", (), {"collect": lambda self: [
+        family for job in scheduler.jobs for family in job.families]})())
+    exposition = Exposition(registry)
+    formatted = []
+    real_format = exposition_module._format
+    monkeypatch.setattr(exposition_module, "_format", lambda names, family, texts: (
+        formatted.append(family.name) or real_format(names, family, texts)))
+    try:
+        await scheduler.run_once()
+        first = scheduler.jobs[0].families[0]
+        exposition.render()
+        await scheduler.run_once()  # the same rows
+        assert scheduler.jobs[0].families[0] is first
+        exposition.render()
+        assert formatted == ["vigil_test_usage"]
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE usage SET value = 3 WHERE tenant = 'b'"))
+        await scheduler.run_once()
+        assert scheduler.jobs[0].families[0] is not first
+        exposition.render()
+        body = exposition.rendered["text"].body
+        assert body == generate_latest(registry)
+        assert b'vigil_test_usage{tenant="b"} 3.0\n' in body
+    finally:
+        await scheduler.stop()
+        engine.dispose()
+
+
+def test_a_run_keeps_the_last_family_only_for_the_same_rows_bit_for_bit():
+    query = Query("vigil_test_v", "V.", "", "value", ("tenant",), "gauge", 60, 10, 50_000, "q")
+    label_sets = LabelSets()
+
+    def family(*values, last=None, tenant="t"):
+        return to_family(query, ["tenant", "value"],
+                         [(f"{tenant}{i}", value) for i, value in enumerate(values)],
+                         label_sets, last)[0]
+    nan = float("nan")
+    last = family(1.0, nan)
+    assert family(1.0, nan, last=last) is last  # one NaN, one text
+    for changed in (family(0.0, nan, last=last), family(-0.0, last=family(0.0)),  # "-0.0"
+                    family(1.0, nan, 2.0, last=last), family(1.0, nan, tenant="u", last=last)):
+        assert changed is not None and changed is not last
+    label_sets.new_round()  # a round that keeps the family keeps its label sets in use ...
+    assert family(1.0, nan, last=last) is last
+    label_sets.new_round()  # ... so the families of the next round share them
+    assert family(5.0).labelsets[0] is last.labelsets[0]
+
+
+def test_rows_become_series_as_text_without_nulls_and_never_twice():
+    query = Query("vigil_test_v", "V.", "", "value", ("tenant", "shard"), "gauge", 60, 10,
+                  50_000, "q")
+    label_sets = LabelSets()
+    family, dropped = to_family(query, ["tenant", "shard", "value"], [
+        ("a", 1, 2), ("b", None, None), ("b", None, 3.5)], label_sets)
+    assert dropped == 0 and family.labelsets == [{"tenant": "a", "shard": "1"},
+                                                 {"tenant": "b", "shard": ""}]
+    assert list(family.values) == [2.0, 3.5]
+    for new_round in (False, False, True):  # a new set, a set of this round, of the last
+        if new_round:
+            label_sets.new_round()
+        with pytest.raises(ValueError, match="two rows have the same labels"):
+            to_family(query, ["tenant", "shard", "value"],
+                      [("a", 1, 1), ("c", 2, 1), ("c", 2, 2)], label_sets)
+
+
 # ------------------------------------------------------------------ the series cap, bounded tenants
 
 TENANTS = 20  # tenant i has i // 2 agents of 10 allowed: shares 0.0 .. 0.9

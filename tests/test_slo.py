@@ -129,6 +129,8 @@ def test_a_file_changes_or_removes_a_declared_slo(tmp_path):
     ("slos:\n  a:\n    sli: {kind: llm-success, threshold: 1, bad: 'rate(z[$window])'}\n"
      "    objective: 99\n",
      ["slos.a.sli.bad: only for kind custom", "slos.a.sli.threshold: only for kind http-latency"]),
+    ("slos:\n  a:\n    sli: {kind: agent-success}\n    objective: 99\n    window: 7d\n",
+     ['slos.a.window: expected one of "30d", "28d", got "7d"']),
     ("slos:\n  a: [1\n", ["line 3, column 1: not valid YAML: expected ',' or ']', but got "
                           "'<stream end>'"]),
 ])
@@ -292,6 +294,17 @@ def test_status_table_lines_up_the_slos():
     ]
     assert slos[0].sli == pytest.approx(0.99) and slos[0].burn_rates == pytest.approx(
         {"5m": 15, "1h": 20})
+
+
+def test_status_of_a_prometheus_that_cannot_be_reached_is_one_line_and_exit_1(capsys):
+    from vigil_exporter.cli import main
+    from vigil_exporter.tools.stack.process import free_port
+
+    nowhere = f"http://127.0.0.1:{free_port()}"   # nothing listens there
+    assert main(["slo", "status", nowhere, "--format", "json"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"vigil slo status: cannot reach Prometheus at {nowhere}: ")
 
 
 # ---- docs/slos.md -----------------------------------------------------------------------------

@@ -328,6 +328,8 @@ def test_the_state_file_is_a_default_below_flags_and_environment(tmp_path, monke
     assert parsed("alerts", "list").alertmanager == "http://127.0.0.1:1"
     assert parsed("alerts", "log").file == "/x/alerts.jsonl"
     assert parsed("slo", "status").url == "http://127.0.0.1:2"
+    assert parsed("usage", "--from", "2026-01-01", "--to", "2026-01-01").prometheus == \
+        "http://127.0.0.1:2"
     assert parsed("alerts", "list", "--alertmanager", "http://a:3").alertmanager == "http://a:3"
     monkeypatch.setenv("VIGIL_ALERTMANAGER_URL", "http://b:4")
     assert parsed("alerts", "list").alertmanager == "http://b:4"

@@ -9,11 +9,17 @@
    credentials, 503 naming the cause with them.
 3. The shared live stack (demo traffic, LLM calls per tenant): the LLM cost of the day recorded
    by the rollups equals the increase of the cost counters themselves, within one scrape.
+4. Three past days of history written into a real Prometheus (`promtool tsdb
+   create-blocks-from openmetrics`): a report over them has a row per tenant and UTC day with
+   the last value of that day (not the reset value of the next midnight), null for a day
+   without samples, totals, peaks and the limits at the end of the range; the endpoint answers
+   the same JSON.
 """
 from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -358,3 +364,186 @@ def test_dates_are_checked_before_prometheus_is_asked():
     with pytest.raises(BadRequest, match="2024-02-30"):
         Request.parse("2024-02-30", "2024-03-01", today=date(2024, 3, 2))
     assert len(Request.parse("2024-01-01", "2024-12-31", today=date(2025, 1, 1)).days) == 366
+
+
+# ---- 4. a report over past days, from history written into Prometheus ----------------------
+
+HISTORY_DAYS = [TODAY - timedelta(days=n) for n in (3, 2, 1)]
+QUARTER = 900   # the history's sample interval: 96 samples a UTC day
+LABELS = {"job": "vigil", "instance": "vigil:9477"}
+
+
+def _history() -> dict[tuple[str, tuple], list[tuple[float, float]]]:
+    """(metric, labels) -> [(unix time, value)], every 15 minutes over HISTORY_DAYS.
+
+    acme has the exporter's database counts of the day (`*_today`, back to 0 at each
+    midnight) and its agents limit raised on the last day; globex has only the bundle's rollups
+    of its counters and no sample at all on the middle day (its exporter was down)."""
+    series: dict[tuple[str, tuple], list[tuple[float, float]]] = {}
+
+    def add(metric, tenant, at, value, **extra):
+        labels = tuple(sorted({**LABELS, "tenant": tenant, **extra}.items()))
+        series.setdefault((metric, labels), []).append((at, value))
+
+    for d, day in enumerate(HISTORY_DAYS):
+        start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+        for q in range(96):
+            at = start + q * QUARTER
+            afternoon = q >= 48
+            add("vigil_tenant_agents", "acme", at, 10 + 2 * d + afternoon)
+            add("vigil_tenant_agents_active", "acme", at, 5 + d)
+            add("vigil_tenant_channels", "acme", at, 3 + d)
+            add("vigil_tenant_channels_active", "acme", at, 2)
+            add("vigil_tenant_storage_bytes", "acme", at, 1_000_000 + 100_000 * d + 1000 * q)
+            add("vigil_tenant_messages_today", "acme", at, 3 * (q + 1) + d, direction="in")
+            add("vigil_tenant_messages_today", "acme", at, 2 * (q + 1), direction="out")
+            add("vigil_tenant_api_calls_today", "acme", at, 5 * (q + 1))
+            add("job_tenant:llm_cost_usd:increase_today", "acme", at, 0.01 * (q + 1),
+                job="vigil-demo", instance="demo:8080")
+            add("vigil_tenant_agents_limit", "acme", at, 30 if d == 2 and afternoon else 20)
+            for metric, limit in (("channels", 10), ("messages_per_day", 1000),
+                                  ("api_calls_per_day", 2000), ("connections", 50)):
+                add(f"vigil_tenant_{metric}_limit", "acme", at, limit)
+            add("vigil_tenant_storage_limit_bytes", "acme", at, 5_000_000)
+            if d == 1:
+                continue
+            add("vigil_tenant_agents", "globex", at, 4)
+            add("vigil_tenant_agents_active", "globex", at, 1 + afternoon)
+            add("vigil_tenant_channels", "globex", at, 2)
+            add("vigil_tenant_channels_active", "globex", at, 1)
+            add("vigil_tenant_storage_bytes", "globex", at, 200_000 + q)
+            add("tenant:vigil_tenant_messages:increase_today", "globex", at, q + 1,
+                direction="in")
+            add("tenant:vigil_tenant_messages:increase_today", "globex", at, 2 * (q + 1),
+                direction="out")
+            add("tenant:vigil_tenant_api_calls:increase_today", "globex", at, 4 * (q + 1))
+            add("job_tenant:llm_cost_usd:increase_today", "globex", at, 0.5 * (q + 1),
+                job="vigil-demo", instance="demo:8080")
+            for metric, limit in (("agents", 5), ("channels", 5), ("messages_per_day", 500),
+                                  ("api_calls_per_day", 1000), ("connections", 10)):
+                add(f"vigil_tenant_{metric}_limit", "globex", at, limit)
+            add("vigil_tenant_storage_limit_bytes", "globex", at, 1_000_000)
+    return series
+
+
+# Report field -> the series it reads: the exporter's count of the day, else the rollup.
+HISTORY_FIELDS = {
+    "agents_count": [("vigil_tenant_agents", {})],
+    "active_agents_count": [("vigil_tenant_agents_active", {})],
+    "channels_count": [("vigil_tenant_channels", {})],
+    "active_channels_count": [("vigil_tenant_channels_active", {})],
+    "storage_used_bytes": [("vigil_tenant_storage_bytes", {})],
+    "messages_in_count": [("vigil_tenant_messages_today", {"direction": "in"}),
+                          ("tenant:vigil_tenant_messages:increase_today", {"direction": "in"})],
+    "messages_out_count": [("vigil_tenant_messages_today", {"direction": "out"}),
+                           ("tenant:vigil_tenant_messages:increase_today", {"direction": "out"})],
+    "api_calls_count": [("vigil_tenant_api_calls_today", {}),
+                        ("tenant:vigil_tenant_api_calls:increase_today", {})],
+    "llm_cost_usd": [("job_tenant:llm_cost_usd:increase_today", {})],
+    "max_agents": [("vigil_tenant_agents_limit", {})],
+    "max_channels": [("vigil_tenant_channels_limit", {})],
+    "max_messages_per_day": [("vigil_tenant_messages_per_day_limit", {})],
+    "max_api_calls_per_day": [("vigil_tenant_api_calls_per_day_limit", {})],
+    "max_storage_bytes": [("vigil_tenant_storage_limit_bytes", {})],
+    "concurrent_connections": [("vigil_tenant_connections_limit", {})],
+}
+
+
+def _last_of_day(history, tenant: str, field: str, day: date) -> float | None:
+    """The last sample of `field`'s first series that has one within the UTC day."""
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+    for metric, extra in HISTORY_FIELDS[field]:
+        values = [value for (name, labels), points in history.items() if name == metric
+                  and dict(labels)["tenant"] == tenant
+                  and all(dict(labels).get(k) == v for k, v in extra.items())
+                  for at, value in points if start <= at < start + 86400]
+        if values:
+            return values[-1]
+    return None
+
+
+@pytest.fixture(scope="module")
+def history_prometheus(tmp_path_factory):
+    """A Prometheus whose TSDB holds _history(), written with promtool before it starts."""
+    history = _history()
+    work = tmp_path_factory.mktemp("usage-history")
+    lines = []
+    for (metric, labels), points in history.items():
+        selector = ",".join(f'{k}="{v}"' for k, v in labels)
+        lines += [f"{metric}{{{selector}}} {value} {at:.0f}" for at, value in points]
+    (work / "history.om").write_text("\n".join(lines) + "\n# EOF\n")
+    prometheus = Prometheus("prometheus", work, free_port(),
+                            config_text=lambda: "global: {scrape_interval: 15s}\n")
+    (prometheus.dir / "data").mkdir(parents=True)
+    done = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics",
+                           str(work / "history.om"), str(prometheus.dir / "data")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    prometheus.start()
+    try:
+        yield prometheus, history
+    finally:
+        prometheus.stop()
+        prometheus.cleanup()
+
+
+def test_a_report_over_past_days_has_each_days_last_values(history_prometheus, capsys):
+    prometheus, history = history_prometheus
+    first, last = HISTORY_DAYS[0], HISTORY_DAYS[-1]
+    code, out, err = run_usage(capsys, "--prometheus", prometheus.url, "--from", str(first),
+                               "--to", str(last), "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["start_date"], report["end_date"]) == (str(first), str(last))
+    assert [t["tenant_id"] for t in report["tenants"]] == ["acme", "globex"]
+    for tenant in report["tenants"]:
+        name = tenant["tenant_id"]
+        assert [row["date"] for row in tenant["days"]] == [str(d) for d in HISTORY_DAYS]
+        for row, day in zip(tenant["days"], HISTORY_DAYS):
+            expected = {f: _last_of_day(history, name, f, day) for f in FIELDS}
+            assert row == pytest.approx({"date": str(day), **expected}), (name, day)
+        rows = tenant["days"]
+        for field in ("messages_in_count", "messages_out_count", "api_calls_count",
+                      "llm_cost_usd"):
+            assert tenant["totals"][field] == pytest.approx(
+                sum(r[field] for r in rows if r[field] is not None)), (name, field)
+        for field in ("agents_count", "active_agents_count", "channels_count",
+                      "active_channels_count", "storage_used_bytes"):
+            assert tenant["peaks"][field] == max(r[field] for r in rows if r[field] is not None)
+        assert tenant["limits"] == {f: _last_of_day(history, name, f, last) for f in LIMITS}
+    acme, globex = report["tenants"]
+    # the database's count of the day before its reset at midnight: 96 quarters of 3, plus d
+    assert [r["messages_in_count"] for r in acme["days"]] == [288, 289, 290]
+    assert acme["limits"]["max_agents"] == 30   # raised on the last afternoon
+    # globex's counts come from the rollups; its exporter was down on the middle day
+    assert [r["api_calls_count"] for r in globex["days"]] == [384, None, 384]
+    assert set(globex["days"][1].values()) == {str(HISTORY_DAYS[1]), None}
+    assert globex["totals"]["api_calls_count"] == 768
+
+
+async def test_the_endpoint_answers_a_past_range_with_the_same_json(history_prometheus, capsys):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from vigil_exporter.app import make_app
+    from vigil_exporter.config import load
+
+    prometheus, _ = history_prometheus
+    dates = {"start_date": str(HISTORY_DAYS[0]), "end_date": str(HISTORY_DAYS[-1])}
+    code, out, _ = run_usage(capsys, "--prometheus", prometheus.url, "--tenant", "globex",
+                             "--from", dates["start_date"], "--to", dates["end_date"],
+                             "--format", "json")
+    assert code == 0
+    app = make_app(load(environ={}, overrides={
+        "usage.prometheus_url": prometheus.url, "collectors.system.enabled": False,
+        "collectors.business.enabled": False, "collectors.database.enabled": False}))
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/api/v1/usage-metrics",
+                                    params={**dates, "tenant_id": "globex"})
+        assert response.status == 200
+        assert await response.json() == json.loads(out)
+    code, out, _ = run_usage(capsys, "--prometheus", prometheus.url, "--from",
+                             dates["start_date"], "--to", dates["end_date"], "--format", "csv")
+    assert code == 0
+    rows = out.splitlines()[1:]
+    assert [row.split(",")[:2] for row in rows] == [
+        [tenant, str(day)] for tenant in ("acme", "globex") for day in HISTORY_DAYS]

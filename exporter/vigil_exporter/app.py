@@ -11,7 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import payload, web
 
 from vigil_exporter import __version__
 from vigil_exporter.alerting.receiver import WEBHOOK_PATH, WebhookLimits, setup_alert_receiver
@@ -129,7 +129,25 @@ async def metrics(request: web.Request) -> web.Response:
     rendered = await request.app[WIRING].exposition.choose(request.headers.get("Accept", ""))
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
         return web.Response(body=rendered.gzipped, headers=rendered.gzip_headers)
-    return web.Response(body=rendered.body, headers=rendered.headers)
+    return web.Response(body=ChunksPayload(rendered.chunks, rendered.size),
+                        headers=rendered.headers)
+
+
+class ChunksPayload(payload.Payload):
+    """A body sent as the exposition keeps it, one chunk per family, never joined: joining
+    10.8 MB (10,000 tenants) for a client without gzip held the event loop for milliseconds,
+    and aiohttp copies a bytes body once more to put its headers in front."""
+
+    def __init__(self, chunks: list[bytes], size: int):
+        super().__init__(chunks, content_type=None)
+        self._size = size
+
+    async def write(self, writer) -> None:
+        for chunk in self._value:
+            await writer.write(chunk)  # waits for the socket whenever 64 KiB are pending
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return b"".join(self._value).decode(encoding, errors)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -15,9 +15,9 @@ from vigil_exporter.config import (
     DEFAULT_LISTEN,
     Config,
     ConfigError,
-    listen_address_warning,
     load,
     split_listen_address,
+    unresolved_listen_address,
 )
 from vigil_exporter.extras import MissingExtra
 
@@ -163,14 +163,18 @@ def cmd_check_config(args) -> int:
 
     _web_config(config, None)  # what serve would load, checked the same way
     webhook_authorizer(config["alerts"], config.source)
-    unresolved = listen_address_warning(config["listen_address"])
-    if unresolved:
-        print(f"{args.file}: warning: {unresolved}", file=sys.stderr)
     faults: list[str] = []
+    unresolved = unresolved_listen_address(config["listen_address"])
+    if unresolved:  # a fault when the resolver said so: serve could not listen either
+        why, certain = unresolved
+        if certain:
+            faults.append(why)
+        else:
+            print(f"{args.file}: warning: {why}", file=sys.stderr)
     if args.connect and config.collector("business")["enabled"]:
         from vigil_exporter.collectors.business import check_queries, configured_queries
-        faults = asyncio.run(check_queries(config.business_database(),
-                                           configured_queries(config.collector("business"))))
+        faults += asyncio.run(check_queries(config.business_database(),
+                                            configured_queries(config.collector("business"))))
     for fault in faults:
         print(f"{args.file}: {fault}", file=sys.stderr)
     if faults:

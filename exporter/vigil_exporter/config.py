@@ -115,9 +115,9 @@ def split_listen_address(address: str) -> tuple[str, int]:
 
 
 def _check_listen_address(data: dict, path: str, errors: Errors) -> None:
-    """What `serve` binds must be a real port. Whether the host resolves is not asked here (a
-    resolver can hang, and the host may resolve only where the exporter runs): `serve` reports
-    it as a listen_address fault, `check-config` as a warning (listen_address_warning)."""
+    """What `serve` binds must be a real port. Whether the host resolves is not asked while
+    loading (a resolver can hang): `serve` reports it as a listen_address fault, `check-config`
+    asks separately (unresolved_listen_address)."""
     _, port = split_listen_address(data["listen_address"])
     if port > 65535:
         errors.add("listen_address", f"expected a port from 0 to 65535, got {port}")
@@ -126,27 +126,39 @@ def _check_listen_address(data: dict, path: str, errors: Errors) -> None:
 RESOLVE_TIMEOUT = 2.0  # seconds check-config waits for the listen address's host to resolve
 
 
-def listen_address_warning(address: str) -> str | None:
-    """Why the host of `address` does not resolve here, asked for at most RESOLVE_TIMEOUT
-    seconds (on a daemon thread: getaddrinfo cannot be cancelled); None when it resolves."""
+def unresolved_listen_address(address: str) -> tuple[str, bool] | None:
+    """Why the host of `address` does not resolve here, and whether that is certain (the
+    resolver said so) rather than a resolver that gave no answer within RESOLVE_TIMEOUT seconds
+    (asked on a daemon thread: getaddrinfo cannot be cancelled); None when it resolves."""
     host, port = split_listen_address(address)
-    outcome: list[str | None] = []
+    outcome: list[tuple[str, bool] | None] = []
 
     def resolve() -> None:
         try:
             socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             outcome.append(None)
         except (OSError, UnicodeError) as exc:
-            outcome.append(getattr(exc, "strerror", None) or str(exc))
+            outcome.append((getattr(exc, "strerror", None) or str(exc), _certain(exc)))
 
     thread = threading.Thread(target=resolve, name="resolve-listen-address", daemon=True)
     thread.start()
     thread.join(RESOLVE_TIMEOUT)
-    cause = outcome[0] if outcome else f"no answer within {RESOLVE_TIMEOUT:g} s"
-    if cause is None:
+    if outcome and outcome[0] is None:
         return None
+    cause, certain = outcome[0] if outcome else (f"no answer within {RESOLVE_TIMEOUT:g} s", False)
     return (f'listen_address: the host "{host}" does not resolve here ({cause}); serve '
-            "needs it to resolve where it runs")
+            "needs it to resolve where it runs"), certain
+
+
+# The resolver's answers that a host does not exist (not "try again later").
+NO_SUCH_HOST = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _certain(exc: BaseException) -> bool:
+    """Whether a resolution error says the host cannot resolve (no such name, or a name that
+    is not valid), not that the resolver failed for now."""
+    return isinstance(exc, UnicodeError) or (
+        isinstance(exc, socket.gaierror) and exc.errno in NO_SUCH_HOST)
 
 
 @dataclass

@@ -93,7 +93,7 @@ v.dashboard(
                  w=8, min=0),
 
     g.row('Replication'),
-    g.timeseries('Replication lag', "Seen from the primary, per replica (replay_lag), and on a watched replica (age of the last replayed transaction while WAL waits). DatabaseReplicationLagHigh fires above the dashed line.", 's', [
+    g.timeseries('Replication lag', "Seen from the primary, per replica (replay_lag, or the age of the oldest WAL not replayed when replay stalls), and on a watched replica (age of the last replayed transaction while WAL waits). DatabaseReplicationLagHigh fires above the dashed line.", 's', [
       g.target('vigil_db_replication_lag_seconds{%s}' % sel(), '{{replica}} ({{client_addr}}) of {{database}}'),
       g.target('vigil_db_replica_replay_lag_seconds{%s}' % sel(), 'replay on {{database}}'),
     ], w=8, min=0, thresholds=[g.threshold(t.dbReplicationLagSeconds)], links=[v.runbook('DatabaseReplicationLagHigh')]),

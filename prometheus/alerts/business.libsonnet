@@ -3,15 +3,16 @@ local fmt = (import '../lib/format.libsonnet').fmt;
 local lib = import '../lib/alert.libsonnet';
 
 // Projected LLM cost of the month over the tenant's budget: one branch per tenant with a budget
-// of its own, one for every other tenant.
+// of its own, one for every other tenant (their names' dots escaped in the regex).
 local overBudget(budget) =
   local projected(matcher) = fmt('sum by (tenant) (job_tenant:llm_cost_usd:projected_month%s)', matcher);
   local own = std.objectFields(budget.perTenantPerMonthUsdOverrides);
+  local others = std.join('|', [std.strReplace(t, '.', '\\\\.') for t in own]);
   std.join('\nor\n', [
     fmt('%s / %s > 1', [projected(fmt('{tenant="%s"}', t)), lib.num(budget.perTenantPerMonthUsdOverrides[t])])
     for t in own
   ] + [
-    fmt('%s / %s > 1', [projected(if own == [] then '' else fmt('{tenant!~"%s"}', std.join('|', own))),
+    fmt('%s / %s > 1', [projected(if own == [] then '' else fmt('{tenant!~"%s"}', others)),
                      lib.num(budget.perTenantPerMonthUsd)]),
   ]);
 

@@ -57,6 +57,8 @@ OPERATORS = (">", ">=", "<", "<=", "==", "!=")
 PROMTOOL_TIMEOUT = 60.0  # seconds for `promtool check rules` on the site alerts
 ALERT_NAME = r"[A-Z][A-Za-z0-9]*"
 LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
+# A name in `<setting>Overrides`: letters, digits, `_`, `-` and `.` (escaped in regexes).
+OVERRIDE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 # Labels the bundle sets on every alert, from the alert's own fields.
 RESERVED_LABELS = ("alertname", "severity", "area")
 # Keys of _config holding something other than a setting.
@@ -182,9 +184,20 @@ def _field(key: str, default, given=None) -> Field:
     if isinstance(default, list):
         return List(_field(key, default[0]) if default else Str(None), None)
     if isinstance(default, dict):
-        return Object({k: _field(k, default[k], given.get(k) if isinstance(given, dict) else None)
+        given = given if isinstance(given, dict) else {}
+        return Object({k: _overrides_field(k, default) or _field(k, default[k], given.get(k))
                        for k in _in_order(default, given)}, default=None)
     return Anything(None)
+
+
+def _overrides_field(key: str, siblings: dict) -> Field | None:
+    """`<setting>Overrides` beside `<setting>`: its value per name (a tenant's own budget),
+    empty by default, so the schema comes from the setting. A name is a label value that
+    PromQL takes as written, in a matcher and in a regular expression."""
+    setting = key.removesuffix("Overrides")
+    if setting == key or setting not in siblings:
+        return None
+    return Map(_field(setting, siblings[setting]), None, key_pattern=OVERRIDE_NAME)
 
 
 def site_alert_schema(areas: tuple[str, ...]) -> Object:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 
 from vigil_exporter.commandline import add_command
@@ -15,9 +14,13 @@ DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 def register(subparsers) -> None:
     parser = add_command(subparsers, "usage", cmd_usage,
                          help="tenant usage per UTC day, totals and limits, from Prometheus")
+    from vigil_exporter.tools.stack import state
+
     parser.add_argument("--prometheus", metavar="URL",
-                        default=os.environ.get("VIGIL_PROMETHEUS_URL") or DEFAULT_PROMETHEUS,
-                        help=f"env VIGIL_PROMETHEUS_URL, default {DEFAULT_PROMETHEUS}")
+                        default=state.default("VIGIL_PROMETHEUS_URL", "prometheus",
+                                              DEFAULT_PROMETHEUS),
+                        help="env VIGIL_PROMETHEUS_URL, else the running `vigil stack up`'s, "
+                             f"else {DEFAULT_PROMETHEUS}")
     parser.add_argument("--tenant", metavar="T", help="one tenant (default: every tenant)")
     parser.add_argument("--from", dest="start", required=True, metavar="DATE",
                         help="first UTC day, YYYY-MM-DD")

@@ -154,7 +154,8 @@ def summary(stack, kept: bool = True) -> str:
         f"Logs: {stack.workdir / 'logs'}",
         f"Alert log: {where['alert_log']}" + ("" if kept else
                                                 " (removed on exit; keep it with --workdir DIR)"),
-        f"`vigil alerts` and `vigil slo status` find this stack by themselves ({state.path()});"
+        f"`vigil alerts`, `vigil slo status` and `vigil usage` find this stack by themselves "
+        f"({state.path()});"
         " for other tools, or another user:",
         f"  export VIGIL_ALERTMANAGER_URL={where['alertmanager']}",
         f"  export VIGIL_ALERT_LOG={where['alert_log']}",

@@ -1,6 +1,7 @@
 """Where the running `vigil stack up` is: a small JSON file written when the stack is up and
-removed when it stops, so that `vigil alerts` and `vigil slo status` in another shell find the
-stack's Alertmanager, alert log and Prometheus without flags (even with --free-ports).
+removed when it stops, so that `vigil alerts`, `vigil slo status` and `vigil usage` in another
+shell find the stack's Alertmanager, alert log and Prometheus without flags (even with
+--free-ports).
 
 The file is `$VIGIL_STACK_STATE`, else `$XDG_RUNTIME_DIR/vigil/stack.json`, else
 `~/.cache/vigil/stack.json`. A file left by a stack that died is ignored: its process is gone,
