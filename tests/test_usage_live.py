@@ -389,7 +389,7 @@ def _history() -> dict[tuple[str, tuple], list[tuple[float, float]]]:
         start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
         for q in range(96):
             at = start + q * QUARTER
-            afternoon = q >= 48
+            afternoon = int(q >= 48)
             add("vigil_tenant_agents", "acme", at, 10 + 2 * d + afternoon)
             add("vigil_tenant_agents_active", "acme", at, 5 + d)
             add("vigil_tenant_channels", "acme", at, 3 + d)
