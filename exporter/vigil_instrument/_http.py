@@ -7,6 +7,7 @@ from collections.abc import Callable, Hashable, Iterable
 
 from .logging import access_logger
 from .metrics import CHILD_CACHE_SIZE, Metrics, resolve
+from .request_labels import BoundLabels, values_reader
 
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 METHOD_LABEL = {method: method for method in STANDARD_METHODS}
@@ -67,6 +68,15 @@ class HttpRecorder:
         return entry
 
 
+def header_labels_reader(labels: BoundLabels | None, header_keys: Callable) -> Callable | None:
+    """`read(headers.get)` -> the raw values of the per-request label headers, or None unless
+    every label comes from one header (see BoundLabels.headers); `header_keys(names)`: how the
+    framework's request holds those headers."""
+    if labels is None or labels.headers is None:
+        return None
+    return values_reader(header_keys(labels.headers))
+
+
 class HttpMiddleware:
     """The settings of the ASGI and WSGI middlewares, kept as the attributes their request path
     reads (the aiohttp middleware, a closure, keeps the same in locals)."""
@@ -78,7 +88,7 @@ class HttpMiddleware:
         self._entries, self._in_flight = self.recorder.entries, self.recorder.in_flight
         self._labels = self.recorder.labels
         # every per-request label from one header: read before the app runs (see BoundLabels)
-        self._header_labels = None if self._labels is None else self.header_keys(self._labels.headers)
+        self._header_labels = header_labels_reader(self._labels, self.header_keys)
         self._span_ids = self.recorder.metrics.span_ids
         self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
         self._excluded_exact, self._excluded_prefixes, self._excluded_regex = exclusions(exclude_paths)
@@ -86,6 +96,6 @@ class HttpMiddleware:
         self._access = access_logger(access_log)
 
     @staticmethod
-    def header_keys(names: tuple[str, ...] | None) -> tuple | None:
-        """How this framework's request holds the headers `names`; None stays None."""
+    def header_keys(names: tuple[str, ...]) -> tuple:
+        """How this framework's request holds the headers `names`."""
         return names

@@ -27,7 +27,7 @@ _REQUEST_ID = b"x-request-id"
 class PrometheusMiddleware(HttpMiddleware):
     @staticmethod
     def header_keys(names):
-        return None if names is None else tuple(name.lower().encode("latin-1") for name in names)
+        return tuple(name.lower().encode("latin-1") for name in names)
 
     # The request path is written for speed (see docs/performance.md): no helper calls that
     # can be inlined, children resolved once per label set, one call to record a request.
@@ -47,15 +47,18 @@ class PrometheusMiddleware(HttpMiddleware):
         id_header = None
         labels, header_labels, extra = self._labels, self._header_labels, ()
         if self.request_id or header_labels is not None:
-            headers = scope["headers"]  # name -> value, the first of a repeated header as Starlette does
-            headers = dict(headers[::-1] if isinstance(headers, (list, tuple)) else reversed([*headers]))
+            headers = scope["headers"]
+            lookup = dict(headers)
+            if len(lookup) != len(headers):  # a repeated header: the first one counts, as in Starlette
+                lookup = dict(reversed(headers))
+            headers = lookup
             if self.request_id:
                 request_id = headers.get(_REQUEST_ID)
                 request_id = new_request_id() if request_id is None else accept_request_id(request_id.decode("latin-1"))
                 id_header = (_REQUEST_ID, request_id.encode())
                 token = request_id_var.set(request_id)
             if header_labels is not None:
-                raw = tuple(map(headers.get, header_labels))
+                raw = header_labels(headers.get)
                 extra, tenant = labels.by_headers.get(raw) or labels.from_headers(raw)
                 if self._tenant_early:
                     tenant_token = tenant_var.set(tenant)

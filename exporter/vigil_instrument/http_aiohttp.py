@@ -18,11 +18,22 @@ from collections.abc import Iterable
 from time import perf_counter
 
 from aiohttp import web
+from multidict import istr
 
-from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
+from ._http import (
+    DEFAULT_EXCLUDE,
+    METHOD_LABEL,
+    OTHER_METHOD,
+    UNMATCHED,
+    HttpRecorder,
+    exclusions,
+    header_labels_reader,
+)
 from .context import tenant_var
 from .logging import REQUEST_ID_HEADER, accept_request_id, access_logger, log_access, new_request_id, request_id_var
 from .metrics import Metrics, resolve
+
+_REQUEST_ID = istr(REQUEST_ID_HEADER)
 
 
 def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterable = DEFAULT_EXCLUDE,
@@ -32,7 +43,8 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
     recorder = HttpRecorder(resolve(metrics))
     entries = recorder.entries
     labels = recorder.labels
-    header_labels = None if labels is None else labels.headers  # every label from one header
+    # every label from one header: read before the handler (istr: no case folding per request)
+    header_labels = header_labels_reader(labels, lambda names: tuple(istr(name) for name in names))
     by_headers = None if labels is None else labels.by_headers
     span_ids = recorder.metrics.span_ids
     tenant_early = labels is not None and labels.tenant_index is not None
@@ -51,12 +63,12 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
         method = METHOD_LABEL.get(request.method, OTHER_METHOD)
         headers = request.headers
         if request_id:
-            rid = headers.get(REQUEST_ID_HEADER)
+            rid = headers.get(_REQUEST_ID)
             rid = new_request_id() if rid is None else accept_request_id(rid)
             token = request_id_var.set(rid)
         extra = ()
         if header_labels is not None:
-            raw = tuple(map(headers.get, header_labels))
+            raw = header_labels(headers.get)
             extra, tenant = by_headers.get(raw) or labels.from_headers(raw)
             if tenant_early:
                 tenant_token = tenant_var.set(tenant)
@@ -85,7 +97,7 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
                 if response is not None:
                     status = response.status
                     if request_id and not response.prepared:
-                        response.headers[REQUEST_ID_HEADER] = rid
+                        response.headers[_REQUEST_ID] = rid
                     try:
                         await response.prepare(request)
                         await response.write_eof()

@@ -85,6 +85,22 @@ class RequestLabels:
         return BoundLabels(self, cardinality)
 
 
+def values_reader(keys: Sequence) -> Callable[[Callable], tuple]:
+    """`read(get)` -> `(get(key) for each key)` as a tuple; unrolled for up to three keys
+    (`tuple(map(get, keys))` costs several times as much per request)."""
+    keys = tuple(keys)
+    if len(keys) == 1:
+        (first,) = keys
+        return lambda get: (get(first),)
+    if len(keys) == 2:
+        first, second = keys
+        return lambda get: (get(first), get(second))
+    if len(keys) == 3:
+        first, second, third = keys
+        return lambda get: (get(first), get(second), get(third))
+    return lambda get: tuple([get(key) for key in keys])
+
+
 class BoundLabels:
     """A declaration with its bounds, for the middlewares: each label's first raw value found
     is hashed (if asked; cached) and bounded (cap + `other`, cached by the limiter)."""

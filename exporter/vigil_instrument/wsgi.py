@@ -27,7 +27,7 @@ _REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"  # REQUEST_ID_HEADER in the environ
 class WSGIMiddleware(HttpMiddleware):
     @staticmethod
     def header_keys(names):
-        return None if names is None else tuple(_environ_key(name) for name in names)
+        return tuple(_environ_key(name) for name in names)
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -84,7 +84,7 @@ class _Request:
             self._id_token = request_id_var.set(self.request_id)
         header_labels = middleware._header_labels
         if header_labels is not None:
-            raw = tuple(map(environ.get, header_labels))
+            raw = header_labels(environ.get)
             self.extra, tenant = middleware._labels.by_headers.get(raw) or middleware._labels.from_headers(raw)
             if middleware._tenant_early:
                 self._tenant_token = tenant_var.set(tenant)
