@@ -13,8 +13,10 @@ prometheus_client's `generate_latest` of the same families; a render after a rou
 the system collector ran again; and the cost of rendering the bounded-tenants view. These are CPU
 times of the thread that renders (the lowest of a few), so their ratios hold on a loaded machine.
 
-Against a running `vigil serve` (business queries every `--interval`, so renders happen during
-the window): bytes plain and gzipped, then for `--duration` seconds a scrape of `/metrics` with
+Against a running `vigil serve` (business queries every `--interval`, and `--writes` new
+messages and API calls per second for random tenants, so that the usage families change and are
+rendered again during the window, while a family whose rows did not change keeps its text):
+bytes plain and gzipped, then for `--duration` seconds a scrape of `/metrics` with
 gzip every 100 ms and a `/health/live` probe every 100 ms, beside the same scrape of bare aiohttp
 serving the very same bytes (bench/same_bytes_ref.py): p50/p99/max of each, renders in the
 window, and the exporter's RSS. "Longest wait" is the slowest request of the window; the bare
@@ -278,13 +280,13 @@ def _summary(latencies: list[float]) -> dict:
 
 
 def running_exporter(url: str, tenants: int, workdir: Path, duration: float,
-                     interval: str) -> dict:
+                     interval: str, writes: float = 0.0) -> dict:
     exporter = Exporter("vigil", workdir, free_port(), seed=False, start_timeout=300,
                         config=exporter_config(url, tenants, interval))
     started = time.perf_counter()
     exporter.start()
     ready_s = time.perf_counter() - started
-    reference = None
+    reference = traffic = None
     try:
         body = _get(f"{exporter.url}/metrics", {})
         gzipped = _get(f"{exporter.url}/metrics", {"Accept-Encoding": "gzip"})
@@ -292,18 +294,23 @@ def running_exporter(url: str, tenants: int, workdir: Path, duration: float,
         reference = subprocess.Popen([sys.executable, str(ROOT / "bench" / "same_bytes_ref.py"),
                                       "--source", f"{exporter.url}/metrics", "--port", str(port)])
         wait_for(lambda: _ready(f"http://127.0.0.1:{port}/metrics"), timeout=120)
+        if writes:
+            traffic = subprocess.Popen([
+                sys.executable, str(ROOT / "bench" / "tenant_traffic.py"), "--url", url,
+                "--tenants", str(tenants), "--rate", str(writes)])
         window = asyncio.run(serve_window(exporter.url, f"http://127.0.0.1:{port}", duration))
         rss = psutil.Process(exporter.process.pid).memory_info().rss
         reference_rss = psutil.Process(reference.pid).memory_info().rss
         health = json.loads(_get(f"{exporter.url}/health", {}))
         not_ok = [f"{c['name']}: {c['message']}" for c in health["checks"]
                   if c["status"] not in ("ok", "disabled")]
-        return {"bytes": len(body), "gzip_bytes": len(gzipped), "rss": rss,
+        return {"bytes": len(body), "gzip_bytes": len(gzipped), "rss": rss, "writes": writes,
                 "reference_rss": reference_rss, "ready_s": ready_s, "not_ok": not_ok, **window}
     finally:
-        if reference is not None:
-            reference.terminate()
-            reference.wait(10)
+        for process in (traffic, reference):
+            if process is not None:
+                process.terminate()
+                process.wait(10)
         exporter.stop()
 
 
@@ -460,7 +467,8 @@ def report_headline(results: dict[int, dict]) -> list[str]:
             f"({r['system_only_render_s'] * 1000:.1f} / {r['full_render_s'] * 1000:.0f} ms CPU; "
             f"target <= 5 %); /metrics gzip p99 {ratio:.2f}x bare aiohttp "
             f"({r['metrics']['p99']:.2f} / {r['reference']['p99']:.2f} ms over "
-            f"{r['metrics']['n']} scrapes; target <= 1.5x)")
+            f"{r['metrics']['n']} scrapes, {r['renders']:.0f} renders, {r['writes']:g} writes/s; "
+            f"target <= 1.5x)")
     return lines
 
 
@@ -510,6 +518,10 @@ def main() -> int:
     parser.add_argument("--interval", default="15s",
                         help="business query interval of the running exporter (a full render "
                              "after each round)")
+    parser.add_argument("--writes", type=float, default=100.0,
+                        help="messages and as many API calls written per second for random "
+                             "tenants during the serving window (bench/tenant_traffic.py), so "
+                             "that the usage families change between rounds; 0: data at rest")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--postgres-only", action="store_true")
     parser.add_argument("--pg-tenants", type=int, default=10_000)
@@ -533,7 +545,7 @@ def main() -> int:
                 costs = asyncio.run(render_costs(url, tenants))
                 print(f"  {tenants} tenants: {json.dumps(costs)}", flush=True)
                 served = running_exporter(url, tenants, work / f"run-{tenants}", duration,
-                                          args.interval)
+                                          args.interval, args.writes)
                 print(f"  {tenants} tenants: {json.dumps(served)}", flush=True)
                 results[tenants] = {**costs, **served}
             print("\n".join(["", *report_scale(results)]), flush=True)

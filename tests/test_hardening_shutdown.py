@@ -68,7 +68,8 @@ def test_sigterm_during_a_wrong_password_flood(start_exporter, tmp_path):
             except OSError:
                 pass
 
-    threads = [threading.Thread(target=flood, daemon=True) for _ in range(16)]
+    # 48 clients: more checks than the old shared executor (6 threads) could drain in 5 s
+    threads = [threading.Thread(target=flood, daemon=True) for _ in range(48)]
     for thread in threads:
         thread.start()
     try:

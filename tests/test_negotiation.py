@@ -1,9 +1,11 @@
-"""Accept-Encoding as RFC 9110 reads it: gzip only where a client accepts it."""
+"""Accept-Encoding as RFC 9110 reads it: gzip only where a client accepts it, in the exporter
+and in the instrumentation library's /metrics (two packages, one rule)."""
 from __future__ import annotations
 
 import pytest
 
 from vigil_exporter.exposition import accepts_gzip
+from vigil_instrument import exposition as instrument
 
 CASES = [
     ("gzip", True),
@@ -29,3 +31,19 @@ CASES = [
 @pytest.mark.parametrize(("header", "expected"), CASES)
 def test_accepts_gzip(header, expected):
     assert accepts_gzip(header) is expected
+    assert instrument.accepts_gzip(header) is expected
+
+
+@pytest.mark.parametrize(("header", "gzipped"), [("gzip", True), ("gzip;q=0", False),
+                                                 ("gzip;Q=0", False), ("gzip;q=abc", False)])
+def test_a_service_metrics_endpoint_follows_the_q_values(header, gzipped):
+    """A service's /metrics (here the WSGI app) used to gzip for any header naming gzip."""
+    from prometheus_client import CollectorRegistry, Counter
+
+    registry = CollectorRegistry()
+    Counter("served", "Served.", registry=registry).inc()
+    started = []
+    app = instrument.wsgi_metrics_app(registry)
+    body = b"".join(app({"HTTP_ACCEPT_ENCODING": header}, lambda s, h: started.append(dict(h))))
+    assert (started[0].get("Content-Encoding") == "gzip") is gzipped
+    assert (b"served_total 1.0" in body) is not gzipped

@@ -21,8 +21,9 @@ object and its compressed copy are kept and reused while that object is served. 
 each collection (the self metrics, the process metrics) are formatted every time; they are
 small. The gzip body is a chain of deflate segments, one per family, each ended by a sync flush
 (as pigz builds its blocks), so a round in which only the system collector ran compresses only
-that collector's families. The text of a family is kept once, as a chunk of the body, which
-is joined only for a client that does not take gzip.
+that collector's families; the member's CRC is combined from the families' own (crc32.py).
+The text of a family is kept once, as a chunk of the body: a client that does not take gzip is
+sent the chunks as they are (app.ChunksPayload).
 
 Gauges and counters (nearly every sample: the per-tenant families) are formatted by
 `_simple_samples`, which writes what prometheus_client's writers write, in a third of their time,
@@ -65,9 +66,10 @@ GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 class Rendered:
     """One format's body, its gzip copy, and the response headers for each (made once).
 
-    The body is kept as its chunks (one per family) and joined on first use: Prometheus asks
-    for gzip, and joining 10.8 MB (10,000 tenants) at every render held the GIL for 60 to
-    130 ms of a loaded CPU, which every request waited out."""
+    The body is kept as its chunks (one per family), which /metrics sends as they are; `body`
+    joins them for whoever needs one bytes object (`vigil metrics`). Joining 10.8 MB (10,000
+    tenants) at every render held the GIL for 60 to 130 ms of a loaded CPU, which every
+    request waited out."""
 
     __slots__ = ("chunks", "size", "_body", "gzipped", "content_type", "headers",
                  "gzip_headers")

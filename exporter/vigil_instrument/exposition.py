@@ -116,10 +116,29 @@ def render(registry: CollectorRegistry, accept: str = "", accept_encoding: str =
     encode, content_type = choose_encoder(accept)
     body = encode(registry)
     headers = {"Content-Type": content_type}
-    if "gzip" in accept_encoding:
+    if accepts_gzip(accept_encoding):
         body = gzip.compress(body, compresslevel=6)
         headers["Content-Encoding"] = "gzip"
     return body, headers
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header allows gzip (RFC 9110, section 12.5.3): listed, or
+    covered by `*`, with a weight above zero; an explicit gzip entry wins over `*`, and a weight
+    that is not a valid qvalue (`q=abc`, `q=2`) counts as zero. The exporter has the same rule
+    (vigil_exporter.exposition.accepts_gzip): the two packages share no module."""
+    weights: dict[str, float] = {}
+    for element in accept_encoding.split(","):
+        coding, *parameters = (part.strip() for part in element.split(";"))
+        weight = 1.0
+        for name, _, value in (p.partition("=") for p in parameters):
+            if name.strip().lower() == "q":
+                weight = float(value.strip()) if _QVALUE.fullmatch(value.strip()) else 0.0
+        weights[coding.lower()] = weight
+    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
+
+
+_QVALUE = re.compile(r"0(?:\.\d{0,3})?|1(?:\.0{0,3})?")
 
 
 def aiohttp_metrics_handler(registry=None, *, remove_dead_workers: bool = True):
