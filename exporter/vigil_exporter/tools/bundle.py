@@ -157,7 +157,7 @@ def alert_names() -> set[str]:
 
 @functools.lru_cache(maxsize=4)
 def _alert_names(path: Path, mtime_ns: int) -> frozenset[str]:
-    groups = yaml.safe_load(path.read_text())["groups"]
+    groups = load_yaml(path.read_text())["groups"]
     return frozenset(rule["alert"] for group in groups for rule in group["rules"])
 
 
@@ -199,6 +199,7 @@ def unit_test_eval_orders(rendered: dict[str, str], directory: Path | None = Non
     the build come from `rendered` (generated name -> text), others from disk; the rest of each
     test file is left as written."""
     directory = Path(directory) if directory else unit_tests_dir()
+    group_names = functools.cache(_group_names)  # rule files are shared by every test file
     out = {}
     for path in sorted(directory.glob("*.yml")):
         text = path.read_text(encoding="utf-8")
@@ -206,16 +207,36 @@ def unit_test_eval_orders(rendered: dict[str, str], directory: Path | None = Non
         if not found:
             continue
         names = []
-        for entry in yaml.safe_load(text).get("rule_files") or []:
+        for entry in _rule_files(text):
             name = PurePosixPath(entry).name
             source = rendered.get(name) if PurePosixPath(entry).parent.name == "generated" \
                 else None
             if source is None:
                 source = (path.parent / entry).read_text(encoding="utf-8")
-            names += [group["name"] for group in (yaml.safe_load(source) or {}).get("groups") or []]
+            names += group_names(source)
         block = "group_eval_order:\n" + "".join(f"  - {name}\n" for name in names)
         out[path] = text[:found.start()] + block + text[found.end():]
     return out
+
+
+_TESTS_KEY = re.compile(r"^tests:", re.MULTILINE)
+
+
+def _rule_files(test_file: str) -> list[str]:
+    """The `rule_files` of a promtool test file, read from the text before its `tests:` (the
+    series of the tests are most of the file and not needed here)."""
+    found = _TESTS_KEY.search(test_file)
+    head = test_file[:found.start()] if found else test_file
+    return (load_yaml(head) or {}).get("rule_files") or []
+
+
+def _group_names(rule_file: str) -> tuple[str, ...]:
+    return tuple(group["name"] for group in (load_yaml(rule_file) or {}).get("groups") or [])
+
+
+def load_yaml(text: str):
+    """yaml.safe_load through libyaml when PyYAML has it (about 10x faster on rule files)."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def register(subparsers) -> None:
@@ -348,7 +369,7 @@ def load_groups(directory: Path | None = None) -> list[dict]:
     directory = Path(directory) if directory else generated_dir()
     groups = []
     for name in OUTPUTS:
-        groups += yaml.safe_load((directory / name).read_text())["groups"]
+        groups += load_yaml((directory / name).read_text())["groups"]
     return groups
 
 
