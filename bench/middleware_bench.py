@@ -452,6 +452,73 @@ def summary(rows: list[tuple]) -> list[str]:
     return lines
 
 
+# The issue's targets (docs/performance.md). Each is judged on the min overheads, the figures
+# least disturbed by other processes; the paired medians are printed next to them.
+LABELS_MAX_US = 10.0      # per-request labels on, whole middleware, aiohttp and ASGI
+FLAT_MAX_GROWTH_US = 2.0  # "flat": the most routes may cost at most this much more than the fewest
+EXEMPLARS_MAX_US = 2.0    # exemplars on minus off
+WSGI_MIN_RATIO = 3.0      # Flask and Django: the other library's overhead / ours
+
+
+def targets(rows: list[tuple]) -> list[str]:
+    """One PASS / FAIL line per target of the issue, with the figures it was judged on."""
+    overhead = {(app, count, name): (low, mid) for app, count, name, _, _, low, mid in rows if low is not None}
+    counts = sorted({row[1] for row in rows})
+    return [line for line in (_labels_target(overhead, counts), _exemplars_target(overhead, counts),
+                              *(_wsgi_target(overhead, counts, app, library) for app, library in (
+                                  ("Flask", "prometheus_flask_exporter"), ("Django", "django-prometheus"))))
+            if line is not None]
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _figures(by_case: dict, unit: str = " µs") -> str:
+    """`app routes min (paired median)` for each (app, route count)."""
+    return "; ".join(f"{app.split(',')[0]} {count} routes {low:.1f}{unit} (paired median {mid:.1f}{unit})"
+                     for (app, count), (low, mid) in by_case.items())
+
+
+def _labels_target(overhead: dict, counts: list[int]) -> str | None:
+    ours = {(app, count): overhead[(app, count, "vigil_instrument")] for app in ("aiohttp, labels", "FastAPI, labels")
+            for count in counts if (app, count, "vigil_instrument") in overhead}
+    if not ours:
+        return None
+    within = all(low <= LABELS_MAX_US for low, _ in ours.values())
+    fewest, most = counts[0], counts[-1]
+    flat = all(ours[(app, most)][0] - ours[(app, fewest)][0] <= FLAT_MAX_GROWTH_US
+               for app, count in ours if count == fewest and (app, most) in ours)
+    return (f"{_verdict(within and flat)}: per-request labels <= {LABELS_MAX_US:g} µs per request on aiohttp and "
+            f"ASGI, flat across routes (+<= {FLAT_MAX_GROWTH_US:g} µs): {_figures(ours)}")
+
+
+def _exemplars_target(overhead: dict, counts: list[int]) -> str | None:
+    added = {}
+    for app in ("aiohttp, sampled span", "FastAPI, sampled span"):
+        for count in counts:
+            if (app, count, "exemplars on") in overhead:
+                on, off = overhead[(app, count, "exemplars on")], overhead[(app, count, "exemplars off")]
+                added[(app, count)] = (on[0] - off[0], on[1] - off[1])
+    if not added:
+        return None
+    return (f"{_verdict(all(low <= EXEMPLARS_MAX_US for low, _ in added.values()))}: exemplars add <= "
+            f"{EXEMPLARS_MAX_US:g} µs per request: {_figures(added)}")
+
+
+def _wsgi_target(overhead: dict, counts: list[int], app: str, library: str) -> str | None:
+    ratios = {}
+    for count in counts:
+        if (app, count, library) in overhead:
+            ours, theirs = overhead[(app, count, "vigil_instrument")], overhead[(app, count, library)]
+            ratios[(app, count)] = tuple(other / mine if mine > 0 else float("inf")
+                                         for other, mine in zip(theirs, ours))
+    if not ratios:
+        return None
+    return (f"{_verdict(all(low >= WSGI_MIN_RATIO for low, _ in ratios.values()))}: {app} at least "
+            f"{WSGI_MIN_RATIO:g}x cheaper per request than {library}: {_figures(ratios, 'x')}")
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -488,6 +555,10 @@ def main() -> None:
         print("| " + " | ".join(cells) + " |")
     print("\nOverheads over the bare app, min / paired median µs per request (ratios: theirs / ours):")
     print("\n".join(summary(rows)))
+    lines = targets(rows)
+    if lines:
+        print("\nTargets (judged on the min overheads):")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

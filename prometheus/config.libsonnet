@@ -167,6 +167,9 @@
       SystemCpuUsageHigh: '10m',
       SystemMemoryUsageHigh: '10m',
       DatabaseProbeSlow: '10m',
+      // the exporter's WAL clock starts from 0 when it restarts: a stalled replica reads as
+      // caught up for the two minutes it takes to cross the threshold again
+      DatabaseReplicationLagHigh: '10m',
       RedisCacheHitRatioLow: '15m',
       CacheHitRatioLow: '15m',
       TenantMessageVolumeAnomaly: '30m',

@@ -377,12 +377,16 @@ def test_site_channels_route_only_their_alert(documented):
         assert routed(*labels) == ",".join(case["receivers"]), case
 
 
+def threshold_steps(panel: dict) -> list[float]:
+    return [step["value"] for step in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            if step["value"] is not None]
+
+
 def test_site_dashboards_draw_the_moved_thresholds(documented):
     def cpu_lines(path: Path) -> set[tuple]:
         document = json.loads(path.read_text())
-        return {tuple(step["value"] for step in p["fieldConfig"]["defaults"]["thresholds"]["steps"]
-                      if step["value"] is not None)
-                for p in lint.panels(document) if p["title"] == "CPU usage"}
+        return {tuple(threshold_steps(p)) for p in lint.panels(document)
+                if p["title"] == "CPU usage"}
 
     site = documented["site"] / "grafana" / "dashboards"
     assert cpu_lines(site / "system.json") == {(0.9,)}
@@ -396,6 +400,16 @@ def test_site_dashboards_draw_the_moved_thresholds(documented):
         "https://wiki.example.com/vigil-runbooks")
     assert "https://wiki.example.com/vigil-runbooks#databasedown" in \
         (site / "database.json").read_text()
+    # a tenant's own LLM budget moves its line on the tenant dashboard: the share's query is
+    # the alert's, over acme's 2000 USD and everyone else's 100
+    [share] = [p for p in lint.panels(json.loads((site / "tenants.json").read_text()))
+               if p["title"] == "Projected share of the budget"]
+    [target] = share["targets"]
+    assert target["expr"] == (
+        'sum by (tenant) (job_tenant:llm_cost_usd:projected_month{tenant="acme", tenant=~"$tenant"})'
+        ' / 2000\nor\nsum by (tenant) (job_tenant:llm_cost_usd:projected_month{tenant!~"acme", '
+        'tenant=~"$tenant"}) / 100')
+    assert threshold_steps(share) == [0.8, 1]
 
 
 def test_the_readme_jsonnet_command_line_runs_as_written(tmp_path):

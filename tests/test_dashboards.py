@@ -286,6 +286,17 @@ def test_llm_budget_lines_are_the_bundles():
     assert threshold_values(panel("business", "LLM spend since 00:00 UTC")) == [budget["perDayUsd"]]
 
 
+def test_the_tenant_budget_share_is_the_alerts_expression():
+    """The line at 100 % is where TenantLlmCostOverBudget fires, for every tenant's budget."""
+    share = panel("tenants", "Projected share of the budget")
+    alerts = yaml.safe_load((ROOT / "prometheus/generated/alerts.yml").read_text())
+    [rule] = [r for g in alerts["groups"] for r in g["rules"]
+              if r["alert"] == "TenantLlmCostOverBudget"]
+    [target] = share["targets"]
+    assert target["expr"].replace('{tenant=~"$tenant"}', "") + " > 1" == rule["expr"]
+    assert threshold_values(share)[-1] == 1
+
+
 def test_a_threshold_changed_in_the_bundle_moves_the_panel_line():
     """The dashboards read prometheus/config.libsonnet: an override there is all it takes."""
     import _jsonnet

@@ -173,3 +173,30 @@ def test_exemplars_round_trip_through_prometheus(traced_flask_service, tmp_path)
     assert set(found) == {"http", "agent", "llm"}, found
     assert found["http"] <= set(trace_ids) and found["http"]   # the latest per bucket
     assert found["agent"] <= set(trace_ids)
+
+
+def test_direct_span_reader_agrees_with_the_public_api():
+    """The middlewares read the current span's ids straight from OpenTelemetry's context
+    variable; each case gives what get_current_span() would."""
+    from opentelemetry import context
+    from opentelemetry.trace.propagation import _SPAN_KEY
+
+    from vigil_instrument.exemplars import _direct_reader
+
+    def public():
+        found = trace.get_current_span().get_span_context()
+        return (found.trace_id, found.span_id) if found.trace_flags.sampled and found.is_valid else None
+
+    direct = _direct_reader(public)
+    assert direct is not None  # this OpenTelemetry API keeps the span where the reader looks
+    assert direct() is None and public() is None
+    for trace_id, span_id, sampled in ((TRACE_ID, SPAN_ID, True), (TRACE_ID, SPAN_ID, False), (0, SPAN_ID, True)):
+        with span(trace_id, span_id, sampled):
+            assert direct() == public()
+    with span():
+        assert direct() == (TRACE_ID, SPAN_ID)
+    token = context.attach(context.set_value(_SPAN_KEY, "not a span"))
+    try:
+        assert direct() is None and public() is None
+    finally:
+        context.detach(token)

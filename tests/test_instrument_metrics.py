@@ -201,3 +201,28 @@ def test_http_fast_paths_match_the_public_api():
     assert samples(series_registry) == samples(public_registry)
     assert samples(direct_registry) == samples(public_registry)
     assert len(samples(public_registry)) > 60
+
+
+def test_in_flight_sets_expose_what_the_gauge_would():
+    """Single process: requests in flight are members of a set per method, counted at scrape
+    time; the exposition is the labelled gauge's."""
+    from prometheus_client import Gauge
+
+    metrics = Metrics(CollectorRegistry())
+    reference = CollectorRegistry()
+    gauge = Gauge("http_requests_in_flight", "HTTP requests being served now.", ("method",), registry=reference)
+    in_flight = metrics.in_flight_counters(("GET", "POST", "other"))
+    gauge.labels("other")  # shown at 0, as the sets are
+    requests = [object() for _ in range(3)]
+    for request in requests:
+        in_flight["GET"].add(request)
+        gauge.labels("GET").inc()
+    in_flight["POST"].add(requests[0])
+    gauge.labels("POST").inc()
+    in_flight["GET"].discard(requests[1])
+    gauge.labels("GET").dec()
+
+    def in_flight_lines(registry) -> list[str]:
+        return sorted(line for line in generate_latest(registry).decode().splitlines() if "in_flight" in line)
+    assert in_flight_lines(metrics.registry) == in_flight_lines(reference)
+    assert 'http_requests_in_flight{method="GET"} 2.0' in in_flight_lines(reference)

@@ -547,3 +547,9 @@ async def test_the_endpoint_answers_a_past_range_with_the_same_json(history_prom
     rows = out.splitlines()[1:]
     assert [row.split(",")[:2] for row in rows] == [
         [tenant, str(day)] for tenant in ("acme", "globex") for day in HISTORY_DAYS]
+    code, out, _ = run_usage(capsys, "--prometheus", prometheus.url, "--tenant", "acme", "--from",
+                             dates["start_date"], "--to", dates["end_date"])
+    assert code == 0
+    # peaks of the levels, sums of the counts and the cost
+    [total] = [line.split() for line in out.splitlines() if line.startswith("total ")]
+    assert total == ["total", "15", "7", "5", "2", "1295000", "867", "576", "1440", "2.8800"]

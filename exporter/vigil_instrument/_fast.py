@@ -4,8 +4,8 @@ prometheus_client's `inc()`/`observe()` validate the child, walk the buckets in 
 update one locked value object each; per request that was most of the middleware's cost, and it
 grew with the number of routes as their value objects competed for the CPU caches. Two paths:
 
-- single process: `HttpSeries` keeps the four families in compact arrays, one lock, exposed
-  through collectors;
+- single process: `HttpSeries` keeps the four families in compact arrays, one lock, and the
+  requests in flight in a set per method, exposed through collectors;
 - multiprocess mode (values must live in prometheus_client's mmap files): `request_recorder`
   updates the children's own value objects directly, with a bisect for the bucket, falling back
   to the public methods if a prometheus_client release renames those internals.
@@ -22,9 +22,11 @@ from functools import partial
 from itertools import accumulate
 from time import time
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
+
+from .exemplars import as_exemplar
 
 INF = float("inf")
 
@@ -50,7 +52,7 @@ def request_recorder(requests, duration, request_size, response_size) -> Callabl
     parts = [_histogram_parts(child) for child in (duration, request_size, response_size)]
     count = incrementer(requests)
     if None in parts:
-        def record_slow(seconds: float, received: int, sent: int, exemplar=None) -> None:
+        def record_slow(seconds: float, received: int, sent: int, span_ids=None) -> None:
             count(1)
             duration.observe(seconds)
             request_size.observe(received)
@@ -60,8 +62,8 @@ def request_recorder(requests, duration, request_size, response_size) -> Callabl
 
     (d_sum, d_buckets, d_bounds), (q_sum, q_buckets, q_bounds), (r_sum, r_buckets, r_bounds) = parts
 
-    # Multiprocess mode: prometheus_client keeps no exemplars there, so `exemplar` is ignored.
-    def record(seconds: float, received: int, sent: int, exemplar=None, bisect=bisect_left) -> None:
+    # Multiprocess mode: prometheus_client keeps no exemplars there, so `span_ids` is ignored.
+    def record(seconds: float, received: int, sent: int, span_ids=None, bisect=bisect_left) -> None:
         count(1)
         d_sum(seconds)
         d_buckets[bisect(d_bounds, seconds)](1)  # first bucket whose bound >= the value
@@ -79,11 +81,14 @@ class HttpSeries:
     Each (method, route) owns one array of doubles holding the sum and per-bucket counts of the
     three histograms, each (method, route, status) one more for its request count: a request
     updates two contiguous buffers under one lock instead of seven value objects spread over
-    the heap, which keeps its cost flat as routes are added.
+    the heap, which keeps its cost flat as routes are added. Exemplars are kept as the span's
+    raw ids and formatted at scrape time. Requests in flight are members of a set per method
+    (adding and discarding are atomic, no lock), counted at scrape time.
     """
 
-    def __init__(self, specs, extra_on_histograms: bool = False):
+    def __init__(self, specs, extra_on_histograms: bool = False, in_flight_spec=None):
         self._counter, *self._histograms = specs
+        self._in_flight_spec = in_flight_spec
         self._extra_on_histograms = extra_on_histograms
         self._bounds = [tuple(spec.buckets) + (INF,) for spec in self._histograms]
         self._offsets = []  # index of each histogram's sum; its buckets follow
@@ -95,39 +100,62 @@ class HttpSeries:
         self._lock = threading.Lock()
         self._groups: dict[tuple[str, ...], array] = {}   # (method, route[, per-request labels])
         self._counts: dict[tuple[str, ...], array] = {}   # (method, route, status[, per-request labels])
-        self._exemplars: dict[tuple[str, ...], dict[int, Exemplar]] = {}  # group -> duration bucket -> latest
+        # group -> per duration bucket, the latest ((trace id, span id), value, timestamp) or None
+        self._exemplars: dict[tuple[str, ...], list] = {}
+        self._in_flight: dict[str, set] = {}
+
+    def in_flight(self, methods) -> dict[str, set]:
+        """The in-flight set of each method label; from the first call on, the gauge shows
+        every method given (0 when none is in flight), as a labelled gauge child would."""
+        with self._lock:
+            for method in methods:
+                self._in_flight.setdefault(method, set())
+            return dict(self._in_flight)
 
     def recorder(self, method: str, route: str, status: str,
-                 extra: tuple[str, ...] = ()) -> Callable[[float, int, int], None]:
+                 extra: tuple[str, ...] = ()) -> Callable[..., None]:
         group_key = (method, route, *extra) if self._extra_on_histograms else (method, route)
         with self._lock:
             group = self._groups.get(group_key)
             if group is None:
                 group = self._groups[group_key] = array("d", bytes(8 * self._size))
+                self._exemplars[group_key] = [None] * len(self._bounds[0])
             count = self._counts.setdefault((method, route, status, *extra), array("d", [0.0]))
-        lock = self._lock
+        lock, exemplars = self._lock, self._exemplars[group_key]
         (d_bounds, q_bounds, r_bounds), (d, q, r) = self._bounds, self._offsets
-        exemplars = self._exemplars
+        d_first, q_first, r_first = d + 1, q + 1, r + 1  # each histogram's first bucket
 
-        def record(seconds: float, received: int, sent: int, exemplar=None, bisect=bisect_left) -> None:
+        def record(seconds: float, received: int, sent: int, span_ids=None, bisect=bisect_left, time=time) -> None:
             bucket = bisect(d_bounds, seconds)  # first bucket whose bound >= value
+            received_bucket = q_first + bisect(q_bounds, received)
             with lock:
                 count[0] += 1
                 group[d] += seconds
-                group[d + 1 + bucket] += 1
-                if exemplar is not None:  # the latest one per duration bucket
-                    exemplars.setdefault(group_key, {})[bucket] = Exemplar(exemplar, seconds, time())
+                group[d_first + bucket] += 1
                 group[q] += received
-                group[q + 1 + bisect(q_bounds, received)] += 1
+                group[received_bucket] += 1
                 if sent >= 0:
                     group[r] += sent
-                    group[r + 1 + bisect(r_bounds, sent)] += 1
+                    group[r_first + bisect(r_bounds, sent)] += 1
+            if span_ids is not None:  # the latest one per duration bucket (one atomic store)
+                exemplars[bucket] = (span_ids, seconds, time())
         return record
 
     def collectors(self) -> list:
         """One collector per family, to register."""
-        return [_FamilyView(self._counter, self._collect_requests)] + [
+        views = [_FamilyView(self._counter, self._collect_requests)] + [
             _FamilyView(spec, partial(self._collect_histogram, index)) for index, spec in enumerate(self._histograms)]
+        if self._in_flight_spec is not None:
+            views.append(_FamilyView(self._in_flight_spec, self._collect_in_flight))
+        return views
+
+    def _collect_in_flight(self):
+        with self._lock:
+            counts = [(method, len(requests)) for method, requests in self._in_flight.items()]
+        family = _empty_family(self._in_flight_spec)
+        for method, value in counts:
+            family.add_metric((method,), value)
+        return family
 
     def _collect_requests(self):
         with self._lock:
@@ -142,14 +170,15 @@ class HttpSeries:
         with self._lock:
             groups = [(labels, values[start:start + 1 + len(bounds)].tolist())
                       for labels, values in self._groups.items()]
-            exemplars = {labels: dict(by_bucket) for labels, by_bucket in self._exemplars.items()} if index == 0 else {}
+            exemplars = {labels: list(by_bucket) for labels, by_bucket in self._exemplars.items()} if index == 0 else {}
         family = _empty_family(spec)
         les = [floatToGoString(bound) for bound in bounds]
         for labels, (total, *buckets) in groups:
             cumulative = list(zip(les, accumulate(buckets)))
             by_bucket = exemplars.get(labels)
-            if by_bucket:
-                cumulative = [(le, value, by_bucket.get(i)) for i, (le, value) in enumerate(cumulative)]
+            if by_bucket and any(by_bucket):
+                cumulative = [(le, value, None if kept is None else Exemplar(as_exemplar(kept[0]), *kept[1:]))
+                              for (le, value), kept in zip(cumulative, by_bucket)]
             family.add_metric(labels, cumulative, total)
         return family
 
@@ -170,6 +199,8 @@ class _FamilyView:
         return [self._render()]
 
 
+_FAMILIES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily}
+
+
 def _empty_family(spec):
-    family = CounterMetricFamily if spec.type == "counter" else HistogramMetricFamily
-    return family(spec.name, spec.documentation, labels=spec.labels)
+    return _FAMILIES[spec.type](spec.name, spec.documentation, labels=spec.labels)

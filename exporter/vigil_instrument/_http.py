@@ -5,9 +5,9 @@ import logging
 import re
 from collections.abc import Callable, Hashable, Iterable
 
-from ._fast import incrementer
 from .logging import access_logger
 from .metrics import CHILD_CACHE_SIZE, Metrics, resolve
+from .request_labels import BoundLabels, values_reader
 
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 METHOD_LABEL = {method: method for method in STANDARD_METHODS}
@@ -49,9 +49,8 @@ class HttpRecorder:
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
         self.labels = metrics.request_labels  # BoundLabels or None
-        # inc(+1) / inc(-1) of the in-flight gauge, per method label
-        self.in_flight = {method: incrementer(metrics.http_in_flight.labels(method))
-                          for method in (*STANDARD_METHODS, OTHER_METHOD)}
+        # per method label: .add(request) when it starts, .discard(request) when it ends
+        self.in_flight = metrics.in_flight_counters((*STANDARD_METHODS, OTHER_METHOD))
         self.entries: dict[Hashable, Callable[[float, int, int], None]] = {}
         self._route_refs: list = []
 
@@ -69,6 +68,15 @@ class HttpRecorder:
         return entry
 
 
+def header_labels_reader(labels: BoundLabels | None, header_keys: Callable) -> Callable | None:
+    """`read(headers.get)` -> the raw values of the per-request label headers, or None unless
+    every label comes from one header (see BoundLabels.headers); `header_keys(names)`: how the
+    framework's request holds those headers."""
+    if labels is None or labels.headers is None:
+        return None
+    return values_reader(header_keys(labels.headers))
+
+
 class HttpMiddleware:
     """The settings of the ASGI and WSGI middlewares, kept as the attributes their request path
     reads (the aiohttp middleware, a closure, keeps the same in locals)."""
@@ -79,8 +87,15 @@ class HttpMiddleware:
         self.recorder = HttpRecorder(resolve(metrics))
         self._entries, self._in_flight = self.recorder.entries, self.recorder.in_flight
         self._labels = self.recorder.labels
-        self._exemplar = self.recorder.metrics.exemplar
+        # every per-request label from one header: read before the app runs (see BoundLabels)
+        self._header_labels = header_labels_reader(self._labels, self.header_keys)
+        self._span_ids = self.recorder.metrics.span_ids
         self._tenant_early = self._labels is not None and self._labels.tenant_index is not None
         self._excluded_exact, self._excluded_prefixes, self._excluded_regex = exclusions(exclude_paths)
         self.request_id = request_id
         self._access = access_logger(access_log)
+
+    @staticmethod
+    def header_keys(names: tuple[str, ...]) -> tuple:
+        """How this framework's request holds the headers `names`."""
+        return names

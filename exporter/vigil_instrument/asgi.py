@@ -25,6 +25,10 @@ _REQUEST_ID = b"x-request-id"
 
 
 class PrometheusMiddleware(HttpMiddleware):
+    @staticmethod
+    def header_keys(names):
+        return tuple(name.lower().encode("latin-1") for name in names)
+
     # The request path is written for speed (see docs/performance.md): no helper calls that
     # can be inlined, children resolved once per label set, one call to record a request.
     async def __call__(self, scope, receive, send):
@@ -41,16 +45,23 @@ class PrometheusMiddleware(HttpMiddleware):
         received = 0
         answered = 0.0  # when the last body chunk was sent: background tasks run after it
         id_header = None
-        if self.request_id:
-            request_id = None
-            for name, value in scope["headers"]:
-                if name == _REQUEST_ID:
-                    request_id = accept_request_id(value.decode("latin-1"))
-                    break
-            if request_id is None:
-                request_id = new_request_id()
-            id_header = (_REQUEST_ID, request_id.encode())
-            token = request_id_var.set(request_id)
+        labels, header_labels, extra = self._labels, self._header_labels, ()
+        if self.request_id or header_labels is not None:
+            headers = scope["headers"]
+            lookup = dict(headers)
+            if len(lookup) != len(headers):  # a repeated header: the first one counts, as in Starlette
+                lookup = dict(reversed(headers))
+            headers = lookup
+            if self.request_id:
+                request_id = headers.get(_REQUEST_ID)
+                request_id = new_request_id() if request_id is None else accept_request_id(request_id.decode("latin-1"))
+                id_header = (_REQUEST_ID, request_id.encode())
+                token = request_id_var.set(request_id)
+            if header_labels is not None:
+                raw = header_labels(headers.get)
+                extra, tenant = labels.by_headers.get(raw) or labels.from_headers(raw)
+                if self._tenant_early:
+                    tenant_token = tenant_var.set(tenant)
 
         async def receive_counted():
             nonlocal received
@@ -74,11 +85,10 @@ class PrometheusMiddleware(HttpMiddleware):
                     message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
-        labels = self._labels
-        if self._tenant_early:
+        if self._tenant_early and header_labels is None:
             tenant_token = tenant_var.set(labels.early(scope, _source))
         in_flight = self._in_flight[method]
-        in_flight(1)
+        in_flight.add(send_counted)  # this request's own function: a token no other request has
         start = perf_counter()
         failed = False
         try:
@@ -88,12 +98,13 @@ class PrometheusMiddleware(HttpMiddleware):
             raise
         finally:
             elapsed = (answered or perf_counter()) - start
-            in_flight(-1)
+            in_flight.discard(send_counted)
             if status == 0:  # the app raised before answering: the server answers 500
                 status, sent = 500, -1
             route = scope.get("route")
             root = scope.get("root_path", "")
-            extra = () if labels is None else labels.read(scope, _source)
+            if labels is not None and header_labels is None:
+                extra = labels.read(scope, _source)
             if status == 405 or (route is None and root == base_root):
                 key = (method, None, None, status, extra)
             else:  # routes may be unhashable; FastAPI names no route for a mount, only its root_path
@@ -102,7 +113,7 @@ class PrometheusMiddleware(HttpMiddleware):
             if record is None:
                 record = self.recorder.resolve(
                     key, method, _route_label(route, scope, base_root, status), status, route, extra)
-            record(elapsed, received, sent, None if self._exemplar is None else self._exemplar())
+            record(elapsed, received, sent, None if self._span_ids is None else self._span_ids())
             if self._access is not None:
                 log_access(self._access, None if id_header is None else request_id, scope["method"],
                            scope["path"], _route_label(route, scope, base_root, status), status, elapsed,

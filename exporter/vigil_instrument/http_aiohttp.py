@@ -18,11 +18,22 @@ from collections.abc import Iterable
 from time import perf_counter
 
 from aiohttp import web
+from multidict import istr
 
-from ._http import DEFAULT_EXCLUDE, METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpRecorder, exclusions
+from ._http import (
+    DEFAULT_EXCLUDE,
+    METHOD_LABEL,
+    OTHER_METHOD,
+    UNMATCHED,
+    HttpRecorder,
+    exclusions,
+    header_labels_reader,
+)
 from .context import tenant_var
-from .logging import REQUEST_ID_HEADER, accept_request_id, access_logger, log_access, request_id_var
+from .logging import REQUEST_ID_HEADER, accept_request_id, access_logger, log_access, new_request_id, request_id_var
 from .metrics import Metrics, resolve
+
+_REQUEST_ID = istr(REQUEST_ID_HEADER)
 
 
 def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterable = DEFAULT_EXCLUDE,
@@ -32,12 +43,17 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
     recorder = HttpRecorder(resolve(metrics))
     entries = recorder.entries
     labels = recorder.labels
-    exemplar = recorder.metrics.exemplar
+    # every label from one header: read before the handler (istr: no case folding per request)
+    header_labels = header_labels_reader(labels, lambda names: tuple(istr(name) for name in names))
+    by_headers = None if labels is None else labels.by_headers
+    span_ids = recorder.metrics.span_ids
     tenant_early = labels is not None and labels.tenant_index is not None
     in_flight_by_method = recorder.in_flight
     excluded_exact, excluded_prefixes, excluded_regex = exclusions(exclude_paths)
     access = access_logger(access_log)
 
+    # The request path is written for speed (see docs/performance.md): no helper calls that
+    # can be inlined, children resolved once per label set, one call to record a request.
     @web.middleware
     async def prometheus_middleware(request: web.Request, handler):
         path = request.path
@@ -45,13 +61,21 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
                 excluded_regex is not None and excluded_regex(path)):
             return await handler(request)
         method = METHOD_LABEL.get(request.method, OTHER_METHOD)
+        headers = request.headers
         if request_id:
-            rid = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
+            rid = headers.get(_REQUEST_ID)
+            rid = new_request_id() if rid is None else accept_request_id(rid)
             token = request_id_var.set(rid)
-        if tenant_early:
+        extra = ()
+        if header_labels is not None:
+            raw = header_labels(headers.get)
+            extra, tenant = by_headers.get(raw) or labels.from_headers(raw)
+            if tenant_early:
+                tenant_token = tenant_var.set(tenant)
+        elif tenant_early:
             tenant_token = tenant_var.set(labels.early(request, _source))
         in_flight = in_flight_by_method[method]
-        in_flight(1)
+        in_flight.add(id(request))
         start = perf_counter()
         response = None
         status = 500
@@ -73,20 +97,25 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
                 if response is not None:
                     status = response.status
                     if request_id and not response.prepared:
-                        response.headers[REQUEST_ID_HEADER] = rid
-                    await _send(response, request)
+                        response.headers[_REQUEST_ID] = rid
+                    try:
+                        await response.prepare(request)
+                        await response.write_eof()
+                    except ConnectionError:
+                        pass  # the client left; aiohttp's own write after us handles and logs it
         finally:
             elapsed = perf_counter() - start
-            in_flight(-1)
+            in_flight.discard(id(request))
             resource = request.match_info.route.resource
-            extra = () if labels is None else labels.read(request, _source)
+            if labels is not None and header_labels is None:
+                extra = labels.read(request, _source)
             key = (method, resource, status, extra)
             record = entries.get(key)
             if record is None:
                 label = UNMATCHED if resource is None else resource.canonical
                 record = recorder.resolve(key, method, label, status, extra=extra)
             sent = -1 if response is None else response.body_length
-            record(elapsed, request.content.total_bytes, sent, None if exemplar is None else exemplar())
+            record(elapsed, request.content.total_bytes, sent, None if span_ids is None else span_ids())
             if access is not None:
                 log_access(access, rid if request_id else None, request.method, path,
                            UNMATCHED if resource is None else resource.canonical, status, elapsed,
@@ -109,14 +138,6 @@ def _source(request: web.Request, kind: str, key: str):
     if kind == "path_param":
         return request.match_info.get(key)
     return request.get(key)
-
-
-async def _send(response: web.StreamResponse, request: web.Request) -> None:
-    try:
-        await response.prepare(request)
-        await response.write_eof()
-    except ConnectionError:
-        pass  # the client left; aiohttp's own write after us handles and logs it
 
 
 async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:

@@ -48,4 +48,5 @@ def record_request(route: str, seconds: float, status: int, *, method: str = "GE
     record = recorder.entries.get(key)
     if record is None:
         record = recorder.resolve(key, method, route, status, extra=extra)
-    record(float(seconds), request_size, -1 if response_size is None else response_size, metrics.current_exemplar())
+    record(float(seconds), request_size, -1 if response_size is None else response_size,
+           None if metrics.span_ids is None else metrics.span_ids())

@@ -21,9 +21,9 @@ from numbers import Real
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
-from ._fast import HttpSeries, request_recorder
+from ._fast import HttpSeries, incrementer, request_recorder
 from .cardinality import Cardinality
-from .exemplars import span_exemplar_reader
+from .exemplars import span_exemplar_reader, span_ids_reader
 from .request_labels import RequestLabels
 
 # Children cached per raw label tuple; past this many the cache stops growing (bounded memory
@@ -206,6 +206,7 @@ class Metrics:
         # buckets: {histogram family name: upper bounds}, replacing that family's defaults
         self.buckets = checked_buckets(buckets)
         # exemplars: None = when the OpenTelemetry API is installed (see exemplars.py)
+        self.span_ids = span_ids_reader(exemplars)  # () -> (trace id, span id) or None; None when off
         self.exemplar = span_exemplar_reader(exemplars)  # () -> labels or None; None when off
         self._collectors: list = []
         self._specs: list[FamilySpec] = []
@@ -222,17 +223,18 @@ class Metrics:
             self.request_labels = request_labels.bind(self.cardinality)
             extra, on_histograms = request_labels.names, request_labels.histograms
         http_families = tuple(self._with_buckets(spec) for spec in http_request_families(extra, on_histograms))
+        in_flight = _gauge("http_requests_in_flight", "HTTP requests being served now.", ("method",))
         self._http_extra_on_histograms = on_histograms
         self._http_series = None
         self._http_families = None
+        self.http_in_flight = None  # the gauge in multiprocess mode; else counted by _http_series
         if multiprocess_mode():
             self._http_families = [f(spec) for spec in http_families]
+            self.http_in_flight = f(in_flight)
         else:
-            self._http_series = HttpSeries(http_families, on_histograms)
+            self._http_series = HttpSeries(http_families, on_histograms, in_flight)
             self._collectors.extend(self._http_series.collectors())
-            self._specs.extend(http_families)
-        self.http_in_flight = f(_gauge(
-            "http_requests_in_flight", "HTTP requests being served now.", ("method",)))
+            self._specs.extend((*http_families, in_flight))
 
         # Agents, messages, tools, LLM calls, caches
         self.agent_executions = f(_counter(
@@ -350,10 +352,18 @@ class Metrics:
         """The exemplar for an observation made now (None without exemplars or a sampled span)."""
         return None if self.exemplar is None else self.exemplar()
 
+    def in_flight_counters(self, methods: Sequence[str]) -> dict:
+        """Per method label, the requests in flight: `.add(request)` when one starts,
+        `.discard(request)` when it ends (a set; the gauge's child in multiprocess mode)."""
+        if self._http_series is not None:
+            return self._http_series.in_flight(methods)
+        return {method: _GaugeAsSet(self.http_in_flight.labels(method)) for method in methods}
+
     def http_recorder(self, method: str, route: str, status: int,
                       extra: tuple[str, ...] = ()) -> Callable[..., None]:
-        """`record(seconds, bytes received, bytes sent or -1, exemplar=None)` for one request
-        label set; `extra`: the per-request label values, already bounded."""
+        """`record(seconds, bytes received, bytes sent or -1, span_ids=None)` for one request
+        label set; `extra`: the per-request label values, already bounded; `span_ids`: what
+        `self.span_ids()` returned."""
         method, route, status = (self.cardinality.limiter(name)(str(value)) for name, value in
                                  (("method", method), ("route", route), ("status", status)))
         if self._http_series is not None:
@@ -399,6 +409,19 @@ class Metrics:
                 "create one Metrics per registry and pass it around (or use default_metrics())."
             ) from exc
 
+
+
+class _GaugeAsSet:
+    """A gauge child counting like the in-flight sets: +1 on add, -1 on discard."""
+
+    def __init__(self, child):
+        self._inc = incrementer(child)
+
+    def add(self, _request) -> None:
+        self._inc(1)
+
+    def discard(self, _request) -> None:
+        self._inc(-1)
 
 
 _default: Metrics | None = None

@@ -85,6 +85,22 @@ class RequestLabels:
         return BoundLabels(self, cardinality)
 
 
+def values_reader(keys: Sequence) -> Callable[[Callable], tuple]:
+    """`read(get)` -> `(get(key) for each key)` as a tuple; unrolled for up to three keys
+    (`tuple(map(get, keys))` costs several times as much per request)."""
+    keys = tuple(keys)
+    if len(keys) == 1:
+        (first,) = keys
+        return lambda get: (get(first),)
+    if len(keys) == 2:
+        first, second = keys
+        return lambda get: (get(first), get(second))
+    if len(keys) == 3:
+        first, second, third = keys
+        return lambda get: (get(first), get(second), get(third))
+    return lambda get: tuple([get(key) for key in keys])
+
+
 class BoundLabels:
     """A declaration with its bounds, for the middlewares: each label's first raw value found
     is hashed (if asked; cached) and bounded (cap + `other`, cached by the limiter)."""
@@ -98,15 +114,39 @@ class BoundLabels:
         self._hashes: dict[str, str] = {}
         self._lock = threading.Lock()
         self.tenant_index = self.names.index("tenant") if "tenant" in self.names else None
+        # When each label has one source and it is a header, the middlewares read the raw
+        # values of `headers` before the handler and look them up in `by_headers`:
+        # raw values (str, bytes or None) -> (label values, the tenant for the context).
+        single = [sources[0] for sources in declaration.sources.values() if len(sources) == 1]
+        self.headers = tuple(source.key for source in single) if len(single) == len(self.names) and all(
+            source.kind == "header" for source in single) else None
+        self.by_headers: dict[tuple, tuple[tuple[str, ...], str | None]] = {}
+        self._bounded: dict[tuple[str | None, ...], tuple[str, ...]] = {}  # found values -> label values
 
     def read(self, request, get: Callable[[object, str, str], object]) -> tuple[str, ...]:
         """The label values of `request`; `get(request, kind, key)` is the framework's reader
         of a source (None when absent)."""
-        values = []
-        for sources, limit in self._plan:
-            value = self._first(request, get, sources)
-            values.append(NONE if value is None else limit(value))
-        return tuple(values)
+        return self._bound(tuple(self._first(request, get, sources) for sources, _ in self._plan))
+
+    def from_headers(self, raw: tuple) -> tuple[tuple[str, ...], str | None]:
+        """(label values, tenant for the context) of the raw values of `self.headers` (the
+        middlewares look `by_headers` up first: this is its miss)."""
+        found = tuple(self._found(value, sources[0]) for value, (sources, _) in zip(raw, self._plan, strict=True))
+        entry = self._bound(found), None if self.tenant_index is None else found[self.tenant_index]
+        with self._lock:
+            if len(self.by_headers) < HASH_CACHE_SIZE:
+                self.by_headers[raw] = entry
+        return entry
+
+    def _bound(self, found: tuple[str | None, ...]) -> tuple[str, ...]:
+        """The label values (bounded, `none` when absent) of each label's value found."""
+        values = self._bounded.get(found)
+        if values is None:
+            values = tuple(NONE if value is None else limit(value) for value, (_, limit) in zip(found, self._plan))
+            with self._lock:
+                if len(self._bounded) < HASH_CACHE_SIZE:  # values past the caps are `other`: bounded anyway
+                    self._bounded[found] = values
+        return values
 
     def given(self, values: Mapping[str, object] | None) -> tuple[str, ...]:
         """The label values passed by name (`record_request(labels=...)`), bounded; `none` for
@@ -127,10 +167,17 @@ class BoundLabels:
 
     def _first(self, request, get, sources) -> str | None:
         for source in sources:
-            raw = get(request, source.kind, source.key)
-            if raw is not None and raw != "":
-                return self._hash(str(raw)) if source.hash else str(raw)
+            value = self._found(get(request, source.kind, source.key), source)
+            if value is not None:
+                return value
         return None
+
+    def _found(self, raw, source: Source) -> str | None:
+        """A source's raw value as a label value before bounding: None when absent or empty."""
+        if raw is None or raw == "" or raw == b"":
+            return None
+        value = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
+        return self._hash(value) if source.hash else value
 
     def _hash(self, value: str) -> str:
         hashed = self._hashes.get(value)

@@ -16,15 +16,19 @@ from time import perf_counter
 
 from ._http import METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpMiddleware
 from .context import restore, tenant_var
-from .logging import REQUEST_ID_HEADER, accept_request_id, log_access, request_id_var
+from .logging import REQUEST_ID_HEADER, accept_request_id, log_access, new_request_id, request_id_var
 
 ROUTE_KEY = "vigil_instrument.route"              # the matched route template
 PATH_PARAMS_KEY = "vigil_instrument.path_params"  # the matched route's parameters
 _LABELS_KEY = "vigil_instrument.labels"           # the request labels, when a tenant is declared
-_REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
+_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"  # REQUEST_ID_HEADER in the environ
 
 
 class WSGIMiddleware(HttpMiddleware):
+    @staticmethod
+    def header_keys(names):
+        return tuple(_environ_key(name) for name in names)
+
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path in self._excluded_exact or (self._excluded_prefixes and path.startswith(self._excluded_prefixes)) or (
@@ -43,7 +47,9 @@ class WSGIMiddleware(HttpMiddleware):
     def record(self, request: _Request) -> None:
         environ, method, status = request.environ, request.method, request.status
         route = environ.get(ROUTE_KEY)
-        extra = () if self._labels is None else self._labels.read(environ, _source)
+        extra = request.extra
+        if self._labels is not None and self._header_labels is None:
+            extra = self._labels.read(environ, _source)
         key = (method, route, status, extra)
         entry = self._entries.get(key)
         if entry is None:
@@ -52,9 +58,9 @@ class WSGIMiddleware(HttpMiddleware):
             received = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             received = 0
-        exemplar = self._exemplar
+        span_ids = self._span_ids
         elapsed = perf_counter() - request.started
-        entry(elapsed, received, request.sent, None if exemplar is None else exemplar())
+        entry(elapsed, received, request.sent, None if span_ids is None else span_ids())
         if self._access is not None:
             log_access(self._access, request.request_id, environ.get("REQUEST_METHOD", ""),
                        environ.get("PATH_INFO", ""), route or UNMATCHED, status, elapsed, received, request.sent)
@@ -64,21 +70,28 @@ class _Request:
     """One request in flight, and the response iterable handed to the server: set up on entry,
     counting the body bytes the app yields, recorded once when the server closes it."""
 
-    __slots__ = ("middleware", "environ", "method", "status", "sent", "started", "request_id", "body",
+    __slots__ = ("middleware", "environ", "method", "status", "sent", "started", "request_id", "body", "extra",
                  "_start_response", "_id_token", "_tenant_token", "_done")
 
     def __init__(self, middleware: WSGIMiddleware, environ: dict, method: str, start_response):
         self.middleware, self.environ, self.method = middleware, environ, method
         self._start_response = start_response
-        self.status, self.sent, self._done, self.body = 500, 0, False, ()
+        self.status, self.sent, self._done, self.body, self.extra = 500, 0, False, (), ()
         self.request_id = self._id_token = self._tenant_token = None
         if middleware.request_id:
-            self.request_id = accept_request_id(environ.get(_REQUEST_ID_ENVIRON))
+            request_id = environ.get(_REQUEST_ID_ENVIRON)
+            self.request_id = new_request_id() if request_id is None else accept_request_id(request_id)
             self._id_token = request_id_var.set(self.request_id)
-        if middleware._tenant_early:
+        header_labels = middleware._header_labels
+        if header_labels is not None:
+            raw = header_labels(environ.get)
+            self.extra, tenant = middleware._labels.by_headers.get(raw) or middleware._labels.from_headers(raw)
+            if middleware._tenant_early:
+                self._tenant_token = tenant_var.set(tenant)
+        elif middleware._tenant_early:
             environ[_LABELS_KEY] = middleware._labels
             self._tenant_token = tenant_var.set(middleware._labels.early(environ, _source))
-        middleware._in_flight[method](1)
+        middleware._in_flight[method].add(self)
         self.started = perf_counter()
 
     def start_response(self, status: str, headers: list, exc_info=None):
@@ -109,7 +122,7 @@ class _Request:
         try:
             middleware.record(self)
         finally:
-            middleware._in_flight[self.method](-1)  # after recording: 0 in flight = all counted
+            middleware._in_flight[self.method].discard(self)  # after recording: 0 in flight = all counted
             if self._tenant_token is not None:
                 restore(tenant_var, self._tenant_token)
             if self._id_token is not None:
@@ -127,10 +140,14 @@ def route_matched(environ: dict, template: str, params: dict | None) -> None:
         tenant_var.set(labels.early(environ, _source))
 
 
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
 def _source(environ: dict, kind: str, key: str):
     """A per-request label's raw value (see request_labels.py)."""
     if kind == "header":
-        return environ.get("HTTP_" + key.upper().replace("-", "_"))
+        return environ.get(_environ_key(key))
     if kind == "path_param":
         params = environ.get(PATH_PARAMS_KEY)
         return None if params is None else params.get(key)

@@ -4,6 +4,7 @@
 local g = import 'grafana.libsonnet';
 local bundle = import '../../prometheus/config.libsonnet';
 local slo = import '../../prometheus/lib/slo.libsonnet';
+local usage = import '../../prometheus/lib/usage.libsonnet';
 
 local c = bundle._config;
 
@@ -17,6 +18,9 @@ local c = bundle._config;
   // The alerts' thresholds, read from the Prometheus bundle so a panel's line is the alert's.
   thresholds:: c.thresholds,
   llmBudget:: c.llmBudget,
+  // Each tenant's projected LLM cost of the month over its own budget: TenantLlmCostOverBudget's
+  // expression without its `> 1` (prometheus/lib/usage.libsonnet), `matchers` on every branch.
+  llmBudgetShare(matchers):: std.join('\nor\n', usage.llmBudgetShares(c.llmBudget, matchers)),
   windows:: c.windows,
 
   // The SLO rules' windows and burn-rate factors (prometheus/lib/slo.libsonnet) for an SLO of

@@ -1,20 +1,11 @@
 // Alerts about tenants: subscription limits, their forecasts, LLM budgets and traffic anomalies.
 local fmt = (import '../lib/format.libsonnet').fmt;
 local lib = import '../lib/alert.libsonnet';
+local usage = import '../lib/usage.libsonnet';
 
-// Projected LLM cost of the month over the tenant's budget: one branch per tenant with a budget
-// of its own, one for every other tenant (their names' dots escaped in the regex).
+// Projected LLM cost of the month over the tenant's budget, its own or the default.
 local overBudget(budget) =
-  local projected(matcher) = fmt('sum by (tenant) (job_tenant:llm_cost_usd:projected_month%s)', matcher);
-  local own = std.objectFields(budget.perTenantPerMonthUsdOverrides);
-  local others = std.join('|', [std.strReplace(t, '.', '\\\\.') for t in own]);
-  std.join('\nor\n', [
-    fmt('%s / %s > 1', [projected(fmt('{tenant="%s"}', t)), lib.num(budget.perTenantPerMonthUsdOverrides[t])])
-    for t in own
-  ] + [
-    fmt('%s / %s > 1', [projected(if own == [] then '' else fmt('{tenant!~"%s"}', others)),
-                     lib.num(budget.perTenantPerMonthUsd)]),
-  ]);
+  std.join('\nor\n', [share + ' > 1' for share in usage.llmBudgetShares(budget)]);
 
 // Fires while a tenant's hourly rate has changed from the same hour a season (week) ago by
 // more than `stddevs` standard deviations of its usual change, and by more than a share of last

@@ -16,7 +16,8 @@
 //
 // Exact within one step: growth between the last sample before midnight and midnight is
 // counted in the new day. A month adds the last value of each earlier day of the month.
-local fmt = (import 'format.libsonnet').fmt;
+local format = import 'format.libsonnet';
+local fmt = format.fmt;
 {
   // A UTC day's parity as a filter: `and on () <even>` keeps a vector on even days since the epoch.
   even:: '(vector(time()) % 172800 < 86400)',
@@ -76,4 +77,19 @@ local fmt = (import 'format.libsonnet').fmt;
 
   // Seconds left until the 1st of next month, 00:00 UTC, as a scalar.
   monthSecondsLeft:: 'scalar((days_in_month() - day_of_month() + 1) * 86400 - vector(time()) % 86400)',
+
+  // The projected LLM cost of the month per tenant as a share of its monthly budget
+  // (`llmBudget`), as the branches to join with `or`: one per tenant with a budget of its own,
+  // one for every other tenant (their names' dots escaped in the regex). TenantLlmCostOverBudget
+  // fires where a branch is above 1, and the tenant dashboard draws its line there. `matchers`
+  // narrows every branch (the dashboard's tenant variable).
+  llmBudgetShares(budget, matchers=''):: (
+    local own = std.objectFields(budget.perTenantPerMonthUsdOverrides);
+    local others = std.join('|', [std.strReplace(t, '.', '\\\\.') for t in own]);
+    local projected(matcher) =
+      local all = std.join(', ', [m for m in [matcher, matchers] if m != '']);
+      'sum by (tenant) (job_tenant:llm_cost_usd:projected_month' + (if all == '' then '' else '{' + all + '}') + ')';
+    [projected(fmt('tenant="%s"', t)) + ' / ' + format.num(budget.perTenantPerMonthUsdOverrides[t]) for t in own]
+    + [projected(if own == [] then '' else fmt('tenant!~"%s"', others)) + ' / ' + format.num(budget.perTenantPerMonthUsd)]
+  ),
 }
