@@ -58,9 +58,11 @@ def uses_live_stack(item) -> bool:
 def pytest_collection_modifyitems(items):
     """The tests that use `live_stack` run first, one after another: the stack (traffic and
     1 s rule evaluations, about half a core) then runs once per session and only while they run
-    (LiveStack stops it after the last of them). With `--dist loadfile`, the files that use it
+    (LiveStack stops it after the last of them); those marked `aged_live_stack` last, when the
+    stack has minutes of history. With `--dist loadfile`, the files that use it
     are one unit of work for one worker (pytest_xdist_make_scheduler)."""
-    items.sort(key=lambda item: not uses_live_stack(item))  # stable: order within kept
+    items.sort(key=lambda item: (not uses_live_stack(item),  # stable: order within kept
+                                 item.get_closest_marker("aged_live_stack") is not None))
 
 
 def pytest_xdist_make_scheduler(config, log):

@@ -279,6 +279,12 @@ instrument_flask(app, Metrics())
 '''
 
 
+def item_counts(exposition: str) -> list[float]:
+    families = {f.name: f for f in text_string_to_metric_families(exposition)}
+    return [s.value for s in families["http_requests"].samples
+            if s.name == "http_requests_total" and s.labels["route"] == "/items/<int:item_id>"]
+
+
 def test_gunicorn_workers_share_one_exposition(tmp_path):
     """Two sync workers write to PROMETHEUS_MULTIPROC_DIR; whichever answers /metrics
     serves every worker's counts."""
@@ -308,10 +314,12 @@ def test_gunicorn_workers_share_one_exposition(tmp_path):
                 pids.add(client.get(f"/items/{sent}").json()["pid"])
                 sent += 1
                 assert sent < 500, "one worker served everything"
-            body = client.get("/metrics").text
-        families = {f.name: f for f in text_string_to_metric_families(body)}
-        counts = [s.value for s in families["http_requests"].samples
-                  if s.name == "http_requests_total" and s.labels["route"] == "/items/<int:item_id>"]
+            # a worker records a request once its body is sent, so the other worker may answer
+            # /metrics a moment before the last request is counted
+            deadline = time.monotonic() + 5
+            while (counts := item_counts(client.get("/metrics").text)) != [float(sent)] \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
         assert counts == [float(sent)]
     finally:
         server.terminate()
