@@ -166,3 +166,27 @@ async def test_a_client_without_gzip_gets_the_chunks_never_joined():
             assert gzip.decompress(await zipped.read()) == body
     finally:
         gc.unfreeze()  # the app froze what existed after its first round
+
+
+class RecordingWriter:
+    def __init__(self):
+        self.writes: list[bytes] = []
+
+    async def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+
+@pytest.mark.parametrize("sizes", [[100] * 300, [70_000, 10, 10, 70_000], [10], []],
+                         ids=["many small families", "large and small", "one", "none"])
+async def test_the_plain_body_goes_out_in_few_writes(sizes):
+    """Small family chunks are joined into writes of about 64 KiB (a write per family was a
+    system call per family), and no write is more than one chunk past that size."""
+    from vigil_exporter.app import ChunksPayload
+
+    chunks = [bytes([65 + i % 26]) * size for i, size in enumerate(sizes)]
+    writer = RecordingWriter()
+    await ChunksPayload(chunks, sum(sizes)).write(writer)
+    assert b"".join(writer.writes) == b"".join(chunks)
+    limit = ChunksPayload.WRITE_SIZE
+    assert len(writer.writes) <= sum(sizes) // limit + 1
+    assert all(len(w) < limit + max(sizes) for w in writer.writes)

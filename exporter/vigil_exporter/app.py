@@ -134,17 +134,28 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 class ChunksPayload(payload.Payload):
-    """A body sent as the exposition keeps it, one chunk per family, never joined: joining
-    10.8 MB (10,000 tenants) for a client without gzip held the event loop for milliseconds,
-    and aiohttp copies a bytes body once more to put its headers in front."""
+    """A body sent from the chunks the exposition keeps (one per family), never joined whole:
+    joining 10.8 MB (10,000 tenants) for a client without gzip held the event loop for
+    milliseconds, and aiohttp copies a bytes body once more to put its headers in front. Small
+    chunks are joined into writes of WRITE_SIZE: a write per family was a system call per
+    family, which made a plain scrape of a few hundred lines cost four times as much CPU."""
+
+    WRITE_SIZE = 64 * 1024  # aiohttp's writer waits for the socket once this much is pending
 
     def __init__(self, chunks: list[bytes], size: int):
         super().__init__(chunks, content_type=None)
         self._size = size
 
     async def write(self, writer) -> None:
+        batch, pending = [], 0
         for chunk in self._value:
-            await writer.write(chunk)  # waits for the socket whenever 64 KiB are pending
+            batch.append(chunk)
+            pending += len(chunk)
+            if pending >= self.WRITE_SIZE:
+                await writer.write(b"".join(batch))
+                batch, pending = [], 0
+        if batch:
+            await writer.write(b"".join(batch))
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return b"".join(self._value).decode(encoding, errors)
