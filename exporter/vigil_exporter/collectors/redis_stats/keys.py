@@ -44,7 +44,7 @@ class KeyPatterns(RedisFeature):
         "patterns": List(Str(help="A glob pattern, as SCAN MATCH takes it."), [],
                          "Patterns whose matching keys are counted, e.g. \"session:*\".",
                          max_items=20),
-        "scan_budget": Duration("50ms", "Time SCAN may take per round, over all patterns."),
+        "scan_budget": Duration("20ms", "Time SCAN may take per round, over all patterns."),
         "scan_count": Int(1000, "COUNT hint of each SCAN call.", minimum=10),
     }
     metrics = {
