@@ -65,6 +65,7 @@ def pytest_collection_modifyitems(items):
                                  item.get_closest_marker("aged_live_stack") is not None))
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown when it is not loaded
 def pytest_xdist_make_scheduler(config, log):
     """`--dist loadfile`, with every file that uses the live stack in one unit."""
     if config.getvalue("dist") != "loadfile":
