@@ -59,8 +59,8 @@ def pytest_collection_modifyitems(items):
     """The tests that use `live_stack` run first, one after another: the stack (traffic and
     1 s rule evaluations, about half a core) then runs once per session and only while they run
     (LiveStack stops it after the last of them); those marked `aged_live_stack` last, when the
-    stack has minutes of history. With `--dist loadfile`, the files that use it
-    are one unit of work for one worker (pytest_xdist_make_scheduler)."""
+    stack has minutes of history. With `--dist loadfile`, the files that use it are one unit
+    of work for one worker (pytest_xdist_make_scheduler)."""
     items.sort(key=lambda item: (not uses_live_stack(item),  # stable: order within kept
                                  item.get_closest_marker("aged_live_stack") is not None))
 
@@ -72,6 +72,8 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
+    # The controller sees node ids, not fixtures: a file is in the live unit when it names the
+    # fixture (what uses_live_stack reads from its items on the workers).
     @functools.cache
     def unit(path: str) -> str:
         text = (config.rootpath / path).read_text(encoding="utf-8")
