@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, insert, inspect, text
 from vigil_exporter import dbschema
 from vigil_exporter import exposition as exposition_module
 from vigil_exporter.app import WIRING, make_app
+from vigil_exporter.collectors import business as business_module
 from vigil_exporter.collectors.business import (
     DEFAULT_MAX_SERIES,
     BusinessCollector,
@@ -414,6 +415,25 @@ async def test_bounded_tenants_top_n_adds_the_highest_shares_below_it(tenants_ur
     again = served(collector, scheduler)  # nothing changed: the same filtered objects
     assert again["vigil_tenant_agents"] is families["vigil_tenant_agents"]
 
+
+@pytest.mark.parametrize(("concurrency", "url", "expected"), [
+    (None, None, 1), (3, None, 3), (None, "postgresql://vigil@127.0.0.1:1/x", 4)])
+async def test_queries_on_sqlite_run_one_at_a_time_unless_told(tenants_url, monkeypatch,
+                                                               concurrency, url, expected):
+    """SQLite's queries run in threads of the exporter: run together they only queue for its
+    GIL and hold the event loop up longer; a database server runs them on its own CPUs."""
+    running, most = [0], [0]
+
+    async def counted(engine, query):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(0.02)
+        running[0] -= 1
+        return [*query.labels, query.value], [("x",) * len(query.labels) + (1,)]
+    monkeypatch.setattr(business_module, "run_query", counted)
+    section = {"concurrency": concurrency} if concurrency else {}
+    await one_round(business(url or tenants_url, **section))
+    assert most[0] == expected
 
 def test_bounded_tenants_must_name_existing_queries():
     with pytest.raises(ConfigError) as fault:
