@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, insert, inspect, text
 from vigil_exporter import dbschema
 from vigil_exporter import exposition as exposition_module
 from vigil_exporter.app import WIRING, make_app
+from vigil_exporter.collectors import business as business_module
 from vigil_exporter.collectors.business import (
     DEFAULT_MAX_SERIES,
     BusinessCollector,
@@ -150,6 +151,60 @@ def test_business_families_sharing_label_sets_render_byte_for_byte():
     assert b'vigil_test_a{direction="in",tenant="new"} 2.0\n' in exposition.rendered["text"].body
 
 
+
+
+def test_a_label_set_is_written_once_while_a_family_uses_it_and_then_forgotten(monkeypatch):
+    """Renders alternate between families with other label names (as the queries of a round
+    finish): a set's text is made when it first appears, not again in a later render; the
+    texts of sets no family uses any more are dropped once the cache has doubled."""
+    made = []
+    original = exposition_module._label_text
+    monkeypatch.setattr(exposition_module, "_label_text",
+                        lambda labels, orders: made.append(labels) or original(labels, orders))
+    label_sets = LabelSets()
+    queries = {names: Query("vigil_test_" + "_".join(names), "Rows.", "", "value", names,
+                            "gauge", 60, 10, 50_000, "q")
+               for names in (("tenant",), ("tenant", "direction"))}
+
+    def run(names: tuple[str, ...], value: float, tenants=range(100), last=None):
+        rows = [(f"t{i}", "in", value)[:len(names)] + (value,) for i in tenants]
+        return to_family(queries[names], [*names, "value"], rows, label_sets, last)[0]
+    families = {names: run(names, 1.0) for names in queries}
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(type("Rows", (), {"collect": lambda self: list(families.values())})())
+    exposition = Exposition(registry)
+    exposition.render()
+    assert len(made) == 200  # 100 tenants, 100 (tenant, direction) pairs
+    for value in (2.0, 3.0, 4.0):
+        for names in queries:  # one family changes per render
+            families[names] = run(names, value, last=families[names])
+            exposition.render()
+            assert exposition.rendered["text"].body == generate_latest(registry)
+    assert len(made) == 200
+    for start in range(100, 1500, 100):  # tenants come and go: the cache stays bounded
+        families[("tenant",)] = run(("tenant",), 1.0, range(start, start + 100))
+        exposition.render()
+    texts = exposition._label_texts.texts
+    assert len(texts) <= 2 * 1024 and {id(labels) for family in families.values()
+                                       for labels in family.labelsets} <= texts.keys()
+    assert exposition.rendered["text"].body == generate_latest(registry)
+
+
+def test_a_run_with_other_values_shares_the_series_of_the_run_before():
+    query = Query("vigil_test_v", "V.", "", "value", ("tenant",), "gauge", 60, 10, 50_000, "q")
+    rows = [(f"t{i}", float(i)) for i in range(10)]
+    last = to_family(query, ["tenant", "value"], rows, LabelSets())[0]
+    changed = to_family(query, ["tenant", "value"], [(t, v + 1) for t, v in rows],
+                        LabelSets(), last)[0]
+    assert changed is not last and changed.labelsets is last.labelsets
+    assert list(changed.values) == [float(i + 1) for i in range(10)]
+    reordered = to_family(query, ["tenant", "value"], rows[::-1], LabelSets(), last)[0]
+    assert [labels["tenant"] for labels in reordered.labelsets] == [t for t, _ in rows[::-1]]
+    no_labels = Query("vigil_test_n", "N.", "", "value", (), "gauge", 60, 10, 50_000, "q")
+    one = to_family(no_labels, ["value"], [(1,)], LabelSets())[0]
+    with pytest.raises(ValueError, match="two rows have the same labels"):
+        to_family(no_labels, ["value"], [(1,), (2,)], LabelSets(), one)
+    assert list(to_family(no_labels, ["value"], [("2.5",)], LabelSets(), one)[0].values) == [2.5]
 
 async def test_a_result_that_did_not_change_keeps_its_family_and_its_text(tmp_path, monkeypatch):
     """With thousands of tenants most per-tenant figures do not move between two runs: the
@@ -360,6 +415,25 @@ async def test_bounded_tenants_top_n_adds_the_highest_shares_below_it(tenants_ur
     again = served(collector, scheduler)  # nothing changed: the same filtered objects
     assert again["vigil_tenant_agents"] is families["vigil_tenant_agents"]
 
+
+@pytest.mark.parametrize(("concurrency", "url", "expected"), [
+    (None, None, 1), (3, None, 3), (None, "postgresql://vigil@127.0.0.1:1/x", 4)])
+async def test_queries_on_sqlite_run_one_at_a_time_unless_told(tenants_url, monkeypatch,
+                                                               concurrency, url, expected):
+    """SQLite's queries run in threads of the exporter: run together they only queue for its
+    GIL and hold the event loop up longer; a database server runs them on its own CPUs."""
+    running, most = [0], [0]
+
+    async def counted(engine, query):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(0.02)
+        running[0] -= 1
+        return [*query.labels, query.value], [("x",) * len(query.labels) + (1,)]
+    monkeypatch.setattr(business_module, "run_query", counted)
+    section = {"concurrency": concurrency} if concurrency else {}
+    await one_round(business(url or tenants_url, **section))
+    assert most[0] == expected
 
 def test_bounded_tenants_must_name_existing_queries():
     with pytest.raises(ConfigError) as fault:

@@ -156,8 +156,10 @@ class Exposition:
         formatted = {}
         names = tuple(self.rendered)
         parts: dict[str, list] = {name: [] for name in names}
-        label_texts = self._label_texts = self._label_texts.next_render()
+        label_texts, used = self._label_texts, []
         for family in self.registry.collect():
+            if isinstance(getattr(family, "values", None), array):
+                used.append(family.labelsets)
             kept = self._formatted.get(id(family))
             pieces = kept[1] if kept is not None and kept[0] is family else {}
             missing = [name for name in names if name not in pieces]
@@ -167,6 +169,7 @@ class Exposition:
                 chunks.append(pieces[name])
             formatted[id(family)] = (family, pieces)
         self._formatted = formatted
+        label_texts.prune(used)
         for name, chunks in parts.items():
             self.rendered[name] = _assemble(name, chunks)
         self.render_seconds = time.perf_counter() - start
@@ -325,33 +328,38 @@ def _simple_samples(family: Metric, label_texts: LabelTexts) -> str | None:
 class LabelTexts:
     """The text of each business label set, made once: a tenant's labels dict is the same
     object in every business family and every round (LabelSets), so 16 families of 10,000
-    tenants need 10,000 texts, not 160,000, and a render after one query's run takes the texts
-    of the render before. Keyed by id(); the dicts are kept, so no id is reused meanwhile, and
-    a render keeps only the label sets it used."""
+    tenants need 10,000 texts, not 160,000, made when the set first appears and looked up (in C)
+    by every render after it. Keyed by id(); the dict is kept beside its text, so its id is not
+    reused while cached. The sets that no family uses any more are dropped when the cache has
+    grown to twice its size after the last prune (`prune`, after a render)."""
 
-    def __init__(self, previous: LabelTexts | None = None):
-        self.texts: dict[int, str | None] = {}
-        self.alive: dict[int, dict] = {}
-        self.orders: dict[tuple, list[str]] = previous.orders if previous else {}
-        self.previous = previous
-
-    def next_render(self) -> LabelTexts:
-        self.previous = None  # what the next render does not take goes with this one
-        return LabelTexts(self)
+    def __init__(self):
+        self.texts: dict[int, str | None] = {}  # None: a label name that is not legacy-safe
+        self.kept: dict[int, dict] = {}
+        self.orders: dict[tuple, list[str]] = {}
+        self.pruned_size = 0
 
     def of(self, labelsets: list[dict]) -> list[str | None]:
-        ids = list(map(id, labelsets))
-        if not self.texts.keys() >= set(ids):
-            previous = self.previous
+        try:
+            return list(map(self.texts.__getitem__, map(id, labelsets)))
+        except KeyError:  # sets new to the cache
             for labels in labelsets:
-                key = id(labels)
-                if key not in self.texts:
-                    if previous is not None and previous.alive.get(key) is labels:
-                        self.texts[key] = previous.texts[key]
-                    else:
-                        self.texts[key] = _label_text(labels, self.orders)
-                    self.alive[key] = labels
-        return list(map(self.texts.__getitem__, ids))
+                if id(labels) not in self.texts:
+                    self.texts[id(labels)] = _label_text(labels, self.orders)
+                    self.kept[id(labels)] = labels
+            return list(map(self.texts.__getitem__, map(id, labelsets)))
+
+    def prune(self, used: list[list[dict]]) -> None:
+        """Forget the sets not in `used` (every label set list the last render served), once
+        the cache has doubled since the last prune."""
+        if len(self.texts) <= max(1024, 2 * self.pruned_size):
+            return
+        alive = set()
+        for labelsets in used:
+            alive.update(map(id, labelsets))
+        self.texts = {key: text for key, text in self.texts.items() if key in alive}
+        self.kept = {key: self.kept[key] for key in self.texts}
+        self.pruned_size = len(self.texts)
 
 
 def _row_samples(name: str, labelsets: list[dict], values: array,

@@ -39,7 +39,7 @@ from vigil_exporter.collectors.base import (
     collector_schema,
     refreshed_every,
 )
-from vigil_exporter.collectors.sqlutil import count_statements, make_engine
+from vigil_exporter.collectors.sqlutil import count_statements, dialect_name, make_engine
 from vigil_exporter.collectors.tenants import SCHEMA as BOUNDED_TENANTS
 from vigil_exporter.collectors.tenants import BoundedTenants, check_limits
 from vigil_exporter.logs import describe_error
@@ -322,19 +322,23 @@ class RowFamily(Metric):
     A `Sample` holds a dict, so the garbage collector tracks it for as long as it lives: with
     10,000 tenants a round kept 180,000 of them, and every full collection walked them all while
     holding the GIL, for hundreds of milliseconds. Here nothing per series is tracked (a dict of
-    strings is not), and a series costs two pointers' worth of memory plus its label set's share.
-    `samples` is made on demand for whoever reads it; the exposition writes from `pairs()`.
+    strings is not), and a series costs a few pointers' worth of memory plus its label set's
+    share. `columns` holds each label's values in row order (the label sets' own strings), so
+    the next run compares its rows with these in C. `samples` is made on demand for whoever
+    reads it; the exposition writes from the rows.
     """
 
     def __init__(self, name: str, documentation: str, typ: str):
         super().__init__(name, documentation, typ)
         self.sample_name = name + ("_total" if typ == "counter" else "")
         self.labelsets: list[dict[str, str]] = []
+        self.columns: list[list[str]] = []
         self.values = array("d")
 
     def add(self, labels: dict[str, str], value: float) -> None:
         self.labelsets.append(labels)
         self.values.append(value)
+        self.columns = []  # made again by whoever needs them
 
     def pairs(self):
         """(labels, value) of every series, for writers that need nothing else."""
@@ -356,46 +360,54 @@ class RowFamily(Metric):
 def to_family(query: Query, columns: list[str], rows: list[tuple],
               label_sets: LabelSets | None = None,
               last: RowFamily | None = None) -> tuple[RowFamily, int]:
-    """The metric family of a result, and how many rows the series cap dropped; `last` (the
-    family of the run before) itself when the result holds the same series with the same
-    values, bit for bit. Written for tens of thousands of rows: each step is one pass in C
-    where it can be (comprehensions, map, array) rather than a Python loop doing everything
-    per row.
+    """The metric family of a result, and how many rows the series cap dropped. Written for
+    tens of thousands of rows: each step is one pass in C where it can be (comprehensions, map,
+    array) rather than a Python loop doing everything per row.
 
     With thousands of tenants most per-tenant figures (limits, agents, channels) do not move
-    between two runs. Keeping the family object keeps the exposition's text of it, so the
-    render after the round formats nothing of it again (a full render held the GIL for
-    hundreds of milliseconds that requests waited out), and the check costs a third of a
-    conversion."""
+    between two runs, and the others keep their series while some values move. So against
+    `last` (the family of the run before): the same series with the same values, bit for bit,
+    give `last` itself, which keeps the exposition's text of it (the render after the round
+    formats nothing of it again); the same series with other values share its label sets, which
+    the exposition then finds in its cache of label texts."""
     value_at, label_at = column_positions(query, columns)
-    values = list(map(itemgetter(value_at), rows))
-    kept = rows
-    if None in values:  # a NULL value is no series
-        kept = [row for row in rows if row[value_at] is not None]
-        values = [value for value in values if value is not None]
-    dropped = max(0, len(values) - query.max_series)
+    kept, numbers = _values(rows, value_at, query.value)
+    dropped = max(0, len(numbers) - query.max_series)
     if dropped:
-        kept, values = kept[:query.max_series], values[:query.max_series]
-    try:
-        numbers = array("d", map(float, values))
-    except (TypeError, ValueError):
-        for row in kept:
-            _number(row[value_at], query.value)  # raises with the column and the value
-        raise
+        kept, numbers = kept[:query.max_series], numbers[:query.max_series]
     labels = _label_columns(kept, label_at)
     label_sets = label_sets or LabelSets()
-    if last is not None and _same_rows(last, query.labels, labels, numbers):
+    if last is not None and len(last) == len(numbers) and last.columns == labels:
         label_sets.keep(query.labels, last.labelsets)
-        return last, dropped
+        if last.values.tobytes() == numbers.tobytes():  # 0.0 and -0.0 differ, and their texts
+            return last, dropped
+        return _row_family(query, last.labelsets, last.columns, numbers), dropped
     keys = list(zip(*labels)) if labels else [()] * len(kept)
-    family = RowFamily(query.name.removesuffix("_total") if query.type == "counter"
-                       else query.name, query.help_text, query.type)
-    family.labelsets = label_sets.get_all(query.labels, keys)
-    if len(set(map(id, family.labelsets))) != len(keys):  # one dict per distinct label set
+    labelsets = label_sets.get_all(query.labels, keys)
+    if len(set(map(id, labelsets))) != len(keys):  # one dict per distinct label set
         first = next(key for key, count in Counter(keys).items() if count > 1)
         raise ValueError(f"two rows have the same labels {dict(zip(query.labels, first))}")
-    family.values = numbers
-    return family, dropped
+    shared = [list(map(itemgetter(name), labelsets)) for name in query.labels]
+    return _row_family(query, labelsets, shared, numbers), dropped
+
+
+def _row_family(query: Query, labelsets: list[dict], columns: list[list[str]],
+                numbers: array) -> RowFamily:
+    family = RowFamily(query.name.removesuffix("_total") if query.type == "counter"
+                       else query.name, query.help_text, query.type)
+    family.labelsets, family.columns, family.values = labelsets, columns, numbers
+    return family
+
+
+def _values(rows: list[tuple], value_at: int, column: str) -> tuple[list[tuple], array]:
+    """The rows with a value (a NULL value is no series) and their values as floats."""
+    values = list(map(itemgetter(value_at), rows))
+    try:
+        return rows, array("d", values)  # numbers of any kind, in one pass
+    except TypeError:  # NULLs, numeric text
+        pass
+    kept = [row for row in rows if row[value_at] is not None]
+    return kept, array("d", [_number(row[value_at], column) for row in kept])
 
 
 def _label_columns(rows: list[tuple], positions: list[int]) -> list[list[str]]:
@@ -407,15 +419,6 @@ def _label_columns(rows: list[tuple], positions: list[int]) -> list[list[str]]:
             column = ["" if value is None else str(value) for value in column]
         columns.append(column)
     return columns
-
-
-def _same_rows(family: RowFamily, names: tuple[str, ...], labels: list[list[str]],
-               numbers: array) -> bool:
-    """Whether `family` holds exactly these label columns and values (0.0 and -0.0 differ,
-    and so do their texts)."""
-    return (len(family) == len(numbers) and family.values.tobytes() == numbers.tobytes()
-            and all(column == list(map(itemgetter(name), family.labelsets))
-                    for name, column in zip(names, labels)))
 
 
 def _to_family_freeing(query: Query, columns: list[str], box: list[list[tuple]],
@@ -445,6 +448,17 @@ def report_cap(query: Query, kept: int, dropped: int, dropped_before: int) -> No
 
 # ------------------------------------------------------------------ the collector
 
+SERVER_CONCURRENCY = 4
+
+
+def default_concurrency(url: str) -> int:
+    """SQLite runs a query in a thread of this process: queries run together share its CPUs
+    and GIL, finish no sooner, and the event loop waits behind each of their threads in turn
+    (10,000 tenants: the loop's worst wait in a round 15-23 ms with 4, 7-12 ms with 1, and the
+    round as long). A database server runs its queries on its own CPUs."""
+    return 1 if dialect_name(url) == "sqlite" else SERVER_CONCURRENCY
+
+
 class BusinessCollector(Collector):
     """One metric family per configured query, each refreshed by a job of its own."""
 
@@ -457,9 +471,11 @@ class BusinessCollector(Collector):
         "max_series": Int(DEFAULT_MAX_SERIES, "Default cap on the rows (series) one query may "
                           "return; the rest are dropped, counted, and reported in /health and "
                           "the log.", minimum=1),
-        "concurrency": Int(4, "Queries run at once; the others wait for a slot (their "
-                              "timeout starts when they get one). Bounds the memory and CPU of "
-                              "a round with thousands of rows per query.", minimum=1),
+        "concurrency": Int(None, "Queries run at once; the others wait for a slot (their "
+                                 "timeout starts when they get one). Bounds the memory and CPU "
+                                 "of a round with thousands of rows per query. Default: 1 on "
+                                 "SQLite, whose queries run in the exporter's own process, "
+                                 f"{SERVER_CONCURRENCY} on a database server.", minimum=1),
         "queries": List(QUERY, list, "Queries; each one becomes a metric family."),
         "bounded_tenants": BOUNDED_TENANTS,
     }, check=_check_section)
@@ -510,7 +526,8 @@ class BusinessCollector(Collector):
 
     def slots(self) -> asyncio.Semaphore:
         if self._slots is None:
-            self._slots = asyncio.Semaphore(self.config["concurrency"])
+            self._slots = asyncio.Semaphore(self.config["concurrency"] or default_concurrency(
+                self.database["url"]))
         return self._slots
 
     def get_engine(self) -> AsyncEngine:
