@@ -4,7 +4,7 @@ prometheus_client's `inc()`/`observe()` validate the child, walk the buckets in 
 update one locked value object each; per request that was most of the middleware's cost, and it
 grew with the number of routes as their value objects competed for the CPU caches. Two paths:
 
-- single process: `HttpSeries` keeps the four families in compact arrays, one lock, and the
+- single process: `HttpSeries` keeps the four families in flat lists of floats, one lock, and the
   requests in flight in a set per method, exposed through collectors;
 - multiprocess mode (values must live in prometheus_client's mmap files): `request_recorder`
   updates the children's own value objects directly, with a bisect for the bucket, falling back
