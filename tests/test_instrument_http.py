@@ -179,13 +179,16 @@ async def test_aiohttp_random_paths_keep_labels_bounded(metrics, registry):
     rng = random.Random(4)
     templates = {"/items/{id}", "/upload", "/stream", "/missing/{id}", "/boom", "/slow", "/health/live",
                  "/admin/users/{name}"}
-    async with TestClient(TestServer(aiohttp_app(metrics, registry, normalize=False))) as client:
+    app = aiohttp_app(metrics, registry, normalize=False)
+    async with TestClient(TestServer(app)) as client:
         paths = [random_path(rng) for _ in range(10_000)]
         for start in range(0, len(paths), 20):
             batch = [client.request(method, path, allow_redirects=False) for method, path in paths[start:start + 20]]
             for response in await asyncio.gather(*batch):
                 response.release()
     assert_bounded(registry, paths, templates, "/items/{id}")
+    # aiohttp makes a route object per unmatched request: the middleware's cache is not keyed by it
+    assert len(app.middlewares[0].recorder.entries) <= len(label_sets(registry, "http_requests"))
 
 
 def random_path(rng: random.Random) -> tuple[str, str]:

@@ -32,9 +32,9 @@ class PrometheusMiddleware(HttpMiddleware):
     # The request path is written for speed (see docs/performance.md): no helper calls that
     # can be inlined, children resolved once per label set, one call to record a request.
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in self._excluded_exact or (
-                self._excluded_prefixes and scope["path"].startswith(self._excluded_prefixes)) or (
-                self._excluded_regex is not None and self._excluded_regex(scope["path"])):
+        if scope["type"] != "http" or (path := scope["path"]) in self._excluded_exact or (
+                self._excluded_prefixes and path.startswith(self._excluded_prefixes)) or (
+                self._excluded_regex is not None and self._excluded_regex(path)):
             await self.app(scope, receive, send)
             return
 
@@ -116,7 +116,7 @@ class PrometheusMiddleware(HttpMiddleware):
             record(elapsed, received, sent, None if self._span_ids is None else self._span_ids())
             if self._access is not None:
                 log_access(self._access, None if id_header is None else request_id, scope["method"],
-                           scope["path"], _route_label(route, scope, base_root, status), status, elapsed,
+                           path, _route_label(route, scope, base_root, status), status, elapsed,
                            received, sent)
             # The server logs an escaped exception after us, in this request's own task: keep
             # the id set so that its log line carries it.

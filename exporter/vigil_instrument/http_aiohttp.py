@@ -52,6 +52,14 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
     excluded_exact, excluded_prefixes, excluded_regex = exclusions(exclude_paths)
     access = access_logger(access_log)
 
+    def resolve_route(method: str, route, status: int, extra: tuple):
+        """The recorder of a route not in `entries` yet. aiohttp makes a new route object for
+        each unmatched request (404, 405): those are keyed without it."""
+        if route.resource is None:
+            key = (method, None, status, extra)
+            return entries.get(key) or recorder.resolve(key, method, UNMATCHED, status, extra=extra)
+        return recorder.resolve((method, route, status, extra), method, _route_label(route), status, route, extra)
+
     # The request path is written for speed (see docs/performance.md): no helper calls that
     # can be inlined, children resolved once per label set, one call to record a request.
     @web.middleware
@@ -65,21 +73,21 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
         if request_id:
             rid = headers.get(_REQUEST_ID)
             rid = new_request_id() if rid is None else accept_request_id(rid)
-            token = request_id_var.set(rid)
+            request_id_var.set(rid)
         extra = ()
         if header_labels is not None:
             raw = header_labels(headers.get)
             extra, tenant = by_headers.get(raw) or labels.from_headers(raw)
             if tenant_early:
-                tenant_token = tenant_var.set(tenant)
+                tenant_var.set(tenant)
         elif tenant_early:
-            tenant_token = tenant_var.set(labels.early(request, _source))
+            tenant_var.set(labels.early(request, _source))
         in_flight = in_flight_by_method[method]
-        in_flight.add(id(request))
+        serving = id(request)
+        in_flight.add(serving)
         start = perf_counter()
         response = None
         status = 500
-        failed = False
         try:
             try:
                 response = await handler(request)
@@ -88,15 +96,11 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
                 raise
             except asyncio.TimeoutError:
                 status = 504  # what aiohttp answers to a handler timing out
-                failed = True
-                raise
-            except BaseException:
-                failed = True
                 raise
             finally:
                 if response is not None:
                     status = response.status
-                    if request_id and not response.prepared:
+                    if request_id:  # (too late for a response the handler sent itself: see _add_request_id)
                         response.headers[_REQUEST_ID] = rid
                     try:
                         await response.prepare(request)
@@ -105,30 +109,27 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
                         pass  # the client left; aiohttp's own write after us handles and logs it
         finally:
             elapsed = perf_counter() - start
-            in_flight.discard(id(request))
-            resource = request.match_info.route.resource
+            in_flight.discard(serving)
+            route = request.match_info.route
             if labels is not None and header_labels is None:
                 extra = labels.read(request, _source)
-            key = (method, resource, status, extra)
-            record = entries.get(key)
-            if record is None:
-                label = UNMATCHED if resource is None else resource.canonical
-                record = recorder.resolve(key, method, label, status, extra=extra)
+            record = entries.get((method, route, status, extra)) or resolve_route(method, route, status, extra)
             sent = -1 if response is None else response.body_length
             record(elapsed, request.content.total_bytes, sent, None if span_ids is None else span_ids())
             if access is not None:
-                log_access(access, rid if request_id else None, request.method, path,
-                           UNMATCHED if resource is None else resource.canonical, status, elapsed,
-                           request.content.total_bytes, sent)
-            # aiohttp answers an escaped exception after us, in this request's own task: keep the
-            # id set so that its 500 (on_response_prepare) and its error log line carry it.
-            if request_id and not failed:
-                request_id_var.reset(token)
-            if tenant_early:
-                tenant_var.reset(tenant_token)
+                log_access(access, rid if request_id else None, request.method, path, _route_label(route), status,
+                           elapsed, request.content.total_bytes, sent)
+            # No reset of the request id and tenant: aiohttp serves each request in a task of its
+            # own, whose context ends with it; so the id stays set for aiohttp's own 500 after an
+            # escaped exception (on_response_prepare) and its error log line.
         return response
 
+    prometheus_middleware.recorder = recorder  # for introspection: its cached label sets
     return prometheus_middleware
+
+
+def _route_label(route) -> str:
+    return UNMATCHED if route.resource is None else route.resource.canonical
 
 
 def _source(request: web.Request, kind: str, key: str):
