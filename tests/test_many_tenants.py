@@ -142,7 +142,6 @@ def test_business_families_sharing_label_sets_render_byte_for_byte():
     # serve the tenants it knew
     query = Query("vigil_test_a", "Rows.", "", "value", ("tenant", "direction"), "gauge", 60, 10,
                   50_000, "q")
-    label_sets.new_round()
     families[0] = to_family(query, ["tenant", "direction", "value"], [
         ("new", "in", 2.0), *((f'tenant-"{i}"\\', "out", 3.0) for i in range(50))],
         label_sets)[0]
@@ -261,10 +260,27 @@ def test_a_run_keeps_the_last_family_only_for_the_same_rows_bit_for_bit():
     for changed in (family(0.0, nan, last=last), family(-0.0, last=family(0.0)),  # "-0.0"
                     family(1.0, nan, 2.0, last=last), family(1.0, nan, tenant="u", last=last)):
         assert changed is not None and changed is not last
-    label_sets.new_round()  # a round that keeps the family keeps its label sets in use ...
-    assert family(1.0, nan, last=last) is last
-    label_sets.new_round()  # ... so the families of the next round share them
-    assert family(5.0).labelsets[0] is last.labelsets[0]
+    assert family(5.0, last=last).labelsets[0] is last.labelsets[0]  # one dict per set
+
+
+def test_label_sets_stay_while_a_family_uses_them(monkeypatch):
+    """Tenants come and go: the index of shared sets is rebuilt from the families in use once
+    it has doubled, never per round."""
+    monkeypatch.setattr(business_module, "PRUNE_FLOOR", 10)
+    query = Query("vigil_test_v", "V.", "", "value", ("tenant",), "gauge", 60, 10, 50_000, "q")
+    label_sets = LabelSets()
+
+    def family(tenants):
+        return to_family(query, ["tenant", "value"], [(f"t{i}", 1) for i in tenants],
+                         label_sets)[0]
+    kept = family(range(10))
+    assert not label_sets.grown()
+    gone = family(range(10, 25))
+    assert label_sets.grown() and label_sets.size == 25
+    label_sets.prune([(query.labels, kept.labelsets)])
+    assert label_sets.size == label_sets.pruned_size == 10 and not label_sets.grown()
+    assert family(range(10)).labelsets[3] is kept.labelsets[3]  # in use: shared
+    assert family(range(10, 11)).labelsets[0] is not gone.labelsets[0]  # forgotten: made anew
 
 
 def test_rows_become_series_as_text_without_nulls_and_never_twice():
@@ -276,9 +292,7 @@ def test_rows_become_series_as_text_without_nulls_and_never_twice():
     assert dropped == 0 and family.labelsets == [{"tenant": "a", "shard": "1"},
                                                  {"tenant": "b", "shard": ""}]
     assert list(family.values) == [2.0, 3.5]
-    for new_round in (False, False, True):  # a new set, a set of this round, of the last
-        if new_round:
-            label_sets.new_round()
+    for _ in range(2):  # a new set, then a known one
         with pytest.raises(ValueError, match="two rows have the same labels"):
             to_family(query, ["tenant", "shard", "value"],
                       [("a", 1, 1), ("c", 2, 1), ("c", 2, 2)], label_sets)
@@ -434,6 +448,17 @@ async def test_queries_on_sqlite_run_one_at_a_time_unless_told(tenants_url, monk
     section = {"concurrency": concurrency} if concurrency else {}
     await one_round(business(url or tenants_url, **section))
     assert most[0] == expected
+
+async def test_a_round_prunes_the_sets_no_query_uses_any_more(tenants_url, monkeypatch):
+    monkeypatch.setattr(business_module, "PRUNE_FLOOR", 1)
+    collector = business(tenants_url)
+    collector.label_sets.get_all(("tenant",), [("gone-1",), ("gone-2",)])
+    scheduler = await one_round(collector)
+    in_use = {(tuple(labels), tuple(labels.values())) for family in served(collector, scheduler)
+              .values() if hasattr(family, "labelsets") for labels in family.labelsets}
+    indexed = {(names, key) for names, sets in collector.label_sets.index.items()
+               for key in sets}
+    assert indexed == in_use and (("tenant",), ("gone-1",)) not in indexed
 
 def test_bounded_tenants_must_name_existing_queries():
     with pytest.raises(ConfigError) as fault:

@@ -278,41 +278,48 @@ def column_positions(query: Query, columns: list[str]) -> tuple[int, list[int]]:
 class LabelSets:
     """One labels dict per distinct label set, shared by the collector's families: a tenant's
     `{"tenant": ...}` is one dict (and one string) for all its per-tenant series instead of one
-    per series, a third of the memory of a sample. A set that no run used for a whole round (the
-    first query's runs mark rounds) is forgotten."""
+    per series, a third of the memory of a sample. A set stays while it is in the index; the
+    index is rebuilt from the families in use (`prune`) once it has grown to twice its size
+    after the last prune, as tenants come and go. Nothing is rebuilt per round: with 50,000
+    tenants, carrying the sets from round to round held the GIL for tens of milliseconds at a
+    time, and dropping the old round's index held the event loop for as long."""
 
     def __init__(self):
-        # label names -> label values -> their dict; a set carried into a new round is keyed by
-        # its own values, so the strings of later rows are not held
-        self.current: dict[tuple, dict[tuple, dict[str, str]]] = {}
-        self.previous: dict[tuple, dict[tuple, dict[str, str]]] = {}
-
-    def new_round(self) -> None:
-        self.previous, self.current = self.current, {}
-
-    def keep(self, names: tuple[str, ...], labelsets: list[dict]) -> None:
-        """Count `labelsets` (a family kept from the run before) as used in this round, so
-        that the families made later share them; a set this round already has stays."""
-        current = self.current.get(names, {})
-        if labelsets and all(current.get(tuple(labels.values())) is labels
-                             for labels in (labelsets[0], labelsets[-1])):
-            return  # in use already: the families of one round share their sets
-        merged = dict(zip(map(tuple, map(dict.values, labelsets)), labelsets))
-        merged.update(current)
-        self.current[names] = merged
+        # label names -> label values -> their dict; a set is keyed by the values it holds
+        self.index: dict[tuple, dict[tuple, dict[str, str]]] = {}
+        self.size = self.pruned_size = 0
 
     def get_all(self, names: tuple[str, ...], keys: list[tuple[str, ...]]) -> list[dict]:
         """The shared labels dict of every tuple of label values in `keys`."""
-        current = self.current.setdefault(names, {})
-        labelsets = list(map(current.get, keys))  # the common case: every set is known
-        if None in labelsets:  # the round's first query with these labels, or new sets
-            carried = list(map(self.previous.get(names, {}).get, keys))
-            labelsets = [labels if labels is not None else old if old is not None
-                         else dict(zip(names, key))
-                         for labels, old, key in zip(labelsets, carried, keys)]
-            current.update(zip(map(tuple, map(dict.values, labelsets)), labelsets))
-            labelsets = list(map(current.__getitem__, keys))  # one dict for a repeated set
-        return labelsets
+        index = self.index.setdefault(names, {})
+        try:
+            return list(map(index.__getitem__, keys))  # the common case: every set is known
+        except KeyError:
+            pass
+        new = {key: dict(zip(names, key)) for key in keys if key not in index}
+        index.update(new)
+        self.size += len(new)
+        return list(map(index.__getitem__, keys))  # one dict for a repeated set
+
+    def grown(self) -> bool:
+        return self.size > max(PRUNE_FLOOR, 2 * self.pruned_size)
+
+    def prune(self, in_use: Iterable[tuple[tuple[str, ...], list[dict]]]) -> None:
+        """Keep only the sets of `in_use`: (label names, label sets) of every family served."""
+        index: dict[tuple, dict[tuple, dict[str, str]]] = {}
+        for names, labelsets in in_use:
+            sets = index.setdefault(names, {})
+            for start in range(0, len(labelsets), SLICE):  # steps of a millisecond or two
+                part = labelsets[start:start + SLICE]
+                sets.update(zip(map(tuple, map(dict.values, part)), part))
+        self.index = index
+        self.size = self.pruned_size = sum(map(len, index.values()))
+
+
+PRUNE_FLOOR = 1024  # sets; below this the index is never rebuilt
+# Rows per step of work that runs in C without giving the GIL up (freeing rows, indexing sets):
+# about a millisecond, so that the event loop gets its turn between two steps.
+SLICE = 10_000
 
 
 class RowFamily(Metric):
@@ -378,7 +385,6 @@ def to_family(query: Query, columns: list[str], rows: list[tuple],
     labels = _label_columns(kept, label_at)
     label_sets = label_sets or LabelSets()
     if last is not None and len(last) == len(numbers) and last.columns == labels:
-        label_sets.keep(query.labels, last.labelsets)
         if last.values.tobytes() == numbers.tobytes():  # 0.0 and -0.0 differ, and their texts
             return last, dropped
         return _row_family(query, last.labelsets, last.columns, numbers), dropped
@@ -424,8 +430,14 @@ def _label_columns(rows: list[tuple], positions: list[int]) -> list[list[str]]:
 def _to_family_freeing(query: Query, columns: list[str], box: list[list[tuple]],
                        label_sets: LabelSets, last: RowFamily | None
                        ) -> tuple[RowFamily, int]:
-    """to_family of the rows in `box`, which are freed here, in the calling thread."""
-    return to_family(query, columns, box.pop(), label_sets, last)
+    """to_family of the rows in `box`, which are freed here, in the calling thread, a slice at a
+    time (freeing 100,000 rows at once holds the GIL for tens of milliseconds)."""
+    rows = box.pop()
+    try:
+        return to_family(query, columns, rows, label_sets, last)
+    finally:
+        while isinstance(rows, list) and rows:
+            del rows[-SLICE:]
 
 
 def _number(value, column: str) -> float:
@@ -488,6 +500,7 @@ class BusinessCollector(Collector):
         self.queries = configured_queries(config)
         self.engine: AsyncEngine | None = None
         self.label_sets = LabelSets()
+        self._in_use: dict[str, tuple[tuple[str, ...], list[dict]]] = {}  # query -> its sets
         self._slots: asyncio.Semaphore | None = None  # made on the loop, on first use
         self._jobs = [self._job(query) for query in self.queries]
         bounded = config["bounded_tenants"]
@@ -506,8 +519,6 @@ class BusinessCollector(Collector):
         last: list[RowFamily] = []  # the family of the run before
 
         async def run() -> list[Metric]:
-            if query is self.queries[0]:
-                self.label_sets.new_round()
             columns, rows = await run_query(self.get_engine(), query)
             # Thousands of rows take milliseconds to become samples, and to free: the worker
             # does both (it takes the only reference to the rows).
@@ -516,6 +527,9 @@ class BusinessCollector(Collector):
             family, dropped = await off_loop(_to_family_freeing, query, columns, box,
                                              self.label_sets, last[0] if last else None)
             last[:] = [family]
+            self._in_use[query.name] = (query.labels, family.labelsets)
+            if self.label_sets.grown():
+                await off_loop(self.label_sets.prune, list(self._in_use.values()))
             report_cap(query, len(family), dropped, job.series_dropped)
             job.series, job.series_limit, job.series_dropped = (
                 len(family), query.max_series, dropped)
