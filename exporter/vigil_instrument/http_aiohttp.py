@@ -120,8 +120,8 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
                 log_access(access, rid if request_id else None, request.method, path, _route_label(route), status,
                            elapsed, request.content.total_bytes, sent)
             # No reset of the request id and tenant: aiohttp serves each request in a task of its
-            # own, whose context ends with it; so the id stays set for aiohttp's own 500 after an
-            # escaped exception (on_response_prepare) and its error log line.
+            # own so that context variables end with it (aiohttp issue 3406); the id also stays
+            # set for aiohttp's own 500 after an escaped exception and its error log line.
         return response
 
     prometheus_middleware.recorder = recorder  # for introspection: its cached label sets
