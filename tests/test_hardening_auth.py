@@ -11,6 +11,7 @@ import subprocess
 
 import bcrypt
 import pytest
+from aiohttp import web
 
 from vigil_exporter import webconfig
 from vigil_exporter.webconfig import BasicAuth, TokenBucket
@@ -61,6 +62,20 @@ async def test_too_many_waiting_checks_are_refused_at_once():
         cheap.close()
     assert results.count(None) == 10 and results.count(False) == BasicAuth.QUEUE
 
+
+async def test_checks_at_shutdown_are_a_503_not_a_closed_pools_error():
+    """Kept-alive connections still send requests after the server began to shut down (and
+    closed the pool): each gets a 503, as does a check that was waiting for the pool."""
+    slow = BasicAuth({"prometheus": bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=12))})
+    checks = [asyncio.ensure_future(slow.allowed(basic("prometheus", f"w{i}")))
+              for i in range(BasicAuth.WORKERS + 4)]
+    await asyncio.sleep(0.05)  # two checks running, four waiting for the pool
+    slow.close()
+    results = await asyncio.gather(*checks, return_exceptions=True)
+    assert results.count(False) == BasicAuth.WORKERS
+    assert [type(r) for r in results if r is not False] == [web.HTTPServiceUnavailable] * 4
+    with pytest.raises(web.HTTPServiceUnavailable):
+        await slow.allowed(basic("prometheus", "late"))
 
 def test_token_bucket_gives_the_burst_then_one_per_interval():
     now = [0.0]

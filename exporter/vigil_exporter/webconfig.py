@@ -231,6 +231,7 @@ class BasicAuth:
         self._dummy = _dummy_hash(max(_cost(h) for h in users.values()))
         self._pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="bcrypt")
         self._waiting = 0
+        self._closed = False
 
     async def allowed(self, header: str | None) -> bool | None:
         """True or False; None when too many checks are waiting already."""
@@ -246,8 +247,7 @@ class BasicAuth:
         try:
             known = user in self.users
             hashed = self.users[user] if known else self._dummy
-            ok = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._check, password.encode(), hashed)
+            ok = await self._run_check(password.encode(), hashed)
         finally:
             self._waiting -= 1
         if ok and known:
@@ -257,6 +257,21 @@ class BasicAuth:
             return True
         return False
 
+    async def _run_check(self, password: bytes, hashed: bytes) -> bool:
+        """The check on the pool. Once the server shuts down (`close`), a request still being
+        read from a kept-alive connection gets a 503 instead of a closed pool's error and its
+        traceback in the log, and so does a check that was waiting when the pool closed."""
+        if self._closed:
+            raise web.HTTPServiceUnavailable(text="shutting down\n")
+        future = asyncio.get_running_loop().run_in_executor(
+            self._pool, self._check, password, hashed)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self._closed and future.cancelled() and not _being_cancelled():
+                raise web.HTTPServiceUnavailable(text="shutting down\n") from None
+            raise
+
     def _check(self, password: bytes, hashed: bytes) -> bool:
         try:
             return self._bcrypt.checkpw(password, hashed)
@@ -265,7 +280,14 @@ class BasicAuth:
 
     def close(self) -> None:
         """Drop the checks still waiting; the ones running end on their own."""
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task itself is being cancelled (not only a future it awaits)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _cost(hashed: bytes) -> int:
