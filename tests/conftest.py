@@ -91,6 +91,8 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return unit(nodeid.split("::", 1)[0])
 
+    # Units in collection order (pytest_collection_modifyitems), not by their number of tests.
+    config.option.loadscopereorder = False
     return LiveStackFiles(config, log)
 
 
