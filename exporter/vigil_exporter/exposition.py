@@ -333,6 +333,8 @@ class LabelTexts:
     reused while cached. The sets that no family uses any more are dropped when the cache has
     grown to twice its size after the last prune (`prune`, after a render)."""
 
+    PRUNE_FLOOR = 1024  # texts; below this the cache is never pruned
+
     def __init__(self):
         self.texts: dict[int, str | None] = {}  # None: a label name that is not legacy-safe
         self.kept: dict[int, dict] = {}
@@ -352,7 +354,7 @@ class LabelTexts:
     def prune(self, used: list[list[dict]]) -> None:
         """Forget the sets not in `used` (every label set list the last render served), once
         the cache has doubled since the last prune."""
-        if len(self.texts) <= max(1024, 2 * self.pruned_size):
+        if len(self.texts) <= max(self.PRUNE_FLOOR, 2 * self.pruned_size):
             return
         alive = set()
         for labelsets in used:
