@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from tests.sqlite_statements import cancel_mid_statement, write_seconds
 from vigil_exporter.collectors.base import FAILING, OK
 from vigil_exporter.collectors.database import DatabaseCollector, cap_applications
 from vigil_exporter.collectors.sqlutil import async_url, make_engine, sqlite_path
@@ -254,6 +255,29 @@ async def test_sqlite_missing_directory_is_down(tmp_path, collectors):
     collector = collectors({"main": {"url": f"sqlite:///{tmp_path}/nowhere/app.db"}})
     assert value(await collector.collect(), "vigil_db_up", database="main") == 0
     await asyncio.sleep(0.1)  # aiosqlite stops its worker thread after a failed connect
+
+
+@pytest.mark.parametrize("write_first", [None, "INSERT INTO items (body) VALUES ('cancelled')"])
+async def test_a_cancelled_sqlite_statement_does_not_keep_the_file_locked(tmp_path, write_first):
+    """Every engine of the exporter and the demo: a task cancelled mid-statement (a read, or
+    one in a write transaction) leaves the file free for the next writer at once. SQLite kept
+    such a connection open after SQLAlchemy closed it, lock and transaction included, until
+    the garbage collector freed the cancelled statement's cursor."""
+    path = tmp_path / "app.db"
+    make_sqlite(path)
+    engine = make_engine(f"sqlite:///{path}", connect_timeout=5)
+    try:
+        cancelled = await cancel_mid_statement(engine, write_first=write_first)
+        seconds = await asyncio.to_thread(
+            write_seconds, path, "INSERT INTO items (body) VALUES ('next')", busy_timeout=2)
+        assert seconds < 1, f"the write waited {seconds:.2f}s for the lock"
+        assert cancelled.cancelled()  # still referenced until here
+    finally:
+        await engine.dispose()
+    with sqlite3.connect(path) as conn:
+        bodies = [body for (body,) in conn.execute("SELECT body FROM items WHERE id > 100")]
+    conn.close()
+    assert bodies == ["next"]  # the cancelled transaction was rolled back
 
 
 # --- exposition ------------------------------------------------------------------------------

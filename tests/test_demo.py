@@ -17,11 +17,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select
 
+from tests.sqlite_statements import cancel_mid_statement
 from vigil_demo.app import make_app
 from vigil_demo.auth import AuthFailure, Tokens
 from vigil_demo.cli import settings_from
 from vigil_demo.llm import MODELS, FakeLLM
 from vigil_demo.settings import Settings
+from vigil_demo.state import ENGINE, SERVICES
 from vigil_demo.storage import prepare_database
 from vigil_demo.traffic import Budget, Traffic
 from vigil_exporter import dbschema
@@ -109,6 +111,15 @@ def row_counts(url: str) -> dict[str, int]:
         with engine.connect() as conn:
             return {t.name: conn.scalar(select(func.count()).select_from(t))
                     for t in dbschema.metadata.sorted_tables}
+    finally:
+        engine.dispose()
+
+
+def row_count(url: str, table, condition) -> int:
+    engine = create_engine(dbschema.sync_url(url))
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(table).where(condition))
     finally:
         engine.dispose()
 
@@ -314,6 +325,22 @@ async def test_injected_errors_answer_500_until_turned_off(sqlite_url):
 
 
 # ---- units --------------------------------------------------------------------------------
+
+async def test_a_statement_cancelled_at_shutdown_costs_neither_time_nor_the_last_api_calls(
+        sqlite_url):
+    """SIGTERM cancels the demo's tasks wherever they are, in a statement too. The API calls
+    still buffered are written on the way out, without waiting out SQLite's busy timeout (5 s:
+    the cancelled statement kept the file locked, so `vigil demo` was killed, rows lost)."""
+    async with Demo(fast(sqlite_url)) as demo:
+        cancelled = await cancel_mid_statement(demo.app[ENGINE])  # a quota refresh, say
+        demo.app[SERVICES].store.log_api_call(1, "/api/last-call", 200)
+        started = time.monotonic()
+    seconds = time.monotonic() - started
+    assert seconds < 3, f"the shutdown took {seconds:.2f}s"
+    calls = dbschema.api_calls
+    assert row_count(sqlite_url, calls, calls.c.endpoint == "/api/last-call") == 1
+    assert cancelled.cancelled()  # still referenced until here
+
 
 def test_tokens_sign_expire_and_refuse_tampering():
     tokens = Tokens(b"k")

@@ -19,6 +19,8 @@ import math
 import os
 import re
 import shlex
+import sqlite3
+import weakref
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -105,13 +107,48 @@ def make_engine(url: str | URL, *, connect_timeout: float = 3.0,
                 # asyncpg always prepares; sqlite3 runs one statement per call.
                 args["connect_args"]["prepare_threshold"] = 0
     elif dialect == "sqlite":
-        args["connect_args"] = {"timeout": connect_timeout}
+        args["connect_args"] = {"timeout": connect_timeout, "factory": SQLiteConnection}
         if read_only:
             url = _sqlite_read_only(url)
     if not (dialect == "sqlite" and sqlite_path(url) is None):
         args.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=connect_timeout)
     args.update(engine_args)
     return create_async_engine(url, **args)
+
+
+class SQLiteConnection(sqlite3.Connection):
+    """The connection of every SQLite engine: close() closes its cursors first.
+
+    A task cancelled while aiosqlite's thread runs its statement leaves the statement stepped
+    but unfinished, and the exception's traceback keeps its cursor alive. SQLAlchemy then
+    closes the connection, but SQLite only marks it closed while a statement is unfinished: it
+    keeps the file locked, its transaction open, until the garbage collector frees that cursor.
+    Every write to the file meanwhile waits out its busy timeout and fails with "database is
+    locked" (the demo's last write on SIGTERM, and its exit, took 5 s more)."""
+
+    def __init__(self, *args, **kwargs):
+        self._cursors = weakref.WeakSet()
+        super().__init__(*args, **kwargs)
+
+    def cursor(self, factory=sqlite3.Cursor):
+        cursor = super().cursor(factory)
+        self._cursors.add(cursor)
+        return cursor
+
+    # sqlite3's shortcuts make their cursor without calling cursor()
+    def execute(self, sql, parameters=(), /):
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql, parameters, /):
+        return self.cursor().executemany(sql, parameters)
+
+    def executescript(self, script, /):
+        return self.cursor().executescript(script)
+
+    def close(self) -> None:
+        while self._cursors:
+            self._cursors.pop().close()
+        super().close()
 
 
 def _postgres_session(statement_timeout: float | None, read_only: bool,
