@@ -21,7 +21,8 @@ Suites (all by default):
   directly with a prebuilt environ, the body consumed and closed as a server does.
 
 FastAPI: each variant is the same app plus one middleware (added with `add_middleware`), called
-directly as an ASGI app (no network). aiohttp: each request built with `make_mocked_request`
+directly as an ASGI app (no network). aiohttp: instrumented as the docs say (`instrument_aiohttp`,
+the middleware plus its `on_response_prepare` receiver); each request built with `make_mocked_request`
 outside the timed block and sent through the app's handler chain (`Application._handle`, what
 aiohttp's server calls) and a real `StreamWriter` writing into a null transport. Requests cycle
 over every route. Variants are interleaved, one block of `--requests` requests each per round;
@@ -60,8 +61,8 @@ from vigil_instrument import (  # noqa: E402
     Metrics,
     PrometheusMiddleware,
     RequestLabels,
-    aiohttp_middleware,
     from_header,
+    instrument_aiohttp,
 )
 
 ROUTE_COUNTS = (6, 56)
@@ -251,14 +252,16 @@ class _NullProtocol:
         pass
 
 
-def aiohttp_app(count: int, metrics: Metrics | None, middleware=None) -> web.Application:
-    """The app bare, with our middleware for `metrics`, or with `middleware`."""
+def aiohttp_app(count: int, metrics: Metrics | None, middleware=None, request_id: bool = True) -> web.Application:
+    """The app bare, instrumented for `metrics` the documented way (`instrument_aiohttp`: the
+    middleware and, with the request id on, its `on_response_prepare` receiver), or with
+    `middleware`."""
     async def endpoint(request):
         return web.Response(body=b"ok", content_type="text/plain")
 
-    if middleware is None and metrics is not None:
-        middleware = aiohttp_middleware(metrics)
     app = web.Application(middlewares=[] if middleware is None else [middleware])
+    if metrics is not None:
+        instrument_aiohttp(app, metrics, request_id=request_id)
     for template, _ in route_paths(count):
         app.router.add_get(template, endpoint)
     app.freeze()
@@ -268,8 +271,7 @@ def aiohttp_app(count: int, metrics: Metrics | None, middleware=None) -> web.App
 def aiohttp_label_variants(count: int) -> dict:
     """The labels suite's aiohttp apps (see LABELLED_VARIANTS)."""
     return {"bare": aiohttp_app(count, None), FLOOR: aiohttp_app(count, None, aiohttp_floor),
-            **{name: aiohttp_app(count, None, aiohttp_middleware(**_labelled(**options)))
-               for name, options in LABELLED_VARIANTS.items()}}
+            **{name: aiohttp_app(count, **_labelled(**options)) for name, options in LABELLED_VARIANTS.items()}}
 
 
 @web.middleware
