@@ -117,6 +117,40 @@ def test_error_classes_and_retries(m):
     assert total(m, "llm_tokens_total", type="prompt") == 9
 
 
+async def test_decorator_takes_the_model_and_cached_tokens_of_each_response(m):
+    """A decorated function is labelled per call with the model its response names, not the one
+    given at decoration time, and its cached and reasoning tokens are their own types."""
+    replies = iter([
+        NS(model="gpt-4o-2024-08-06", usage=NS(prompt_tokens=1000, completion_tokens=300,
+                                               prompt_tokens_details=NS(cached_tokens=600),
+                                               completion_tokens_details=NS(reasoning_tokens=200))),
+        {"model": "gpt-4o-2024-11-20", "usage": {"prompt_tokens": 50, "completion_tokens": 5,
+                                                 "prompt_tokens_details": {"cached_tokens": 40}}},
+    ])
+
+    @track_llm("openai", "gpt-4o", prices=PRICES, metrics=m)
+    async def ask_async():
+        return next(replies)
+
+    @track_llm("openai", "gpt-4o", prices=PRICES, metrics=m)
+    def ask_sync():
+        return next(replies)
+
+    await ask_async()
+    ask_sync()
+    first, second = dict(model="gpt-4o-2024-08-06"), dict(model="gpt-4o-2024-11-20")
+    assert {kind: total(m, "llm_tokens_total", type=kind, **first)
+            for kind in ("prompt", "cached", "completion", "reasoning")} == {
+        "prompt": 400, "cached": 600, "completion": 100, "reasoning": 200}
+    assert total(m, "llm_tokens_total", type="cached", **second) == 40
+    assert total(m, "llm_requests_total", status="success", **first) == 1
+    assert total(m, "llm_requests_total", status="success", **second) == 1
+    assert total(m, "llm_requests_total", model="gpt-4o") == 0
+    assert total(m, "llm_request_duration_seconds_count", **second) == 1
+    # a dated snapshot is priced as the model it is a version of, cached tokens at their price
+    assert total(m, "llm_cost_usd_total", **first) == pytest.approx((400 * 2.5 + 600 * 1.25 + 300 * 10) / 1e6)
+
+
 def test_decorating_a_generator_is_refused(m):
     with pytest.raises(TypeError, match="call.stream"):
         @track_llm("openai", "gpt-4o", metrics=m)
