@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from vigil_exporter.tools import docgen
 
