@@ -23,10 +23,12 @@ from vigil_instrument import (
     Cardinality,
     Metrics,
     PrometheusMiddleware,
+    RequestLabels,
     aiohttp_metrics_handler,
     asgi_metrics_app,
     configure_logging,
     current_request_id,
+    from_header,
     instrument_aiohttp,
 )
 
@@ -175,15 +177,22 @@ async def test_aiohttp_request_id_excluded_paths_and_in_flight(metrics, registry
     assert value(registry, "http_requests_total", method="GET", route="/metrics", status="200") == 0
 
 
-async def test_aiohttp_random_paths_keep_labels_bounded(metrics, registry):
+def tenant_labels(registry):
+    """Metrics with a per-request tenant label capped at 50: the random-path tests send 10,000
+    requests, each from a tenant of its own."""
+    return Metrics(registry, request_labels=RequestLabels(tenant=from_header("X-Tenant-ID"), max_values={"tenant": 50}))
+
+
+async def test_aiohttp_random_paths_keep_labels_bounded(registry):
     rng = random.Random(4)
     templates = {"/items/{id}", "/upload", "/stream", "/missing/{id}", "/boom", "/slow", "/health/live",
                  "/admin/users/{name}"}
-    app = aiohttp_app(metrics, registry, normalize=False)
+    app = aiohttp_app(tenant_labels(registry), registry, normalize=False)
     async with TestClient(TestServer(app)) as client:
         paths = [random_path(rng) for _ in range(10_000)]
         for start in range(0, len(paths), 20):
-            batch = [client.request(method, path, allow_redirects=False) for method, path in paths[start:start + 20]]
+            batch = [client.request(method, path, allow_redirects=False, headers={"X-Tenant-ID": f"tenant-{n}"})
+                     for n, (method, path) in enumerate(paths[start:start + 20], start)]
             for response in await asyncio.gather(*batch):
                 response.release()
     assert_bounded(registry, paths, templates, "/items/{id}")
@@ -207,7 +216,9 @@ def assert_bounded(registry, paths, templates, item_route):
     assert "unmatched" in routes and item_route in routes
     assert methods <= STANDARD_METHODS | {"other"}
     assert "other" in methods
-    assert len(sets) < 60
+    # one tenant per request: the first 50 keep their name, the rest are "other"
+    assert {dict(labels)["tenant"] for labels in sets} == {f"tenant-{n}" for n in range(50)} | {"other"}
+    assert len({tuple(label for label in labels if label[0] != "tenant") for labels in sets}) < 60
     total = sum(registry.get_sample_value("http_requests_total", dict(labels)) for labels in sets)
     assert total == len(paths)  # nothing dropped, scanners included
     exposition = generate_latest(registry).decode()
@@ -313,13 +324,14 @@ async def test_fastapi_request_id_exclusion_and_wrapped_errors(metrics, registry
     assert value(registry, "http_requests_total", method="GET", route="/metrics", status="200") == 0
 
 
-async def test_fastapi_random_paths_keep_labels_bounded(metrics, registry):
+async def test_fastapi_random_paths_keep_labels_bounded(registry):
     rng = random.Random(5)
     templates = {"/items/{item_id}", "/echo", "/stream", "/boom", "/health", "/admin/users/{name}"}
-    async with asgi_client(fastapi_app(metrics, registry)) as client:
+    async with asgi_client(fastapi_app(tenant_labels(registry), registry)) as client:
         paths = [random_path(rng) for _ in range(10_000)]
         for start in range(0, len(paths), 20):
-            await asyncio.gather(*(client.request(method, path) for method, path in paths[start:start + 20]))
+            await asyncio.gather(*(client.request(method, path, headers={"X-Tenant-ID": f"tenant-{n}"})
+                                   for n, (method, path) in enumerate(paths[start:start + 20], start)))
     assert_bounded(registry, paths, templates, "/items/{item_id}")
 
 

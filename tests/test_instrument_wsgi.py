@@ -2,6 +2,7 @@
 and on gunicorn with several worker processes."""
 from __future__ import annotations
 
+import io
 import os
 import random
 import subprocess
@@ -324,3 +325,109 @@ def test_gunicorn_workers_share_one_exposition(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.mark.parametrize("site, boom", [("flask_site", "/boom"), ("django_site", "/boom/")])
+def test_error_log_line_carries_the_request_id(site, boom, request):
+    """The line Flask ("Exception on ...") or Django ("Internal Server Error: ...") writes about a
+    view's exception carries the id of the request it failed, as the 500 does."""
+    import io
+    import json
+    import logging
+
+    from vigil_instrument import configure_logging
+
+    client, _ = request.getfixturevalue(site)
+    stream = io.StringIO()
+    handler = configure_logging("info", stream)
+    try:
+        answer = client.get(boom, headers={"X-Request-ID": f"{site}-500"})
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert answer.status_code == 500 and answer.headers["X-Request-ID"] == f"{site}-500"
+    errors = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    errors = [line for line in errors if line["level"] == "error"]
+    assert errors and all(line["request_id"] == f"{site}-500" for line in errors), errors
+    assert any(line.get("exc") for line in errors)
+
+
+# --- bounded labels under scanners and 10,000 tenants (as tests/test_instrument_http.py does for
+# aiohttp and ASGI), in process: the real framework called as a WSGI server calls it
+
+def bounded_metrics():
+    return Metrics(CollectorRegistry(), request_labels=RequestLabels(tenant=from_header("X-Tenant-ID"),
+                                                                     max_values={"tenant": 50}))
+
+
+def call(application, method: str, path: str, tenant: str) -> None:
+    """One request, as a WSGI server makes it: the body read, then closed."""
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_HOST": "127.0.0.1", "HTTP_X_TENANT_ID": tenant, "wsgi.url_scheme": "http",
+               "wsgi.input": io.BytesIO(), "wsgi.errors": io.StringIO(), "wsgi.version": (1, 0),
+               "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False}
+    body = application(environ, lambda status, headers, exc_info=None: None)
+    for _ in body:
+        pass
+    body.close()
+
+
+def assert_bounded(registry, requests: int, templates: set[str], tenants: int) -> None:
+    from tests.test_instrument_http import STANDARD_METHODS
+
+    sets = [s.labels for s in samples(registry, "http_requests_total")]
+    assert {labels["route"] for labels in sets} <= templates | {"unmatched"}
+    assert {labels["method"] for labels in sets} <= STANDARD_METHODS | {"other"}
+    assert {labels["tenant"] for labels in sets} == {f"tenant-{n}" for n in range(tenants)} | {"other"}
+    assert value(registry, "http_requests_total") == requests      # nothing lost in the overflow
+    assert value(registry, "http_requests_in_flight") == 0
+
+
+def scan(application, registry, templates: set[str]) -> None:
+    """2,000 requests with random methods and paths, each from a tenant of its own."""
+    from tests.test_instrument_http import random_path
+
+    rng = random.Random(16)
+    paths = [random_path(rng) for _ in range(2_000)]
+    for n, (method, path) in enumerate(paths):
+        call(application, method, path, f"tenant-{n}")
+    assert_bounded(registry, len(paths), templates, 50)
+    routes = {s.labels["route"] for s in samples(registry, "http_requests_total")}
+    assert "unmatched" in routes and len(routes) > 1
+    exposition = repr([s.labels for family in registry.collect() for s in family.samples])
+    assert not [p for _, p in paths if len(p) > 12 and f"'{p}'" in exposition]
+
+
+def test_flask_labels_stay_bounded_under_scanners():
+    from flask import Flask
+
+    metrics = bounded_metrics()
+    app = Flask("bounded")
+    app.add_url_rule("/items/<item_id>", "item", lambda item_id: {"item": item_id})
+    app.add_url_rule("/missing/<item_id>", "missing", lambda item_id: ("gone", 404))
+    instrument_flask(app, metrics)
+    scan(app, metrics.registry, {"/items/<item_id>", "/missing/<item_id>"})
+
+
+def test_django_labels_stay_bounded_under_scanners(django_site):
+    from django.core.wsgi import get_wsgi_application
+
+    metrics = bounded_metrics()
+    scan(instrument_django(get_wsgi_application(), metrics), metrics.registry,
+         {"/items/<int:item_id>/", "/stream/", "/boom/", "/api/tenants/<slug:tenant>/usage/"})
+
+
+def test_wsgi_caps_hold_under_10000_tenants():
+    from vigil_instrument import WSGIMiddleware
+    from vigil_instrument.wsgi import route_matched
+
+    def bare(environ, start_response):  # a minimal routed WSGI app: 10,000 requests stay fast
+        route_matched(environ, "/me", {})
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    metrics = bounded_metrics()
+    application = WSGIMiddleware(bare, metrics)
+    for n in range(10_000):
+        call(application, "GET", "/me", f"tenant-{n}")
+    assert_bounded(metrics.registry, 10_000, {"/me"}, 50)
