@@ -97,6 +97,7 @@ def aiohttp_app(metrics, registry, gate: asyncio.Event | None = None, normalize:
     app.router.add_get("/boom", boom)
     app.router.add_get("/slow", slow)
     app.router.add_get("/health/live", health)
+    app.router.add_get("/healthplans/{plan_id}", health)     # a route, not /health's subpath
     app.router.add_get("/metrics", aiohttp_metrics_handler(registry))
     admin = web.Application()
     admin.router.add_get("/users/{name}", health)
@@ -167,6 +168,7 @@ async def test_aiohttp_request_id_excluded_paths_and_in_flight(metrics, registry
         assert value(registry, "http_requests_in_flight", method="GET") == 0
 
         assert (await client.get("/health/live")).status == 200
+        assert (await client.get("/healthplans/3")).status == 200
         scrape = await client.get("/metrics")
         assert scrape.status == 200
         assert "http_requests_total" in await scrape.text()
@@ -174,6 +176,7 @@ async def test_aiohttp_request_id_excluded_paths_and_in_flight(metrics, registry
         assert openmetrics.headers["Content-Type"].startswith("application/openmetrics-text")
         assert (await openmetrics.text()).endswith("# EOF\n")
     assert value(registry, "http_requests_total", method="GET", route="/health/live", status="200") == 0
+    assert value(registry, "http_requests_total", method="GET", route="/healthplans/{plan_id}", status="200") == 1
     assert value(registry, "http_requests_total", method="GET", route="/metrics", status="200") == 0
 
 
@@ -186,7 +189,7 @@ def tenant_labels(registry):
 async def test_aiohttp_random_paths_keep_labels_bounded(registry):
     rng = random.Random(4)
     templates = {"/items/{id}", "/upload", "/stream", "/missing/{id}", "/boom", "/slow", "/health/live",
-                 "/admin/users/{name}"}
+                 "/healthplans/{plan_id}", "/admin/users/{name}"}
     app = aiohttp_app(tenant_labels(registry), registry, normalize=False)
     async with TestClient(TestServer(app)) as client:
         paths = [random_path(rng) for _ in range(10_000)]
@@ -400,14 +403,16 @@ async def test_asgi_server_error_log_line_carries_the_request_id(metrics, regist
     assert value(registry, "http_requests_total", method="GET", route="/boom", status="500") == 1
 
 
-async def test_fastapi_mount_is_labelled_with_its_prefix(metrics, registry):
-    """FastAPI's router names no route in the scope for `app.mount`: the mount prefix is the label,
-    as on Starlette, not `unmatched`; a route of a mounted FastAPI app keeps its own template."""
-    async def files(scope, receive, send):  # what StaticFiles is to the router
-        status = 200 if scope["path"].endswith(".css") else 404
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b"file"})
+async def test_fastapi_mount_is_labelled_with_its_prefix(metrics, registry, tmp_path):
+    """FastAPI's router names no route in the scope for `app.mount("/static", StaticFiles(...))`:
+    the mount prefix is the label, as on Starlette, not `unmatched`; a route of a mounted FastAPI
+    app keeps its own template; a real route that starts like /health is counted."""
+    from fastapi.staticfiles import StaticFiles
 
+    (tmp_path / "b").mkdir()
+    for name in ("a.css", "b/c.css"):
+        (tmp_path / name).write_text("body {}")
+    files = StaticFiles(directory=tmp_path)
     sub = FastAPI()
 
     @sub.get("/items/{item_id}")
@@ -415,17 +420,23 @@ async def test_fastapi_mount_is_labelled_with_its_prefix(metrics, registry):
         return {"id": item_id}
 
     app = FastAPI()
+
+    @app.get("/healthplans/{plan_id}")
+    async def plan(plan_id: int) -> dict:
+        return {"plan": plan_id}
+
     app.mount("/static", files)
     app.mount("/v2", sub)
     app.add_middleware(PrometheusMiddleware, metrics=metrics)
     async with asgi_client(app) as client:
-        for name in ("a.css", "b/c.css", "missing.js"):
-            await client.get(f"/static/{name}")
+        assert [(await client.get(f"/static/{name}")).status_code for name in ("a.css", "b/c.css", "missing.js")] \
+            == [200, 200, 404]
         assert (await client.get("/v2/items/3")).status_code == 200
         assert (await client.get("/nowhere")).status_code == 404
+        assert (await client.get("/healthplans/7")).status_code == 200
     requests = {(dict(labels)["route"], dict(labels)["status"]) for labels in label_sets(registry, "http_requests")}
     assert requests == {("/static/{path}", "200"), ("/static/{path}", "404"), ("/v2/items/{item_id}", "200"),
-                        ("unmatched", "404")}
+                        ("unmatched", "404"), ("/healthplans/{plan_id}", "200")}
     assert value(registry, "http_requests_total", method="GET", route="/static/{path}", status="200") == 2
 
 
