@@ -23,6 +23,7 @@ from vigil_instrument import (
     from_header,
     from_path_param,
     from_state,
+    hash_id,
     instrument_django,
     instrument_flask,
     track_llm,
@@ -31,7 +32,8 @@ from vigil_instrument.django import metrics_view
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = RequestLabels(tenant=[from_header("X-Tenant-ID"), from_path_param("tenant")],
-                       auth_type=from_state("auth_type"), max_values={"tenant": 5})
+                       auth_type=from_state("auth_type"), client=from_header("X-Client-Name", hash=True),
+                       max_values={"tenant": 5})
 
 
 def serve(app):
@@ -191,7 +193,7 @@ def test_flask_request_labels_request_id_and_metrics(flask_site):
 
 # --- Django ----------------------------------------------------------------------------------
 
-def django_views():
+def django_views(metrics):
     from django.http import Http404, JsonResponse, StreamingHttpResponse
 
     def item(request, item_id):
@@ -207,6 +209,7 @@ def django_views():
         raise RuntimeError("view failed")
 
     def usage(request, tenant):
+        llm_call(metrics)
         return JsonResponse({"tenant": tenant})
     return item, stream, boom, usage
 
@@ -229,7 +232,7 @@ def django_site():
         django.setup()
     registry = CollectorRegistry()
     metrics = Metrics(registry, request_labels=LABELS)
-    item, stream, boom, usage = django_views()
+    item, stream, boom, usage = django_views(metrics)
     api = [path("tenants/<slug:tenant>/usage/", usage)]
     urlpatterns[:] = [path("items/<int:item_id>/", item), path("stream/", stream), path("boom/", boom),
                       path("api/", include(api)), path("metrics", metrics_view(metrics))]
@@ -247,6 +250,8 @@ def test_django_route_templates_labels_and_unmatched(django_site):
     assert client.get("/boom/").status_code == 500
     assert client.get("/items/7").status_code == 301                    # APPEND_SLASH, before routing
     assert client.get("/api/tenants/acme/usage/", headers={"X-Request-ID": "dj-1"}).headers["X-Request-ID"] == "dj-1"
+    assert client.get("/api/tenants/acme/usage/", headers={"X-Tenant-ID": "globex",
+                                                            "X-Client-Name": "mobile"}).status_code == 200
     for n in range(20):
         assert client.get(f"/scan/{random.getrandbits(40):x}/{n}/").status_code == 404
     settled(registry)
@@ -255,12 +260,24 @@ def test_django_route_templates_labels_and_unmatched(django_site):
                  auth_type="jwt") == 1
     assert value(registry, "http_requests_total", route="/items/<int:item_id>/", status="404") == 1
     assert value(registry, "http_requests_total", route="/boom/", status="500") == 1
-    assert value(registry, "http_requests_total", route="/api/tenants/<slug:tenant>/usage/", tenant="acme") == 1
+    assert value(registry, "http_requests_total", route="/api/tenants/<slug:tenant>/usage/", tenant="acme",
+                 client="none") == 1
+    assert value(registry, "http_requests_total", route="/api/tenants/<slug:tenant>/usage/", tenant="globex",
+                 client=hash_id("mobile")) == 1                     # the header first, the client hashed
+    # the tenant of the request (path parameter or header) is the LLM calls' in the view
+    assert value(registry, "llm_requests_total", tenant="acme") == 1
+    assert value(registry, "llm_requests_total", tenant="globex") == 1
+    assert value(registry, "http_request_duration_seconds_count", route="/items/<int:item_id>/") == 2
+    assert value(registry, "http_request_size_bytes_count", route="/items/<int:item_id>/") == 2
+    assert value(registry, "http_requests_in_flight") == 0
     assert value(registry, "http_requests_total", route="unmatched", status="301") == 1
     assert value(registry, "http_requests_total", route="unmatched", status="404") == 20
     assert value(registry, "http_response_size_bytes_sum", route="/stream/") == 1500
     exposition = client.get("/metrics")
     assert exposition.status_code == 200 and "http_requests_total" in exposition.text
+    negotiated = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert negotiated.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert negotiated.text.endswith("# EOF\n")
 
 
 # --- gunicorn, several worker processes ------------------------------------------------------
