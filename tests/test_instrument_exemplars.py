@@ -134,6 +134,55 @@ async def test_aiohttp_exemplars_are_the_server_span_of_opentelemetry():
     assert llm == http
 
 
+async def test_asgi_exemplars_are_the_server_span_of_opentelemetry(caplog):
+    """OpenTelemetry's ASGI middleware with the SDK, outside ours as the docs ask (added after
+    `app.add_middleware(PrometheusMiddleware)`, or wrapping an app given to `instrument_starlette`):
+    the duration's exemplar is its server span. Added inside `instrument_starlette`'s, where the
+    span is over before the request is recorded, it is reported once at start-up."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from vigil_instrument import instrument_starlette
+
+    provider = TracerProvider()
+
+    def service(metrics):
+        app = FastAPI()
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: int):
+            return {"item": item_id}
+        return app
+
+    async def exemplars_after_one_request(app, metrics):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            assert (await client.get("/items/1", headers={
+                "traceparent": f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"})).status_code == 200
+        from prometheus_client.openmetrics.exposition import generate_latest
+        return exemplars_of(generate_latest(metrics.registry).decode(), "http_request_duration_seconds")
+
+    added = Metrics(CollectorRegistry())
+    app = service(added)
+    app.add_middleware(PrometheusMiddleware, metrics=added)
+    app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)      # outermost
+    (exemplar,) = await exemplars_after_one_request(app, added)
+    assert exemplar.labels["trace_id"] == f"{TRACE_ID:032x}" and exemplar.labels["span_id"] != f"{SPAN_ID:016x}"
+
+    wrapped = Metrics(CollectorRegistry())
+    app = service(wrapped)
+    instrument_starlette(app, wrapped)
+    assert len(await exemplars_after_one_request(OpenTelemetryMiddleware(app, tracer_provider=provider),
+                                                 wrapped)) == 1
+
+    inside = Metrics(CollectorRegistry())
+    app = service(inside)
+    app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
+    instrument_starlette(app, inside)
+    with caplog.at_level("WARNING", logger="vigil_instrument"):
+        assert await exemplars_after_one_request(app, inside) == []
+    assert caplog.text.count("HTTP durations get no exemplars") == 1
+
+
 def test_exemplars_can_be_turned_off_and_cost_nothing_then():
     metrics = Metrics(CollectorRegistry(), exemplars=False)
     assert metrics.exemplar is None and metrics.current_exemplar() is None
