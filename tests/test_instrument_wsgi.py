@@ -285,7 +285,7 @@ def test_django_route_templates_labels_and_unmatched(django_site):
 GUNICORN_APP = r'''
 import os
 from flask import Flask
-from vigil_instrument import Metrics, instrument_flask
+from vigil_instrument import Metrics, RequestLabels, from_header, instrument_flask
 
 app = Flask("multiworker")
 
@@ -293,14 +293,15 @@ app = Flask("multiworker")
 def item(item_id):
     return {"item": item_id, "pid": os.getpid()}
 
-instrument_flask(app, Metrics())
+instrument_flask(app, Metrics(request_labels=RequestLabels(tenant=from_header("X-Tenant-ID"))))
 '''
 
 
-def item_counts(exposition: str) -> list[float]:
+def item_counts(exposition: str) -> dict[str, float]:
+    """Requests to /items/<int:item_id> by tenant."""
     families = {f.name: f for f in text_string_to_metric_families(exposition)}
-    return [s.value for s in families["http_requests"].samples
-            if s.name == "http_requests_total" and s.labels["route"] == "/items/<int:item_id>"]
+    return {s.labels["tenant"]: s.value for s in families["http_requests"].samples
+            if s.name == "http_requests_total" and s.labels["route"] == "/items/<int:item_id>"}
 
 
 def test_gunicorn_workers_share_one_exposition(tmp_path):
@@ -329,16 +330,17 @@ def test_gunicorn_workers_share_one_exposition(tmp_path):
         with httpx.Client(base_url=url) as client:
             pids, sent = set(), 0
             while len(pids) < 2 or sent < 20:          # until both workers have served some
-                pids.add(client.get(f"/items/{sent}").json()["pid"])
+                pids.add(client.get(f"/items/{sent}", headers={"X-Tenant-ID": f"t{sent % 2}"}).json()["pid"])
                 sent += 1
                 assert sent < 500, "one worker served everything"
             # a worker records a request once its body is sent, so the other worker may answer
             # /metrics a moment before the last request is counted
+            expected = {"t0": float((sent + 1) // 2), "t1": float(sent // 2)}   # per-request labels too
             deadline = time.monotonic() + 5
-            while (counts := item_counts(client.get("/metrics").text)) != [float(sent)] \
+            while (counts := item_counts(client.get("/metrics").text)) != expected \
                     and time.monotonic() < deadline:
                 time.sleep(0.05)
-        assert counts == [float(sent)]
+        assert counts == expected
     finally:
         server.terminate()
         server.wait(10)
