@@ -10,7 +10,10 @@ Suites (all by default):
 - labels: per-request labels on (tenant from `X-Tenant-ID`, client from `X-Client-Name`, 20
   tenants and 3 clients cycled): vigil_instrument vs prometheus-fastapi-instrumentator (its
   default metrics plus a counter by tenant and client, the way its docs add labels) and
-  starlette-exporter (`labels=` with its `from_header`); aiohttp with and without the labels.
+  starlette-exporter (`labels=` with its `from_header`); on FastAPI and aiohttp alike, what our
+  figure is made of: a floor (a middleware that only times the request and reads its status,
+  recording nothing: the framework's own price of any metrics middleware) and ours with the
+  labels off, then with the request id off.
 - exemplars: vigil_instrument with exemplars off and on while a sampled OpenTelemetry span is
   current (FastAPI and aiohttp).
 - wsgi: Flask bare / vigil_instrument / prometheus_flask_exporter (`group_by="url_rule"`, route
@@ -18,7 +21,8 @@ Suites (all by default):
   directly with a prebuilt environ, the body consumed and closed as a server does.
 
 FastAPI: each variant is the same app plus one middleware (added with `add_middleware`), called
-directly as an ASGI app (no network). aiohttp: each request built with `make_mocked_request`
+directly as an ASGI app (no network). aiohttp: instrumented as the docs say (`instrument_aiohttp`,
+the middleware plus its `on_response_prepare` receiver); each request built with `make_mocked_request`
 outside the timed block and sent through the app's handler chain (`Application._handle`, what
 aiohttp's server calls) and a real `StreamWriter` writing into a null transport. Requests cycle
 over every route. Variants are interleaved, one block of `--requests` requests each per round;
@@ -43,6 +47,7 @@ import time
 import types
 from importlib.metadata import version
 from pathlib import Path
+from time import perf_counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -56,8 +61,8 @@ from vigil_instrument import (  # noqa: E402
     Metrics,
     PrometheusMiddleware,
     RequestLabels,
-    aiohttp_middleware,
     from_header,
+    instrument_aiohttp,
 )
 
 ROUTE_COUNTS = (6, 56)
@@ -72,6 +77,20 @@ CLIENTS = ["web", "mobile", "cli"]
 
 def request_labels() -> RequestLabels:
     return RequestLabels(tenant=from_header("X-Tenant-ID"), client=from_header("X-Client-Name"))
+
+
+# The labels suite also measures what the target's figure is made of: the framework's own price
+# of any HTTP metrics middleware (FLOOR), and ours with each of its two per-request features off.
+FLOOR = "floor: time + status only"
+LABELLED_VARIANTS = {"vigil_instrument, no labels": {"labels": False},
+                     "vigil_instrument, no request id": {"request_id": False},
+                     "vigil_instrument": {}}
+
+
+def _labelled(labels: bool = True, request_id: bool = True) -> dict:
+    """The middleware options of a LABELLED_VARIANTS entry (a fresh registry each)."""
+    return {"metrics": Metrics(CollectorRegistry(), request_labels=request_labels() if labels else None),
+            "request_id": request_id}
 
 
 def label_headers(n: int) -> dict[str, str]:
@@ -132,8 +151,12 @@ def fastapi_label_variants(count: int) -> dict:
     from starlette_exporter import PrometheusMiddleware as StarletteExporter
     from starlette_exporter import from_header as exporter_header
 
-    ours = fastapi_app(count)
-    ours.add_middleware(PrometheusMiddleware, metrics=Metrics(CollectorRegistry(), request_labels=request_labels()))
+    ours = {}
+    for name, options in LABELLED_VARIANTS.items():
+        ours[name] = fastapi_app(count)
+        ours[name].add_middleware(PrometheusMiddleware, **_labelled(**options))
+    floor = fastapi_app(count)
+    floor.add_middleware(FloorMiddleware)
 
     registry = CollectorRegistry()
     by_tenant = Counter("http_requests_by_tenant", "Requests by tenant and client.",
@@ -151,8 +174,33 @@ def fastapi_label_variants(count: int) -> dict:
     exporter.add_middleware(StarletteExporter, app_name="bench", prefix=f"bench_labels{count}",
                             labels={"tenant": exporter_header("x-tenant-id"),
                                     "client": exporter_header("x-client-name")})
-    return {"bare": fastapi_app(count), "vigil_instrument": ours,
+    return {"bare": fastapi_app(count), FLOOR: floor, **ours,
             "prometheus-fastapi-instrumentator": instrumentator, "starlette-exporter": exporter}
+
+
+
+class FloorMiddleware:
+    """The least any ASGI metrics middleware does, recording nothing: time the request and read
+    the status from a wrapped `send` (the only place ASGI gives it)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.last = None
+
+    async def __call__(self, scope, receive, send):
+        status = 0
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        start = perf_counter()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.last = (perf_counter() - start, status)
 
 
 def fastapi_exemplar_variants(count: int) -> dict:
@@ -204,16 +252,36 @@ class _NullProtocol:
         pass
 
 
-def aiohttp_app(count: int, metrics: Metrics | None) -> web.Application:
+def aiohttp_app(count: int, metrics: Metrics | None, middleware=None, request_id: bool = True) -> web.Application:
+    """The app bare, instrumented for `metrics` the documented way (`instrument_aiohttp`: the
+    middleware and, with the request id on, its `on_response_prepare` receiver), or with
+    `middleware`."""
     async def endpoint(request):
         return web.Response(body=b"ok", content_type="text/plain")
 
-    middlewares = [] if metrics is None else [aiohttp_middleware(metrics)]
-    app = web.Application(middlewares=middlewares)
+    app = web.Application(middlewares=[] if middleware is None else [middleware])
+    if metrics is not None:
+        instrument_aiohttp(app, metrics, request_id=request_id)
     for template, _ in route_paths(count):
         app.router.add_get(template, endpoint)
     app.freeze()
     return app
+
+
+def aiohttp_label_variants(count: int) -> dict:
+    """The labels suite's aiohttp apps (see LABELLED_VARIANTS)."""
+    return {"bare": aiohttp_app(count, None), FLOOR: aiohttp_app(count, None, aiohttp_floor),
+            **{name: aiohttp_app(count, **_labelled(**options)) for name, options in LABELLED_VARIANTS.items()}}
+
+
+@web.middleware
+async def aiohttp_floor(request, handler):
+    """The least any aiohttp metrics middleware does, recording nothing: aiohttp's own price of
+    one middleware, a timed handler and its response's status."""
+    start = perf_counter()
+    response = await handler(request)
+    request["bench.floor"] = (perf_counter() - start, response.status)
+    return response
 
 
 def aiohttp_requests(app: web.Application, paths: list[str], loop, labelled: bool = False) -> list:
@@ -292,11 +360,8 @@ async def measure(rounds: int, requests: int, route_counts=ROUTE_COUNTS, suites=
         if "labels" in suites:
             rows += await fastapi_suite("FastAPI, labels", fastapi_label_variants(count), count, requests, rounds,
                                         labelled=True)
-            labelled = Metrics(CollectorRegistry(), request_labels=request_labels())
-            rows += await aiohttp_suite("aiohttp, labels", {
-                "bare": aiohttp_app(count, None), "vigil_instrument, no labels": aiohttp_app(
-                    count, Metrics(CollectorRegistry())), "vigil_instrument": aiohttp_app(count, labelled)},
-                count, requests, rounds, labelled=True)
+            rows += await aiohttp_suite("aiohttp, labels", aiohttp_label_variants(count), count, requests, rounds,
+                                        labelled=True)
         if "exemplars" in suites:
             from opentelemetry import context
 
@@ -438,6 +503,7 @@ def summary(rows: list[tuple]) -> list[str]:
                                     for name in others)
                 lines.append(f"- {app}, {count} routes: vigil_instrument {pair(ours)} µs"
                              + (f"; {against}" if against else ""))
+    lines += makeup(rows)
     for app in ("FastAPI, sampled span", "aiohttp, sampled span"):
         for count in counts:
             if (app, count, "exemplars on") in overhead:
@@ -450,6 +516,24 @@ def summary(rows: list[tuple]) -> list[str]:
                              f"{library} {pair((app, count, library))} µs: "
                              f"{ratio((app, count, library), (app, count, 'vigil_instrument'))} cheaper")
     return lines
+
+
+def makeup(rows: list[tuple]) -> list[str]:
+    """What our labelled figure is made of (min overheads): the framework's floor, what each
+    per-request feature adds over ours without it, and the rest of the middleware."""
+    overhead = {(app, count, name): (low, mid) for app, count, name, _, _, low, mid in rows if low is not None}
+    return [_makeup(overhead, app, count) for app in ("FastAPI, labels", "aiohttp, labels")
+            for count in sorted({row[1] for row in rows}) if (app, count, FLOOR) in overhead]
+
+
+def _makeup(overhead: dict, app: str, count: int) -> str:
+    ours = overhead[(app, count, "vigil_instrument")][0]
+    floor = overhead[(app, count, FLOOR)][0]
+    labels = ours - overhead[(app, count, "vigil_instrument, no labels")][0]
+    request_id = ours - overhead[(app, count, "vigil_instrument, no request id")][0]
+    return (f"- {app}, {count} routes, made of: floor (time + status, nothing recorded) {floor:.1f} µs, "
+            f"per-request labels {labels:.1f}, request id {request_id:.1f}, "
+            f"the rest (recording, sizes, in-flight, route) {ours - floor - labels - request_id:.1f}")
 
 
 # The issue's targets (docs/performance.md). Each is judged on the min overheads, the figures

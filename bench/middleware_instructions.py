@@ -50,10 +50,8 @@ def variants(count: int, requests: int, suites, loop) -> dict:
     if "labels" in suites:
         for name, app in bench.fastapi_label_variants(count).items():
             apps[("FastAPI, labels", name)] = ("asgi", app, labelled_scopes)
-        labelled = Metrics(CollectorRegistry(), request_labels=bench.request_labels())
-        for name, metrics in (("bare", None), ("vigil_instrument, no labels", Metrics(CollectorRegistry())),
-                              ("vigil_instrument", labelled)):
-            apps[("aiohttp, labels", name)] = ("aiohttp", bench.aiohttp_app(count, metrics), True)
+        for name, app in bench.aiohttp_label_variants(count).items():
+            apps[("aiohttp, labels", name)] = ("aiohttp", app, True)
     if "exemplars" in suites:
         for name, app in bench.fastapi_exemplar_variants(count).items():
             apps[("FastAPI, sampled span", name)] = ("asgi", app, plain_scopes)
@@ -163,6 +161,10 @@ def report(counts: dict, rates: dict, args) -> None:
         print(f"| {app} | {count} | {name} | {instructions / 1000:.1f} | {cells} |")
     print("\nBare apps natively: " + "; ".join(f"{app} {count} routes {us:.1f} µs CPU"
                                                 for (count, app), us in rates.items()))
+    lines = bench.makeup(rows)
+    if lines:
+        print("\nThe labelled figures, made of (µs at the bare app's rate):")
+        print("\n".join(lines))
     print("\nTargets (on the µs above, min and paired median alike):")
     print("\n".join(bench.targets(rows)))
 

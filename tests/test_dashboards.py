@@ -610,3 +610,27 @@ def test_slo_burn_rate_lines_are_the_alert_factors():
 def test_overview_links_to_the_slo_dashboard():
     links = [link["url"] for p in lint.panels(DASHBOARDS["overview"]) for link in p.get("links", [])]
     assert any(url.startswith("/d/vigil-slo?") for url in links)
+
+
+# The histograms the instrumentation library attaches exemplars to (exemplars.py), by the
+# application dashboard's latency panel that shows them.
+EXEMPLAR_PANELS = {
+    "http_request_duration_seconds": "Latency p95 by route",
+    "agent_execution_duration_seconds": "Agent execution p95",
+    "tool_execution_duration_seconds": "Tool duration p95",
+    "llm_request_duration_seconds": "LLM latency p95",
+    "llm_time_to_first_token_seconds": "LLM time to first token p95",
+}
+
+
+def test_latency_panels_show_exemplars():
+    """Each latency panel of an exemplar-carrying histogram has a target that asks Grafana for
+    exemplars and reads the raw buckets (recorded quantiles carry none), on the panel's own
+    seconds axis."""
+    for histogram, title in EXEMPLAR_PANELS.items():
+        latency = panel("application", title)
+        assert latency["fieldConfig"]["defaults"]["unit"] == "s", title
+        with_exemplars = [t for t in latency["targets"] if t.get("exemplar") is True]
+        assert len(with_exemplars) == 1, f"{title}: no target with exemplars"
+        expr = with_exemplars[0]["expr"]
+        assert f"rate({histogram}_bucket{{" in expr and ":" not in expr.split("{")[0], (title, expr)

@@ -335,3 +335,20 @@ def test_agent_to_agent_context_retries_and_errors(r):
     assert r("agent_message_errors_total", error_type="TimeoutError", **edge) == 1
     assert r("agent_message_errors_total", error_type="KeyError", **edge) == 1   # target: the agent running
     assert r("agent_messages_total", message_type="task", **edge) == 2
+
+
+def test_agent_message_edges_stay_bounded_like_agents():
+    """source_agent and target_agent are capped like agent (50, then "other"): the communication
+    graph has at most 51 x 51 edges per message type, and no message is lost."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    for n in range(200):
+        record_agent_message(f"agent-{n}", f"agent-{n + 1}", "task", 100, context_tokens=10, retries=1,
+                             error="TimeoutError", metrics=metrics)
+    for family in ("agent_messages_total", "agent_message_size_bytes_count", "agent_message_context_tokens_count",
+                   "agent_message_retries_total", "agent_message_errors_total"):
+        samples = [s for f in registry.collect() for s in f.samples if s.name == family]
+        for label in ("source_agent", "target_agent"):
+            values = {s.labels[label] for s in samples}
+            assert len(values) == 51 and "other" in values, (family, label, len(values))
+        assert sum(s.value for s in samples) == 200, family

@@ -89,6 +89,100 @@ async def test_asgi_exemplars_only_with_openmetrics_and_sampled_spans():
     assert exemplars_of(openmetrics.text, "http_request_size_bytes") == []   # durations only
 
 
+@pytest.mark.filterwarnings("ignore:Inheritance class _InstrumentedApplication:DeprecationWarning")
+async def test_aiohttp_exemplars_are_the_server_span_of_opentelemetry():
+    """OpenTelemetry's aiohttp instrumentation with the SDK (AioHttpServerInstrumentor puts its
+    middleware first in every application): `instrument_aiohttp` goes inside it, so the
+    duration's exemplar is the server span it started (a child of the caller's traceparent), the
+    same as the LLM call's inside the handler; an unsampled caller gives none."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from vigil_instrument import aiohttp_metrics_handler, instrument_aiohttp
+
+    metrics = Metrics(CollectorRegistry())
+
+    async def item(request):
+        with track_llm("openai", "gpt-4o", metrics=metrics) as call:
+            call.usage(prompt_tokens=3, completion_tokens=1)
+        return web.json_response({"item": request.match_info["item_id"]})
+
+    instrumentor = AioHttpServerInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider())
+    try:
+        app = web.Application()
+        instrument_aiohttp(app, metrics)
+        app.router.add_get("/items/{item_id}", item)
+        app.router.add_get("/metrics", aiohttp_metrics_handler(metrics))
+        async with TestClient(TestServer(app)) as client:
+            sampled = f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"
+            assert (await client.get("/items/1", headers={"traceparent": sampled})).status == 200
+            unsampled = f"00-{0xABC:032x}-{0xDEF:016x}-00"
+            assert (await client.get("/items/2", headers={"traceparent": unsampled})).status == 200
+            text = await (await client.get("/metrics")).text()
+            openmetrics = await (await client.get("/metrics", headers={"Accept": OPENMETRICS})).text()
+    finally:
+        instrumentor.uninstrument()  # web.Application is aiohttp's own again
+
+    assert "trace_id" not in text
+    http = [e.labels for e in exemplars_of(openmetrics, "http_request_duration_seconds")]
+    llm = [e.labels for e in exemplars_of(openmetrics, "llm_request_duration_seconds")]
+    assert len(http) == 1 and http[0]["trace_id"] == f"{TRACE_ID:032x}"
+    assert http[0]["span_id"] != f"{SPAN_ID:016x}"   # the server span, not the caller's
+    assert llm == http
+
+
+async def test_asgi_exemplars_are_the_server_span_of_opentelemetry(caplog):
+    """OpenTelemetry's ASGI middleware with the SDK, outside ours as the docs ask (added after
+    `app.add_middleware(PrometheusMiddleware)`, or wrapping an app given to `instrument_starlette`):
+    the duration's exemplar is its server span. Added inside `instrument_starlette`'s, where the
+    span is over before the request is recorded, it is reported once at start-up."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from vigil_instrument import instrument_starlette
+
+    provider = TracerProvider()
+
+    def service(metrics):
+        app = FastAPI()
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: int):
+            return {"item": item_id}
+        return app
+
+    async def exemplars_after_one_request(app, metrics):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            assert (await client.get("/items/1", headers={
+                "traceparent": f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"})).status_code == 200
+        from prometheus_client.openmetrics.exposition import generate_latest
+        return exemplars_of(generate_latest(metrics.registry).decode(), "http_request_duration_seconds")
+
+    added = Metrics(CollectorRegistry())
+    app = service(added)
+    app.add_middleware(PrometheusMiddleware, metrics=added)
+    app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)      # outermost
+    (exemplar,) = await exemplars_after_one_request(app, added)
+    assert exemplar.labels["trace_id"] == f"{TRACE_ID:032x}" and exemplar.labels["span_id"] != f"{SPAN_ID:016x}"
+
+    wrapped = Metrics(CollectorRegistry())
+    app = service(wrapped)
+    instrument_starlette(app, wrapped)
+    assert len(await exemplars_after_one_request(OpenTelemetryMiddleware(app, tracer_provider=provider),
+                                                 wrapped)) == 1
+
+    inside = Metrics(CollectorRegistry())
+    app = service(inside)
+    app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
+    instrument_starlette(app, inside)
+    with caplog.at_level("WARNING", logger="vigil_instrument"):
+        assert await exemplars_after_one_request(app, inside) == []
+    assert caplog.text.count("HTTP durations get no exemplars") == 1
+
+
 def test_exemplars_can_be_turned_off_and_cost_nothing_then():
     metrics = Metrics(CollectorRegistry(), exemplars=False)
     assert metrics.exemplar is None and metrics.current_exemplar() is None

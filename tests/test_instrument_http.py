@@ -23,10 +23,12 @@ from vigil_instrument import (
     Cardinality,
     Metrics,
     PrometheusMiddleware,
+    RequestLabels,
     aiohttp_metrics_handler,
     asgi_metrics_app,
     configure_logging,
     current_request_id,
+    from_header,
     instrument_aiohttp,
 )
 
@@ -95,6 +97,7 @@ def aiohttp_app(metrics, registry, gate: asyncio.Event | None = None, normalize:
     app.router.add_get("/boom", boom)
     app.router.add_get("/slow", slow)
     app.router.add_get("/health/live", health)
+    app.router.add_get("/healthplans/{plan_id}", health)     # a route, not /health's subpath
     app.router.add_get("/metrics", aiohttp_metrics_handler(registry))
     admin = web.Application()
     admin.router.add_get("/users/{name}", health)
@@ -165,6 +168,7 @@ async def test_aiohttp_request_id_excluded_paths_and_in_flight(metrics, registry
         assert value(registry, "http_requests_in_flight", method="GET") == 0
 
         assert (await client.get("/health/live")).status == 200
+        assert (await client.get("/healthplans/3")).status == 200
         scrape = await client.get("/metrics")
         assert scrape.status == 200
         assert "http_requests_total" in await scrape.text()
@@ -172,18 +176,26 @@ async def test_aiohttp_request_id_excluded_paths_and_in_flight(metrics, registry
         assert openmetrics.headers["Content-Type"].startswith("application/openmetrics-text")
         assert (await openmetrics.text()).endswith("# EOF\n")
     assert value(registry, "http_requests_total", method="GET", route="/health/live", status="200") == 0
+    assert value(registry, "http_requests_total", method="GET", route="/healthplans/{plan_id}", status="200") == 1
     assert value(registry, "http_requests_total", method="GET", route="/metrics", status="200") == 0
 
 
-async def test_aiohttp_random_paths_keep_labels_bounded(metrics, registry):
+def tenant_labels(registry):
+    """Metrics with a per-request tenant label capped at 50: the random-path tests send 10,000
+    requests, each from a tenant of its own."""
+    return Metrics(registry, request_labels=RequestLabels(tenant=from_header("X-Tenant-ID"), max_values={"tenant": 50}))
+
+
+async def test_aiohttp_random_paths_keep_labels_bounded(registry):
     rng = random.Random(4)
     templates = {"/items/{id}", "/upload", "/stream", "/missing/{id}", "/boom", "/slow", "/health/live",
-                 "/admin/users/{name}"}
-    app = aiohttp_app(metrics, registry, normalize=False)
+                 "/healthplans/{plan_id}", "/admin/users/{name}"}
+    app = aiohttp_app(tenant_labels(registry), registry, normalize=False)
     async with TestClient(TestServer(app)) as client:
         paths = [random_path(rng) for _ in range(10_000)]
         for start in range(0, len(paths), 20):
-            batch = [client.request(method, path, allow_redirects=False) for method, path in paths[start:start + 20]]
+            batch = [client.request(method, path, allow_redirects=False, headers={"X-Tenant-ID": f"tenant-{n}"})
+                     for n, (method, path) in enumerate(paths[start:start + 20], start)]
             for response in await asyncio.gather(*batch):
                 response.release()
     assert_bounded(registry, paths, templates, "/items/{id}")
@@ -207,7 +219,9 @@ def assert_bounded(registry, paths, templates, item_route):
     assert "unmatched" in routes and item_route in routes
     assert methods <= STANDARD_METHODS | {"other"}
     assert "other" in methods
-    assert len(sets) < 60
+    # one tenant per request: the first 50 keep their name, the rest are "other"
+    assert {dict(labels)["tenant"] for labels in sets} == {f"tenant-{n}" for n in range(50)} | {"other"}
+    assert len({tuple(label for label in labels if label[0] != "tenant") for labels in sets}) < 60
     total = sum(registry.get_sample_value("http_requests_total", dict(labels)) for labels in sets)
     assert total == len(paths)  # nothing dropped, scanners included
     exposition = generate_latest(registry).decode()
@@ -313,13 +327,14 @@ async def test_fastapi_request_id_exclusion_and_wrapped_errors(metrics, registry
     assert value(registry, "http_requests_total", method="GET", route="/metrics", status="200") == 0
 
 
-async def test_fastapi_random_paths_keep_labels_bounded(metrics, registry):
+async def test_fastapi_random_paths_keep_labels_bounded(registry):
     rng = random.Random(5)
     templates = {"/items/{item_id}", "/echo", "/stream", "/boom", "/health", "/admin/users/{name}"}
-    async with asgi_client(fastapi_app(metrics, registry)) as client:
+    async with asgi_client(fastapi_app(tenant_labels(registry), registry)) as client:
         paths = [random_path(rng) for _ in range(10_000)]
         for start in range(0, len(paths), 20):
-            await asyncio.gather(*(client.request(method, path) for method, path in paths[start:start + 20]))
+            await asyncio.gather(*(client.request(method, path, headers={"X-Tenant-ID": f"tenant-{n}"})
+                                   for n, (method, path) in enumerate(paths[start:start + 20], start)))
     assert_bounded(registry, paths, templates, "/items/{item_id}")
 
 
@@ -388,14 +403,16 @@ async def test_asgi_server_error_log_line_carries_the_request_id(metrics, regist
     assert value(registry, "http_requests_total", method="GET", route="/boom", status="500") == 1
 
 
-async def test_fastapi_mount_is_labelled_with_its_prefix(metrics, registry):
-    """FastAPI's router names no route in the scope for `app.mount`: the mount prefix is the label,
-    as on Starlette, not `unmatched`; a route of a mounted FastAPI app keeps its own template."""
-    async def files(scope, receive, send):  # what StaticFiles is to the router
-        status = 200 if scope["path"].endswith(".css") else 404
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b"file"})
+async def test_fastapi_mount_is_labelled_with_its_prefix(metrics, registry, tmp_path):
+    """FastAPI's router names no route in the scope for `app.mount("/static", StaticFiles(...))`:
+    the mount prefix is the label, as on Starlette, not `unmatched`; a route of a mounted FastAPI
+    app keeps its own template; a real route that starts like /health is counted."""
+    from fastapi.staticfiles import StaticFiles
 
+    (tmp_path / "b").mkdir()
+    for name in ("a.css", "b/c.css"):
+        (tmp_path / name).write_text("body {}")
+    files = StaticFiles(directory=tmp_path)
     sub = FastAPI()
 
     @sub.get("/items/{item_id}")
@@ -403,17 +420,23 @@ async def test_fastapi_mount_is_labelled_with_its_prefix(metrics, registry):
         return {"id": item_id}
 
     app = FastAPI()
+
+    @app.get("/healthplans/{plan_id}")
+    async def plan(plan_id: int) -> dict:
+        return {"plan": plan_id}
+
     app.mount("/static", files)
     app.mount("/v2", sub)
     app.add_middleware(PrometheusMiddleware, metrics=metrics)
     async with asgi_client(app) as client:
-        for name in ("a.css", "b/c.css", "missing.js"):
-            await client.get(f"/static/{name}")
+        assert [(await client.get(f"/static/{name}")).status_code for name in ("a.css", "b/c.css", "missing.js")] \
+            == [200, 200, 404]
         assert (await client.get("/v2/items/3")).status_code == 200
         assert (await client.get("/nowhere")).status_code == 404
+        assert (await client.get("/healthplans/7")).status_code == 200
     requests = {(dict(labels)["route"], dict(labels)["status"]) for labels in label_sets(registry, "http_requests")}
     assert requests == {("/static/{path}", "200"), ("/static/{path}", "404"), ("/v2/items/{item_id}", "200"),
-                        ("unmatched", "404")}
+                        ("unmatched", "404"), ("/healthplans/{plan_id}", "200")}
     assert value(registry, "http_requests_total", method="GET", route="/static/{path}", status="200") == 2
 
 

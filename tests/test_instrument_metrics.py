@@ -226,3 +226,125 @@ def test_in_flight_sets_expose_what_the_gauge_would():
         return sorted(line for line in generate_latest(registry).decode().splitlines() if "in_flight" in line)
     assert in_flight_lines(metrics.registry) == in_flight_lines(reference)
     assert 'http_requests_in_flight{method="GET"} 2.0' in in_flight_lines(reference)
+
+
+# A service as a developer first writes it: `Metrics()` on the default registry, then middlewares
+# and helpers without `metrics=`, on each framework in one process. Printed: each answer's status,
+# then the exposition every /metrics handler serves.
+DEFAULT_PATH_SERVICE = r'''
+import asyncio, json
+import httpx
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from fastapi import FastAPI
+from flask import Flask
+from vigil_instrument import (Metrics, PrometheusMiddleware, aiohttp_metrics_handler, asgi_metrics_app,
+                              default_metrics, instrument_aiohttp, instrument_flask, record_cache, track_tool)
+
+metrics = Metrics()                                  # the docs' first line
+assert default_metrics() is metrics
+
+def work():
+    record_cache("items", hit=False)                 # no metrics=: the same families
+    with track_tool("search"):
+        pass
+
+fastapi_app = FastAPI()
+
+@fastapi_app.get("/items/{item_id}")
+async def item(item_id: int) -> dict:
+    work()
+    return {"item": item_id}
+
+fastapi_app.add_route("/metrics", asgi_metrics_app())
+fastapi_app.add_middleware(PrometheusMiddleware)     # no metrics=
+
+async def aiohttp_item(request):
+    work()
+    return web.json_response({})
+
+flask_app = Flask("defaults")
+
+@flask_app.get("/flask/<int:item_id>")
+def flask_item(item_id):
+    work()
+    return {}
+
+instrument_flask(flask_app)                          # no metrics=
+
+async def main():
+    statuses = []
+    transport = httpx.ASGITransport(app=fastapi_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        statuses += [(await client.get(path)).status_code for path in ("/items/1", "/metrics", "/items/2")]
+        expositions = [(await client.get("/metrics")).text]
+    app = web.Application()
+    instrument_aiohttp(app)                          # no metrics=
+    app.router.add_get("/aio/{id}", aiohttp_item)
+    app.router.add_get("/metrics", aiohttp_metrics_handler())
+    async with TestClient(TestServer(app)) as client:
+        statuses.append((await client.get("/aio/1")).status)
+        expositions.append(await (await client.get("/metrics")).text())
+    with flask_app.test_client() as client:
+        answer = client.get("/flask/1")
+        statuses.append(answer.status_code)
+        answer.close()                               # a WSGI request is recorded when closed
+        expositions.append(client.get("/metrics").text)
+    print(json.dumps({"statuses": statuses, "expositions": expositions}))
+
+asyncio.run(main())
+'''
+
+
+def test_the_default_path_shares_one_set_of_metrics():
+    """`Metrics()` on the default registry is the set every helper and middleware given no
+    `metrics=` uses, on aiohttp, ASGI and WSGI alike: no request answers 500 with
+    DuplicateMetricsError, and every `/metrics` handler serves the same counts."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    root = Path(__file__).resolve().parent.parent
+    env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
+    run = subprocess.run([sys.executable, "-c", DEFAULT_PATH_SERVICE], cwd=root, env={**env, "PYTHONPATH": str(root)},
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["statuses"] == [200, 200, 200, 200, 200]
+
+    def value(text, name, **labels):
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == name and labels.items() <= s.labels.items())
+    last = result["expositions"][-1]
+    assert value(last, "cache_misses_total", cache="items") == 4
+    assert value(last, "tool_executions_total", tool="search", status="success") == 4
+    for route in ("/items/{item_id}", "/aio/{id}", "/flask/<int:item_id>"):
+        assert value(last, "http_requests_total", route=route, status="200") >= 1, route
+    # the ASGI handler made first serves what the others recorded later: one registry
+    assert result["expositions"][0].count("cache_misses_total") and value(
+        result["expositions"][1], "http_requests_total", route="/items/{item_id}") == 2
+
+
+def test_exposition_handlers_serve_the_metrics_they_are_given():
+    """`Metrics(CollectorRegistry())` with `asgi_metrics_app(metrics)` (and the aiohttp and WSGI
+    handlers) serves that registry, not the default one."""
+    import asyncio
+
+    from vigil_instrument import asgi_metrics_app, record_cache, wsgi_metrics_app
+
+    metrics = Metrics(CollectorRegistry())
+    record_cache("only-here", hit=True, metrics=metrics)
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+    scope = {"type": "http", "method": "GET", "path": "/metrics", "headers": []}
+    asyncio.run(asgi_metrics_app(metrics)(scope, None, send))
+    assert b'cache_hits_total{cache="only-here"} 1.0' in sent[1]["body"]
+    body = b"".join(wsgi_metrics_app(metrics)({"PATH_INFO": "/metrics"}, lambda status, headers: None))
+    assert b'cache_hits_total{cache="only-here"} 1.0' in body
+    assert b"only-here" not in generate_latest(REGISTRY)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -231,3 +233,99 @@ def _get_quietly(url: str) -> None:
         httpx.get(url, timeout=30)
     except httpx.HTTPError:
         pass  # the worker serving it is killed
+
+
+# --- FastAPI on several uvicorn workers: under gunicorn (the docs' setup) and `uvicorn --workers`
+
+def docs_block(marker: str) -> str:
+    """The python block of docs/instrumentation.md that contains `marker`."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "instrumentation.md").read_text(), re.DOTALL)
+    (block,) = [block for block in blocks if marker in block]
+    return block
+
+
+# The docs' FastAPI example as written, plus two routes for the test.
+SERVICE_ROUTES = r'''
+import asyncio, os
+
+
+@app.get("/pid")
+async def pid() -> int:
+    return os.getpid()
+
+
+@app.get("/hold")
+async def hold() -> None:
+    with open(os.environ["HOLDER_PID_FILE"], "w") as out:
+        out.write(str(os.getpid()))
+    await asyncio.Event().wait()  # until the test kills this worker
+'''
+
+ASGI_SERVERS = {
+    "gunicorn": ["-m", "gunicorn", "-c", "gunicorn.conf.py", "service:app", "--workers", "2",
+                 "--worker-class", "uvicorn_worker.UvicornWorker", "--bind"],
+    "uvicorn": ["-m", "uvicorn", "service:app", "--workers", "2", "--no-access-log", "--host", "127.0.0.1",
+                "--port"],
+}
+
+
+@pytest.mark.parametrize("server_name", sorted(ASGI_SERVERS))
+def test_fastapi_workers_share_one_exposition_and_forget_a_killed_one(tmp_path, server_name):
+    """The docs' FastAPI example and gunicorn.conf.py on two uvicorn workers: every scrape, whichever
+    worker answers it, counts both workers' requests; a worker SIGKILLed inside a request
+    (gunicorn's `child_exit` hook, or uvicorn's supervisor that has none) stops being counted in
+    flight while its requests stay in the totals."""
+    from vigil_exporter.tools.stack.process import free_port
+
+    (tmp_path / "service.py").write_text(docs_block("app.add_route(\"/metrics\", asgi_metrics_app())") + SERVICE_ROUTES)
+    (tmp_path / "gunicorn.conf.py").write_text(docs_block("# gunicorn.conf.py"))
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    pid_file = tmp_path / "holder.pid"
+    port = free_port()
+    address = f"127.0.0.1:{port}" if server_name == "gunicorn" else str(port)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc), "PYTHONPATH": f"{tmp_path}:{ROOT}",
+           "HOLDER_PID_FILE": str(pid_file)}
+    server = subprocess.Popen([sys.executable, *ASGI_SERVERS[server_name], address], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+
+    def until(check, what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not check():
+            assert time.monotonic() < deadline and server.poll() is None, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
+    def scrape() -> dict[str, float]:
+        """Requests to /pid and requests in flight, from one scrape (a new connection: any worker)."""
+        samples = [s for f in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=5).text)
+                   for s in f.samples]
+        return {"served": sum(s.value for s in samples if s.name == "http_requests_total"
+                              and s.labels["route"] == "/pid"),
+                "in_flight": sum(s.value for s in samples if s.name == "http_requests_in_flight")}
+
+    try:
+        until(lambda: _answers(url), f"{server_name} to listen")
+        pids, sent = set(), 0
+        while len(pids) < 2 or sent < 20:  # a new connection each time, until both workers served some
+            pids.add(httpx.get(f"{url}/pid", timeout=5).json())
+            sent += 1
+            assert sent < 500, "one worker served everything"
+        until(lambda: all(scrape()["served"] == sent for _ in range(6)), "every scrape to count both workers")
+
+        holder = threading.Thread(target=_get_quietly, args=(url + "/hold",), daemon=True)
+        holder.start()
+        until(lambda: pid_file.exists() and pid_file.read_text(), "a worker to hold /hold")
+        assert scrape()["in_flight"] == 1
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        until(lambda: scrape() == {"served": sent, "in_flight": 0}, "the killed worker's request to leave the gauge")
+        holder.join(10)
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        if server.returncode not in (0, -signal.SIGTERM):
+            print(server.stderr.read().decode()[-3000:])

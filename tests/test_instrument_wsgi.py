@@ -2,6 +2,7 @@
 and on gunicorn with several worker processes."""
 from __future__ import annotations
 
+import io
 import os
 import random
 import subprocess
@@ -22,6 +23,7 @@ from vigil_instrument import (
     from_header,
     from_path_param,
     from_state,
+    hash_id,
     instrument_django,
     instrument_flask,
     track_llm,
@@ -30,7 +32,8 @@ from vigil_instrument.django import metrics_view
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = RequestLabels(tenant=[from_header("X-Tenant-ID"), from_path_param("tenant")],
-                       auth_type=from_state("auth_type"), max_values={"tenant": 5})
+                       auth_type=from_state("auth_type"), client=from_header("X-Client-Name", hash=True),
+                       max_values={"tenant": 5})
 
 
 def serve(app):
@@ -190,7 +193,7 @@ def test_flask_request_labels_request_id_and_metrics(flask_site):
 
 # --- Django ----------------------------------------------------------------------------------
 
-def django_views():
+def django_views(metrics):
     from django.http import Http404, JsonResponse, StreamingHttpResponse
 
     def item(request, item_id):
@@ -206,6 +209,7 @@ def django_views():
         raise RuntimeError("view failed")
 
     def usage(request, tenant):
+        llm_call(metrics)
         return JsonResponse({"tenant": tenant})
     return item, stream, boom, usage
 
@@ -228,7 +232,7 @@ def django_site():
         django.setup()
     registry = CollectorRegistry()
     metrics = Metrics(registry, request_labels=LABELS)
-    item, stream, boom, usage = django_views()
+    item, stream, boom, usage = django_views(metrics)
     api = [path("tenants/<slug:tenant>/usage/", usage)]
     urlpatterns[:] = [path("items/<int:item_id>/", item), path("stream/", stream), path("boom/", boom),
                       path("api/", include(api)), path("metrics", metrics_view(metrics))]
@@ -246,6 +250,8 @@ def test_django_route_templates_labels_and_unmatched(django_site):
     assert client.get("/boom/").status_code == 500
     assert client.get("/items/7").status_code == 301                    # APPEND_SLASH, before routing
     assert client.get("/api/tenants/acme/usage/", headers={"X-Request-ID": "dj-1"}).headers["X-Request-ID"] == "dj-1"
+    assert client.get("/api/tenants/acme/usage/", headers={"X-Tenant-ID": "globex",
+                                                            "X-Client-Name": "mobile"}).status_code == 200
     for n in range(20):
         assert client.get(f"/scan/{random.getrandbits(40):x}/{n}/").status_code == 404
     settled(registry)
@@ -254,12 +260,24 @@ def test_django_route_templates_labels_and_unmatched(django_site):
                  auth_type="jwt") == 1
     assert value(registry, "http_requests_total", route="/items/<int:item_id>/", status="404") == 1
     assert value(registry, "http_requests_total", route="/boom/", status="500") == 1
-    assert value(registry, "http_requests_total", route="/api/tenants/<slug:tenant>/usage/", tenant="acme") == 1
+    assert value(registry, "http_requests_total", route="/api/tenants/<slug:tenant>/usage/", tenant="acme",
+                 client="none") == 1
+    assert value(registry, "http_requests_total", route="/api/tenants/<slug:tenant>/usage/", tenant="globex",
+                 client=hash_id("mobile")) == 1                     # the header first, the client hashed
+    # the tenant of the request (path parameter or header) is the LLM calls' in the view
+    assert value(registry, "llm_requests_total", tenant="acme") == 1
+    assert value(registry, "llm_requests_total", tenant="globex") == 1
+    assert value(registry, "http_request_duration_seconds_count", route="/items/<int:item_id>/") == 2
+    assert value(registry, "http_request_size_bytes_count", route="/items/<int:item_id>/") == 2
+    assert value(registry, "http_requests_in_flight") == 0
     assert value(registry, "http_requests_total", route="unmatched", status="301") == 1
     assert value(registry, "http_requests_total", route="unmatched", status="404") == 20
     assert value(registry, "http_response_size_bytes_sum", route="/stream/") == 1500
     exposition = client.get("/metrics")
     assert exposition.status_code == 200 and "http_requests_total" in exposition.text
+    negotiated = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert negotiated.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert negotiated.text.endswith("# EOF\n")
 
 
 # --- gunicorn, several worker processes ------------------------------------------------------
@@ -267,7 +285,7 @@ def test_django_route_templates_labels_and_unmatched(django_site):
 GUNICORN_APP = r'''
 import os
 from flask import Flask
-from vigil_instrument import Metrics, instrument_flask
+from vigil_instrument import Metrics, RequestLabels, from_header, instrument_flask
 
 app = Flask("multiworker")
 
@@ -275,14 +293,15 @@ app = Flask("multiworker")
 def item(item_id):
     return {"item": item_id, "pid": os.getpid()}
 
-instrument_flask(app, Metrics())
+instrument_flask(app, Metrics(request_labels=RequestLabels(tenant=from_header("X-Tenant-ID"))))
 '''
 
 
-def item_counts(exposition: str) -> list[float]:
+def item_counts(exposition: str) -> dict[str, float]:
+    """Requests to /items/<int:item_id> by tenant."""
     families = {f.name: f for f in text_string_to_metric_families(exposition)}
-    return [s.value for s in families["http_requests"].samples
-            if s.name == "http_requests_total" and s.labels["route"] == "/items/<int:item_id>"]
+    return {s.labels["tenant"]: s.value for s in families["http_requests"].samples
+            if s.name == "http_requests_total" and s.labels["route"] == "/items/<int:item_id>"}
 
 
 def test_gunicorn_workers_share_one_exposition(tmp_path):
@@ -311,16 +330,123 @@ def test_gunicorn_workers_share_one_exposition(tmp_path):
         with httpx.Client(base_url=url) as client:
             pids, sent = set(), 0
             while len(pids) < 2 or sent < 20:          # until both workers have served some
-                pids.add(client.get(f"/items/{sent}").json()["pid"])
+                pids.add(client.get(f"/items/{sent}", headers={"X-Tenant-ID": f"t{sent % 2}"}).json()["pid"])
                 sent += 1
                 assert sent < 500, "one worker served everything"
             # a worker records a request once its body is sent, so the other worker may answer
             # /metrics a moment before the last request is counted
+            expected = {"t0": float((sent + 1) // 2), "t1": float(sent // 2)}   # per-request labels too
             deadline = time.monotonic() + 5
-            while (counts := item_counts(client.get("/metrics").text)) != [float(sent)] \
+            while (counts := item_counts(client.get("/metrics").text)) != expected \
                     and time.monotonic() < deadline:
                 time.sleep(0.05)
-        assert counts == [float(sent)]
+        assert counts == expected
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.mark.parametrize("site, boom", [("flask_site", "/boom"), ("django_site", "/boom/")])
+def test_error_log_line_carries_the_request_id(site, boom, request):
+    """The line Flask ("Exception on ...") or Django ("Internal Server Error: ...") writes about a
+    view's exception carries the id of the request it failed, as the 500 does."""
+    import io
+    import json
+    import logging
+
+    from vigil_instrument import configure_logging
+
+    client, _ = request.getfixturevalue(site)
+    stream = io.StringIO()
+    handler = configure_logging("info", stream)
+    try:
+        answer = client.get(boom, headers={"X-Request-ID": f"{site}-500"})
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert answer.status_code == 500 and answer.headers["X-Request-ID"] == f"{site}-500"
+    errors = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    errors = [line for line in errors if line["level"] == "error"]
+    assert errors and all(line["request_id"] == f"{site}-500" for line in errors), errors
+    assert any(line.get("exc") for line in errors)
+
+
+# --- bounded labels under scanners and 10,000 tenants (as tests/test_instrument_http.py does for
+# aiohttp and ASGI), in process: the real framework called as a WSGI server calls it
+
+def bounded_metrics():
+    return Metrics(CollectorRegistry(), request_labels=RequestLabels(tenant=from_header("X-Tenant-ID"),
+                                                                     max_values={"tenant": 50}))
+
+
+def call(application, method: str, path: str, tenant: str) -> None:
+    """One request, as a WSGI server makes it: the body read, then closed."""
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_HOST": "127.0.0.1", "HTTP_X_TENANT_ID": tenant, "wsgi.url_scheme": "http",
+               "wsgi.input": io.BytesIO(), "wsgi.errors": io.StringIO(), "wsgi.version": (1, 0),
+               "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False}
+    body = application(environ, lambda status, headers, exc_info=None: None)
+    for _ in body:
+        pass
+    body.close()
+
+
+def assert_bounded(registry, requests: int, templates: set[str], tenants: int) -> None:
+    from tests.test_instrument_http import STANDARD_METHODS
+
+    sets = [s.labels for s in samples(registry, "http_requests_total")]
+    assert {labels["route"] for labels in sets} <= templates | {"unmatched"}
+    assert {labels["method"] for labels in sets} <= STANDARD_METHODS | {"other"}
+    assert {labels["tenant"] for labels in sets} == {f"tenant-{n}" for n in range(tenants)} | {"other"}
+    assert value(registry, "http_requests_total") == requests      # nothing lost in the overflow
+    assert value(registry, "http_requests_in_flight") == 0
+
+
+def scan(application, registry, templates: set[str]) -> None:
+    """2,000 requests with random methods and paths, each from a tenant of its own."""
+    from tests.test_instrument_http import random_path
+
+    rng = random.Random(16)
+    paths = [random_path(rng) for _ in range(2_000)]
+    for n, (method, path) in enumerate(paths):
+        call(application, method, path, f"tenant-{n}")
+    assert_bounded(registry, len(paths), templates, 50)
+    routes = {s.labels["route"] for s in samples(registry, "http_requests_total")}
+    assert "unmatched" in routes and len(routes) > 1
+    exposition = repr([s.labels for family in registry.collect() for s in family.samples])
+    assert not [p for _, p in paths if len(p) > 12 and f"'{p}'" in exposition]
+
+
+def test_flask_labels_stay_bounded_under_scanners():
+    from flask import Flask
+
+    metrics = bounded_metrics()
+    app = Flask("bounded")
+    app.add_url_rule("/items/<item_id>", "item", lambda item_id: {"item": item_id})
+    app.add_url_rule("/missing/<item_id>", "missing", lambda item_id: ("gone", 404))
+    instrument_flask(app, metrics)
+    scan(app, metrics.registry, {"/items/<item_id>", "/missing/<item_id>"})
+
+
+def test_django_labels_stay_bounded_under_scanners(django_site):
+    from django.core.wsgi import get_wsgi_application
+
+    metrics = bounded_metrics()
+    scan(instrument_django(get_wsgi_application(), metrics), metrics.registry,
+         {"/items/<int:item_id>/", "/stream/", "/boom/", "/api/tenants/<slug:tenant>/usage/"})
+
+
+def test_wsgi_caps_hold_under_10000_tenants():
+    from vigil_instrument import WSGIMiddleware
+    from vigil_instrument.wsgi import route_matched
+
+    def bare(environ, start_response):  # a minimal routed WSGI app: 10,000 requests stay fast
+        route_matched(environ, "/me", {})
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    metrics = bounded_metrics()
+    application = WSGIMiddleware(bare, metrics)
+    for n in range(10_000):
+        call(application, "GET", "/me", f"tenant-{n}")
+    assert_bounded(metrics.registry, 10_000, {"/me"}, 50)

@@ -14,6 +14,7 @@ it in the same ASGI call are not counted.
 """
 from __future__ import annotations
 
+import logging
 from time import perf_counter
 
 from ._http import METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpMiddleware
@@ -22,6 +23,7 @@ from .logging import accept_request_id, log_access, new_request_id, request_id_v
 from .metrics import Metrics
 
 _REQUEST_ID = b"x-request-id"
+log = logging.getLogger("vigil_instrument")
 
 
 class PrometheusMiddleware(HttpMiddleware):
@@ -137,10 +139,23 @@ def instrument_starlette(app, metrics: Metrics | None = None, **options) -> Prom
     build = app.build_middleware_stack
 
     def build_with_metrics():
+        _warn_if_tracing_inside(app, middleware)
         middleware.app = build()
         return middleware
     app.build_middleware_stack = build_with_metrics
     return middleware
+
+
+def _warn_if_tracing_inside(app, middleware: PrometheusMiddleware) -> None:
+    """OpenTelemetry's ASGI middleware added with `app.add_middleware` ends up inside ours: its
+    server span is over when a request is recorded, so the duration has no exemplar. Said once,
+    when the app builds its stack."""
+    traced = [entry.cls for entry in getattr(app, "user_middleware", ())
+              if (getattr(entry.cls, "__module__", None) or "").startswith("opentelemetry.")]
+    if traced and middleware.recorder.metrics.span_ids is not None:
+        log.warning("instrument_starlette: %s was added with app.add_middleware, inside the metrics middleware: "
+                    "HTTP durations get no exemplars. Wrap the app in it instead (outermost), or use "
+                    "app.add_middleware(PrometheusMiddleware, ...) before adding it.", traced[0].__name__)
 
 
 def _source(scope, kind: str, key: str):

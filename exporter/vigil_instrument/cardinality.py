@@ -12,8 +12,11 @@ from collections.abc import Iterable, Mapping
 OTHER = "other"
 NONE = "none"  # no value (no tenant, no agent): never takes a place under the cap
 DEFAULT_MAX_VALUES = 500
-# Labels that multiply other labels' series get tighter default caps.
-LABEL_MAX_VALUES = {"tenant": 100, "agent": 50}
+# Labels that multiply other labels' series get tighter default caps; the agents at either end of
+# an agent-to-agent message are capped like `agent` (at most 51 x 51 edges per message type).
+AGENT_MAX_VALUES = 50
+LABEL_MAX_VALUES = {"tenant": 100, "agent": AGENT_MAX_VALUES, "source_agent": AGENT_MAX_VALUES,
+                    "target_agent": AGENT_MAX_VALUES}
 ID_PREFIX_CHARS = 8
 
 
@@ -49,7 +52,8 @@ class Cardinality:
 
     allow:       {label: allowed values}; anything else is recorded as "other".
     max_values:  {label: cap} on distinct values, overriding `default_max_values` (and the
-                 tighter defaults of LABEL_MAX_VALUES: tenant 100, agent 50).
+                 tighter defaults of LABEL_MAX_VALUES: tenant 100; agent, source_agent and
+                 target_agent 50).
     identities:  record hashed user / API-key ids (`auth_requests_by_principal_total`).
     id_salt:     secret prefix for the id hash, so that small or guessable ids cannot be
                  recovered by hashing candidates.

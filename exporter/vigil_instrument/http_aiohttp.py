@@ -150,9 +150,22 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
 def instrument_aiohttp(app: web.Application, metrics: Metrics | None = None, *,
                        exclude_paths: Iterable = DEFAULT_EXCLUDE, request_id: bool = True,
                        access_log: bool | logging.Logger = False) -> None:
-    """Put the middleware first in `app`, and give responses that handlers prepare themselves
-    (streaming, SSE) the request id header too."""
-    app.middlewares.insert(0, aiohttp_middleware(metrics, exclude_paths=exclude_paths, request_id=request_id,
-                                                 access_log=access_log))
+    """Put the middleware first in `app` (after OpenTelemetry's tracing middleware, if there is
+    one), and give responses that handlers prepare themselves (streaming, SSE) the request id
+    header too."""
+    app.middlewares.insert(_after_tracing(app.middlewares), aiohttp_middleware(
+        metrics, exclude_paths=exclude_paths, request_id=request_id, access_log=access_log))
     if request_id:
         app.on_response_prepare.append(_add_request_id)
+
+
+def _after_tracing(middlewares) -> int:
+    """Where the middleware goes: first, except that OpenTelemetry's aiohttp middleware
+    (`AioHttpServerInstrumentor` puts it first, or an application lists it) stays outside it:
+    the server span it starts must be current when a request is recorded, for its ids to
+    become the duration's exemplar."""
+    position = 0
+    for index, middleware in enumerate(middlewares):
+        if (getattr(middleware, "__module__", None) or "").startswith("opentelemetry."):
+            position = index + 1
+    return position

@@ -77,11 +77,12 @@ def _openai(usage, input_name, output_name, input_details, output_details) -> To
 
 
 def filtered(response) -> bool:
-    """Whether the provider stopped the answer for its content policy."""
+    """Whether the provider stopped the answer for its content policy: OpenAI's finish reason,
+    Anthropic's stop reason (on a message, or on a stream's `message_delta` event)."""
     choices = field(response, "choices")
     if isinstance(choices, (list, tuple)):
         return any(field(choice, "finish_reason") == "content_filter" for choice in choices)
-    return field(response, "stop_reason") == "refusal"
+    return "refusal" in (field(response, "stop_reason"), field(field(response, "delta"), "stop_reason"))
 
 
 def error_class(exc: BaseException) -> str:

@@ -3,7 +3,8 @@
 `Metrics(registry)` registers all families at once, or none: a second `Metrics` on the same
 registry (or a clash with any other collector's names) raises `DuplicateMetricsError` instead of
 silently recording into families nobody exposes. Create one per registry and pass it to the
-middlewares and helpers; `default_metrics()` is the shared one on prometheus_client's REGISTRY.
+middlewares and helpers; `default_metrics()` is the shared one on prometheus_client's REGISTRY:
+the first `Metrics()` made there, which every helper and middleware given no `metrics=` uses.
 
 Gauges that count things held right now (in-flight requests, running agents, open connections,
 pool gauges) use `multiprocess_mode="livesum"`, so with PROMETHEUS_MULTIPROC_DIR the scrape
@@ -347,6 +348,8 @@ class Metrics:
 
         self._check_bucket_names()
         self._register()
+        if self.registry is REGISTRY:
+            _adopt_as_default(self)
 
     def current_exemplar(self) -> dict[str, str] | None:
         """The exemplar for an observation made now (None without exemplars or a sampled span)."""
@@ -425,15 +428,25 @@ class _GaugeAsSet:
 
 
 _default: Metrics | None = None
-_default_lock = threading.Lock()
+_default_lock = threading.RLock()
 
 
-def default_metrics() -> Metrics:
-    """The process-wide `Metrics` on prometheus_client's default REGISTRY, made on first use."""
+def _adopt_as_default(metrics: Metrics) -> None:
+    """The first `Metrics` registered in the default REGISTRY is the default one: helpers and
+    middlewares given no `metrics=` then record into it, not into a second set of families
+    (which the registry would refuse, at request time)."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = Metrics()
+            _default = metrics
+
+
+def default_metrics() -> Metrics:
+    """The process-wide `Metrics` on prometheus_client's default REGISTRY: the one the
+    application made there (`Metrics()`), else one made on first use."""
+    with _default_lock:
+        if _default is None:
+            Metrics()  # adopts itself as the default
         return _default
 
 
