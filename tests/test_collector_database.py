@@ -8,6 +8,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 
 import psutil
@@ -18,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from tests.sqlite_statements import cancel_mid_statement, write_seconds
 from vigil_exporter.collectors.base import FAILING, OK
 from vigil_exporter.collectors.database import DatabaseCollector, cap_applications
-from vigil_exporter.collectors.sqlutil import async_url, make_engine, sqlite_path
+from vigil_exporter.collectors.sqlutil import async_url, dispose, make_engine, sqlite_path
 from vigil_exporter.logs import JsonFormatter
 from vigil_exporter.validation import Errors
 
@@ -278,6 +279,41 @@ async def test_a_cancelled_sqlite_statement_does_not_keep_the_file_locked(tmp_pa
         bodies = [body for (body,) in conn.execute("SELECT body FROM items WHERE id > 100")]
     conn.close()
     assert bodies == ["next"]  # the cancelled transaction was rolled back
+
+
+def test_a_connect_cancelled_at_shutdown_leaves_no_thread_behind_the_loop(tmp_path,
+                                                                           monkeypatch):
+    """A shutdown that cancels a job while it connects: aiosqlite finishes the connect and
+    closes it in its own thread. dispose() waits for that thread, so nothing posts to the
+    event loop after it closed ("Event loop is closed", raised in the thread, seen from an
+    in-process `vigil serve` that could not listen)."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    raised = []
+    monkeypatch.setattr(threading, "excepthook", raised.append)
+
+    async def cancel_a_connect(steps: int) -> list[str]:
+        engine = make_engine(url)
+
+        async def use():
+            async with engine.connect():
+                pass
+        task = asyncio.create_task(use())
+        for _ in range(steps):  # the connect is at a different point each time
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await dispose(engine)
+        return worker_threads()
+
+    before = worker_threads()
+    left = {steps: set(asyncio.run(cancel_a_connect(steps))) - before for steps in range(1, 6)}
+    time.sleep(0.2)
+    assert not any(left.values()), f"threads alive when the loop closed: {left}"
+    assert not raised, [f"{args.exc_type.__name__}: {args.exc_value}" for args in raised]
+
+
+def worker_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if "_connection_worker_thread" in t.name}
 
 
 # --- exposition ------------------------------------------------------------------------------

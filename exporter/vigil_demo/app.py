@@ -16,7 +16,7 @@ import random
 import redis.asyncio
 from aiohttp import web
 
-from vigil_exporter.collectors.sqlutil import make_engine
+from vigil_exporter.collectors.sqlutil import dispose, make_engine
 from vigil_exporter.logs import FailureLog, describe_error, redact_url
 from vigil_instrument import (
     Metrics,
@@ -78,7 +78,7 @@ async def database(app: web.Application):
     app[ENGINE] = engine
     log.info("database ready", extra={"fields": {"url": redact_url(settings.database_url)}})
     yield
-    await engine.dispose()
+    await dispose(engine)
 
 
 async def redis_client(app: web.Application):

@@ -39,7 +39,12 @@ from vigil_exporter.collectors.base import (
     collector_schema,
     refreshed_every,
 )
-from vigil_exporter.collectors.sqlutil import count_statements, dialect_name, make_engine
+from vigil_exporter.collectors.sqlutil import (
+    count_statements,
+    dialect_name,
+    dispose,
+    make_engine,
+)
 from vigil_exporter.collectors.tenants import SCHEMA as BOUNDED_TENANTS
 from vigil_exporter.collectors.tenants import BoundedTenants, check_limits
 from vigil_exporter.logs import describe_error
@@ -555,7 +560,7 @@ class BusinessCollector(Collector):
 
     async def close(self) -> None:
         if self.engine is not None:
-            await self.engine.dispose()
+            await dispose(self.engine)
 
 
 # ------------------------------------------------------------------ check-config --connect
@@ -570,12 +575,12 @@ async def check_queries(database: dict | str, queries: list[Query]) -> list[str]
         async with engine.connect():
             pass
     except Exception as exc:  # noqa: BLE001 - reported as a fault
-        await engine.dispose()
+        await dispose(engine)
         return [f"cannot connect to the business database: {describe_error(exc)}"]
     try:
         return [fault for query in queries for fault in await _check_one(engine, query)]
     finally:
-        await engine.dispose()
+        await dispose(engine)
 
 
 async def _check_one(engine: AsyncEngine, query: Query) -> list[str]:

@@ -34,6 +34,7 @@ from vigil_exporter.collectors.features import FeatureSet, build
 from vigil_exporter.collectors.sqlutil import (
     ASYNCPG_QUERY_KEYS,
     dialect_name,
+    dispose,
     make_engine,
     sqlite_path,
     unsupported_query_keys,
@@ -240,7 +241,7 @@ class Target:
             self.task.cancel()
             await asyncio.wait({self.task}, timeout=CLOSE_WAIT)
         if self.engine is not None:
-            await self.engine.dispose()
+            await dispose(self.engine)
 
 
 def _consume(task: asyncio.Task) -> None:

@@ -15,17 +15,22 @@ libpq connection parameter works) and asyncpg (about 6 MiB less resident memory;
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
 import shlex
 import sqlite3
+import threading
+import time
 import weakref
 
+from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 APPLICATION_NAME = "vigil-exporter"
+WORKERS_WAIT = 1.0  # seconds dispose() waits for the threads of an SQLite engine's connections
 
 # backend -> (the asyncio driver we use, the drivers we replace by it; "" = none named)
 _ASYNC_DRIVERS = {
@@ -107,13 +112,58 @@ def make_engine(url: str | URL, *, connect_timeout: float = 3.0,
                 # asyncpg always prepares; sqlite3 runs one statement per call.
                 args["connect_args"]["prepare_threshold"] = 0
     elif dialect == "sqlite":
-        args["connect_args"] = {"timeout": connect_timeout, "factory": SQLiteConnection}
+        workers = SQLiteWorkers()
+        args["connect_args"] = {"timeout": connect_timeout, "factory": type(
+            "SQLiteConnection", (SQLiteConnection,), {"workers": workers})}
         if read_only:
             url = _sqlite_read_only(url)
     if not (dialect == "sqlite" and sqlite_path(url) is None):
         args.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=connect_timeout)
     args.update(engine_args)
-    return create_async_engine(url, **args)
+    engine = create_async_engine(url, **args)
+    if dialect == "sqlite":
+        event.listen(engine.sync_engine, "do_connect", workers.connecting)
+        _SQLITE_WORKERS[engine.sync_engine] = workers
+    return engine
+
+
+async def dispose(engine: AsyncEngine, wait: float = WORKERS_WAIT) -> None:
+    """`engine.dispose()`, then for SQLite a wait of at most `wait` seconds for the threads of
+    its connections to end, while the event loop still runs to take their last results. A
+    thread that outlived the loop (a connect cancelled by a shutdown finishes in aiosqlite's
+    thread) posted them to a closed loop: "Event loop is closed", raised in that thread."""
+    await engine.dispose()
+    workers = _SQLITE_WORKERS.get(engine.sync_engine)
+    deadline = time.monotonic() + wait
+    while workers is not None and workers.running() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
+class SQLiteWorkers:
+    """The threads aiosqlite runs the connections of one engine in."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._unseen = 0  # connections asked for whose thread has not started opening them
+        self._threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+    def connecting(self, *_event_args) -> None:
+        """The engine's `do_connect` event, on the loop, before aiosqlite starts a thread."""
+        with self._lock:
+            self._unseen += 1
+
+    def opening(self) -> None:
+        """In the new thread, as it opens the connection."""
+        with self._lock:
+            self._unseen -= 1
+            self._threads.add(threading.current_thread())
+
+    def running(self) -> bool:
+        with self._lock:
+            return self._unseen > 0 or any(thread.is_alive() for thread in self._threads)
+
+
+_SQLITE_WORKERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class SQLiteConnection(sqlite3.Connection):
@@ -124,9 +174,14 @@ class SQLiteConnection(sqlite3.Connection):
     closes the connection, but SQLite only marks it closed while a statement is unfinished: it
     keeps the file locked, its transaction open, until the garbage collector frees that cursor.
     Every write to the file meanwhile waits out its busy timeout and fails with "database is
-    locked" (the demo's last write on SIGTERM, and its exit, took 5 s more)."""
+    locked" (the demo's last write on SIGTERM, and its exit, took 5 s more).
+
+    make_engine() makes a subclass per engine, whose `workers` keep track of its threads."""
+
+    workers: SQLiteWorkers
 
     def __init__(self, *args, **kwargs):
+        self.workers.opening()  # first: a connection that fails to open has a thread too
         self._cursors = weakref.WeakSet()
         super().__init__(*args, **kwargs)
 
