@@ -126,8 +126,11 @@ async def test_record_request_records_what_the_middleware_records():
     instrument_aiohttp(app, served)
     app.router.add_post("/items/{id}", create)
     async with TestClient(TestServer(app)) as client:
-        for tenant in ("acme", "globex", "initech"):
-            response = await client.post("/items/1", data=b"y" * 100, headers={"X-Tenant-ID": tenant})
+        for n, tenant in enumerate(("acme", "globex", "initech")):
+            # request ids of one length: a generated one grows by a byte at 10, 100, ... requests
+            # served by this process, and the response carries it
+            response = await client.post("/items/1", data=b"y" * 100,
+                                         headers={"X-Tenant-ID": tenant, "X-Request-ID": f"request-{n}"})
             assert response.status == 201
     response_bytes = via_middleware.get_sample_value(
         "http_response_size_bytes_sum", {"method": "POST", "route": "/items/{id}"}) / 3
