@@ -19,6 +19,7 @@ from time import perf_counter
 
 from ._http import METHOD_LABEL, OTHER_METHOD, UNMATCHED, HttpMiddleware
 from .context import tenant_var
+from .exemplars import is_tracing_middleware
 from .logging import accept_request_id, log_access, new_request_id, request_id_var
 from .metrics import Metrics
 
@@ -150,8 +151,7 @@ def _warn_if_tracing_inside(app, middleware: PrometheusMiddleware) -> None:
     """OpenTelemetry's ASGI middleware added with `app.add_middleware` ends up inside ours: its
     server span is over when a request is recorded, so the duration has no exemplar. Said once,
     when the app builds its stack."""
-    traced = [entry.cls for entry in getattr(app, "user_middleware", ())
-              if (getattr(entry.cls, "__module__", None) or "").startswith("opentelemetry.")]
+    traced = [entry.cls for entry in getattr(app, "user_middleware", ()) if is_tracing_middleware(entry.cls)]
     if traced and middleware.recorder.metrics.span_ids is not None:
         log.warning("instrument_starlette: %s was added with app.add_middleware, inside the metrics middleware: "
                     "HTTP durations get no exemplars. Wrap the app in it instead (outermost), or use "

@@ -26,6 +26,12 @@ SpanIds = tuple[int, int]  # (trace id, span id)
 _SAMPLED = 0x01            # W3C trace-flags bit
 
 
+def is_tracing_middleware(middleware) -> bool:
+    """Whether a framework middleware (a class or function) is OpenTelemetry's: it must wrap the
+    metrics middleware, so that its server span is current when a request is recorded."""
+    return (getattr(middleware, "__module__", None) or "").startswith("opentelemetry.")
+
+
 def span_ids_reader(enabled: bool | None = None) -> Callable[[], SpanIds | None] | None:
     """A function returning the current sampled span's (trace id, span id), or None when no
     sampled span is current; None itself when exemplars are off: `enabled=False`, or None

@@ -30,6 +30,7 @@ from ._http import (
     header_labels_reader,
 )
 from .context import tenant_var
+from .exemplars import is_tracing_middleware
 from .logging import REQUEST_ID_HEADER, accept_request_id, access_logger, log_access, new_request_id, request_id_var
 from .metrics import Metrics, resolve
 
@@ -166,6 +167,6 @@ def _after_tracing(middlewares) -> int:
     become the duration's exemplar."""
     position = 0
     for index, middleware in enumerate(middlewares):
-        if (getattr(middleware, "__module__", None) or "").startswith("opentelemetry."):
+        if is_tracing_middleware(middleware):
             position = index + 1
     return position
