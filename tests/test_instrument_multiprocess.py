@@ -286,8 +286,10 @@ def test_fastapi_workers_share_one_exposition_and_forget_a_killed_one(tmp_path, 
     address = f"127.0.0.1:{port}" if server_name == "gunicorn" else str(port)
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc), "PYTHONPATH": f"{tmp_path}:{ROOT}",
            "HOLDER_PID_FILE": str(pid_file)}
-    server = subprocess.Popen([sys.executable, *ASGI_SERVERS[server_name], address], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "server.log"  # a file, not a pipe nobody reads while the server runs
+    with log.open("wb") as output:
+        server = subprocess.Popen([sys.executable, *ASGI_SERVERS[server_name], address], cwd=tmp_path, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=output)
     url = f"http://127.0.0.1:{port}"
 
     def until(check, what: str) -> None:
@@ -328,4 +330,4 @@ def test_fastapi_workers_share_one_exposition_and_forget_a_killed_one(tmp_path, 
             server.kill()
             server.wait()
         if server.returncode not in (0, -signal.SIGTERM):
-            print(server.stderr.read().decode()[-3000:])
+            print(log.read_text(errors="replace")[-3000:])

@@ -413,7 +413,6 @@ class Metrics:
             ) from exc
 
 
-
 class _GaugeAsSet:
     """A gauge child counting like the in-flight sets: +1 on add, -1 on discard."""
 
