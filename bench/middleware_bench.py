@@ -11,9 +11,10 @@ Suites (all by default):
   tenants and 3 clients cycled): vigil_instrument vs prometheus-fastapi-instrumentator (its
   default metrics plus a counter by tenant and client, the way its docs add labels) and
   starlette-exporter (`labels=` with its `from_header`); on FastAPI and aiohttp alike, what our
-  figure is made of: a floor (a middleware that only times the request and reads its status,
-  recording nothing: the framework's own price of any metrics middleware) and ours with the
-  labels off, then with the request id off.
+  figure is made of: a floor (code that only times the request and reads its status, recording
+  nothing, installed where ours is: the framework's own price of any HTTP metrics code; on
+  aiohttp also as a middleware, for the price of aiohttp's middleware machinery) and ours with
+  the labels off, then with the request id off.
 - exemplars: vigil_instrument with exemplars off and on while a sampled OpenTelemetry span is
   current (FastAPI and aiohttp).
 - wsgi: Flask bare / vigil_instrument / prometheus_flask_exporter (`group_by="url_rule"`, route
@@ -21,8 +22,9 @@ Suites (all by default):
   directly with a prebuilt environ, the body consumed and closed as a server does.
 
 FastAPI: each variant is the same app plus one middleware (added with `add_middleware`), called
-directly as an ASGI app (no network). aiohttp: instrumented as the docs say (`instrument_aiohttp`,
-the middleware plus its `on_response_prepare` receiver); each request built with `make_mocked_request`
+directly as an ASGI app (no network). aiohttp: instrumented as the docs say (`instrument_aiohttp`:
+at start-up, done as aiohttp's runner does, its middleware moves around the app's handler; with
+its `on_response_prepare` receiver); each request built with `make_mocked_request`
 outside the timed block and sent through the app's handler chain (`Application._handle`, what
 aiohttp's server calls) and a real `StreamWriter` writing into a null transport. Requests cycle
 over every route. Variants are interleaved, one block of `--requests` requests each per round;
@@ -45,6 +47,7 @@ import statistics
 import sys
 import time
 import types
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from time import perf_counter
@@ -82,6 +85,7 @@ def request_labels() -> RequestLabels:
 # The labels suite also measures what the target's figure is made of: the framework's own price
 # of any HTTP metrics middleware (FLOOR), and ours with each of its two per-request features off.
 FLOOR = "floor: time + status only"
+FLOOR_MIDDLEWARE = "floor as a middleware"  # aiohttp
 LABELLED_VARIANTS = {"vigil_instrument, no labels": {"labels": False},
                      "vigil_instrument, no request id": {"request_id": False},
                      "vigil_instrument": {}}
@@ -252,10 +256,12 @@ class _NullProtocol:
         pass
 
 
-def aiohttp_app(count: int, metrics: Metrics | None, middleware=None, request_id: bool = True) -> web.Application:
+def aiohttp_app(count: int, metrics: Metrics | None, middleware=None, request_id: bool = True,
+                around_handler=None) -> web.Application:
     """The app bare, instrumented for `metrics` the documented way (`instrument_aiohttp`: the
-    middleware and, with the request id on, its `on_response_prepare` receiver), or with
-    `middleware`."""
+    middleware, moved around the app's handler at start-up, and with the request id on its
+    `on_response_prepare` receiver), with `middleware`, or with `around_handler(handler,
+    request)` wrapping the app's handler; started as aiohttp's runner starts it."""
     async def endpoint(request):
         return web.Response(body=b"ok", content_type="text/plain")
 
@@ -264,24 +270,49 @@ def aiohttp_app(count: int, metrics: Metrics | None, middleware=None, request_id
         instrument_aiohttp(app, metrics, request_id=request_id)
     for template, _ in route_paths(count):
         app.router.add_get(template, endpoint)
-    app.freeze()
+    start(app)
+    if around_handler is not None:
+        app._handle = partial(around_handler, app._handle)
     return app
 
 
+def start(app: web.Application) -> None:
+    """What aiohttp's runner does before it makes its server: start-up, then freeze. Start-up
+    is driven by hand (it runs inside the bench's event loop): none of its receivers here
+    waits on anything."""
+    app.on_startup.freeze()
+    try:
+        app.startup().send(None)
+    except StopIteration:
+        pass
+    else:
+        raise RuntimeError("an on_startup receiver waited: start the app in an event loop")
+    app.freeze()
+
+
 def aiohttp_label_variants(count: int) -> dict:
-    """The labels suite's aiohttp apps (see LABELLED_VARIANTS)."""
-    return {"bare": aiohttp_app(count, None), FLOOR: aiohttp_app(count, None, aiohttp_floor),
+    """The labels suite's aiohttp apps (see LABELLED_VARIANTS): the floor wraps the app's
+    handler as ours does; FLOOR_MIDDLEWARE is the same as a middleware, for aiohttp's own price
+    of running one."""
+    return {"bare": aiohttp_app(count, None), FLOOR: aiohttp_app(count, None, around_handler=aiohttp_floor),
+            FLOOR_MIDDLEWARE: aiohttp_app(count, None, web.middleware(_reordered(aiohttp_floor))),
             **{name: aiohttp_app(count, **_labelled(**options)) for name, options in LABELLED_VARIANTS.items()}}
 
 
-@web.middleware
-async def aiohttp_floor(request, handler):
-    """The least any aiohttp metrics middleware does, recording nothing: aiohttp's own price of
-    one middleware, a timed handler and its response's status."""
-    start = perf_counter()
+async def aiohttp_floor(handler, request):
+    """The least any aiohttp metrics code does, recording nothing: a timed handler and its
+    response's status."""
+    start_ = perf_counter()
     response = await handler(request)
-    request["bench.floor"] = (perf_counter() - start, response.status)
+    request["bench.floor"] = (perf_counter() - start_, response.status)
     return response
+
+
+def _reordered(around_handler):
+    """`around_handler(handler, request)` as a middleware function `(request, handler)`."""
+    def middleware(request, handler):
+        return around_handler(handler, request)
+    return middleware
 
 
 def aiohttp_requests(app: web.Application, paths: list[str], loop, labelled: bool = False) -> list:

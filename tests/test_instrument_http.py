@@ -5,6 +5,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import random
 import re
 
@@ -31,6 +32,7 @@ from vigil_instrument import (
     from_header,
     instrument_aiohttp,
 )
+from vigil_instrument.logging import new_request_id
 
 STANDARD_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 
@@ -55,6 +57,9 @@ def label_sets(registry, family):
 
 
 # --- aiohttp ---------------------------------------------------------------------------------
+
+MIDDLEWARE = web.AppKey("middleware", object)  # what instrument_aiohttp installed
+
 
 def aiohttp_app(metrics, registry, gate: asyncio.Event | None = None, normalize: bool = True, **options):
     log = logging.getLogger("test.app")
@@ -89,7 +94,7 @@ def aiohttp_app(metrics, registry, gate: asyncio.Event | None = None, normalize:
 
     normalizer = web.normalize_path_middleware(append_slash=False, remove_slash=True)
     app = web.Application(middlewares=[normalizer] if normalize else [])
-    instrument_aiohttp(app, metrics, **options)
+    app[MIDDLEWARE] = instrument_aiohttp(app, metrics, **options)
     app.router.add_get("/items/{id}", item)
     app.router.add_post("/upload", upload)
     app.router.add_get("/stream", stream)
@@ -200,7 +205,7 @@ async def test_aiohttp_random_paths_keep_labels_bounded(registry):
                 response.release()
     assert_bounded(registry, paths, templates, "/items/{id}")
     # aiohttp makes a route object per unmatched request: the middleware's cache is not keyed by it
-    assert len(app.middlewares[0].recorder.entries) <= len(label_sets(registry, "http_requests"))
+    assert len(app[MIDDLEWARE].recorder.entries) <= len(label_sets(registry, "http_requests"))
 
 
 def random_path(rng: random.Random) -> tuple[str, str]:
@@ -467,6 +472,24 @@ async def test_json_logs_carry_the_request_id(metrics, registry):
     assert outside and "request_id" not in outside[0]
 
 
+def test_forked_workers_do_not_repeat_request_ids():
+    """gunicorn forks its workers from a master that has imported the library (the documented
+    gunicorn.conf.py does): no worker may repeat another's request ids."""
+    before = new_request_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        in_worker = pipe.read()
+    os.waitpid(pid, 0)
+    after = new_request_id()
+    assert in_worker.rsplit("-", 1)[0] != before.rsplit("-", 1)[0]   # a prefix of its own
+    assert after.rsplit("-", 1)[0] == before.rsplit("-", 1)[0] and in_worker not in (before, after)
+
+
 async def test_aiohttp_handler_error_keeps_the_request_id(metrics, registry):
     """aiohttp answers a handler's exception itself, after the middleware: its 500 and its
     "Error handling request" log line still carry the request id."""
@@ -482,6 +505,78 @@ async def test_aiohttp_handler_error_keeps_the_request_id(metrics, registry):
     errors = [json.loads(line) for line in stream.getvalue().splitlines() if "Error handling request" in line]
     assert errors and errors[0]["request_id"] == "boom-7"
     assert value(registry, "http_requests_total", method="GET", route="/boom", status="500") == 1
+
+
+@web.middleware
+async def require_key(request, handler):
+    """An application's own middleware: refuses /items/* without a key."""
+    if request.path.startswith("/items/") and "X-Key" not in request.headers:
+        raise web.HTTPUnauthorized()
+    return await handler(request)
+
+
+async def test_aiohttp_started_app_is_wrapped_around_its_handler(metrics, registry):
+    """Started by aiohttp's runner, the instrumentation leaves the middleware list (aiohttp's
+    price of running any middleware) and wraps the app's handler: it still sees the other
+    middlewares' answers, the router's 404s and aiohttp's own 500s, with the request id."""
+    app = web.Application(middlewares=[require_key])
+    instrument_aiohttp(app, metrics)
+
+    async def item(request):
+        return web.Response(text=request.match_info["id"])
+
+    async def boom(request):
+        raise RuntimeError("boom")
+    app.router.add_get("/items/{id}", item)
+    app.router.add_get("/boom", boom)
+    async with TestClient(TestServer(app)) as client:
+        assert list(app.middlewares) == [require_key]
+        ok = await client.get("/items/1", headers={"X-Key": "k"})
+        refused = await client.get("/items/2")
+        missing = await client.get("/nowhere")
+        failed = await client.get("/boom")
+    assert [r.status for r in (ok, refused, missing, failed)] == [200, 401, 404, 500]
+    assert all(r.headers.get("X-Request-ID") for r in (ok, refused, missing, failed))
+    for status, route, count in ((200, "/items/{id}", 1), (401, "/items/{id}", 1), (404, "unmatched", 1),
+                                 (500, "/boom", 1)):
+        assert value(registry, "http_requests_total", method="GET", route=route, status=str(status)) == count
+    assert value(registry, "http_requests_in_flight", method="GET") == 0
+
+
+async def ok(request):
+    return web.Response(text="ok")
+
+
+def frozen_before_start(metrics):
+    app = web.Application()
+    instrument_aiohttp(app, metrics)
+    app.router.add_get("/users/{name}", ok)
+    app.freeze()
+    return app, "/users/ann", "/users/{name}"
+
+
+def instrumented_sub_application(metrics):
+    """A sub-application's requests are served by its parent's handler: its instrumentation
+    stays a middleware."""
+    admin = web.Application()
+    instrument_aiohttp(admin, metrics)
+    admin.router.add_get("/users/{name}", ok)
+    root = web.Application()
+    root.router.add_get("/", ok)
+    root.add_subapp("/admin", admin)
+    return root, "/admin/users/ann", "/admin/users/{name}"
+
+
+@pytest.mark.parametrize("make", [frozen_before_start, instrumented_sub_application])
+async def test_aiohttp_instrumentation_stays_a_middleware_where_it_must(make, metrics, registry):
+    app, path, route = make(metrics)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get(path)
+        assert response.status == 200 and response.headers.get("X-Request-ID")
+        assert (await client.get("/")).status in (200, 404)  # not the instrumented app's route
+    assert value(registry, "http_requests_total", method="GET", route=route, status="200") == 1
+    assert sum(s.value for family in registry.collect() for s in family.samples
+               if s.name == "http_requests_total") == (1 if make is instrumented_sub_application else 2)
 
 
 async def test_fastapi_background_tasks_are_not_in_the_request_duration(metrics, registry):

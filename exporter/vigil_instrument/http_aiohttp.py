@@ -1,5 +1,9 @@
 """aiohttp middleware.
 
+`instrument_aiohttp` puts it first in the application's middlewares; when a runner starts the
+application, it moves from there to around the application's request handler, which spares
+every request aiohttp's machinery for running middlewares (see _around_handler).
+
 The route label is the canonical template of the resource aiohttp's router already matched
 (`request.match_info`); requests it did not match (404, 405, slash redirects of
 `normalize_path_middleware`) are counted with route="unmatched". The middleware sends the
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from functools import partial
 from time import perf_counter
 
 from aiohttp import web
@@ -41,6 +46,22 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
                        request_id: bool = True, access_log: bool | logging.Logger = False):
     """The middleware; put it first in `middlewares` so that it sees every other one's work.
     `access_log`: one JSON line per request (see logging.log_access)."""
+    observe = _request_observer(metrics, exclude_paths, request_id, access_log)
+
+    @web.middleware
+    def prometheus_middleware(request: web.Request, handler):
+        return observe(handler, request)
+
+    prometheus_middleware.observe = observe
+    prometheus_middleware.recorder = observe.recorder  # for introspection: its cached label sets
+    return prometheus_middleware
+
+
+def _request_observer(metrics: Metrics | None, exclude_paths: Iterable, request_id: bool,
+                      access_log: bool | logging.Logger):
+    """`observe(handler, request)`: serve `request` with `handler` and record it. The handler
+    comes first so that `partial(observe, app._handle)` binds it positionally (see
+    instrument_aiohttp)."""
     recorder = HttpRecorder(resolve(metrics))
     entries = recorder.entries
     labels = recorder.labels
@@ -63,8 +84,7 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
 
     # The request path is written for speed (see docs/performance.md): no helper calls that
     # can be inlined, children resolved once per label set, one call to record a request.
-    @web.middleware
-    async def prometheus_middleware(request: web.Request, handler):
+    async def observe(handler, request: web.Request):
         path = request.path
         if path in excluded_exact or (excluded_prefixes and path.startswith(excluded_prefixes)) or (
                 excluded_regex is not None and excluded_regex(path)):
@@ -125,8 +145,11 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
             # set for aiohttp's own 500 after an escaped exception and its error log line.
         return response
 
-    prometheus_middleware.recorder = recorder  # for introspection: its cached label sets
-    return prometheus_middleware
+    observe.recorder = recorder
+    # the tenant of the request's context is read before the handler from a path parameter:
+    # only a middleware sees the route matched by then
+    observe.reads_route_early = labels is not None and labels.tenant_reads("path_param")
+    return observe
 
 
 def _route_label(route) -> str:
@@ -150,14 +173,39 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
 
 def instrument_aiohttp(app: web.Application, metrics: Metrics | None = None, *,
                        exclude_paths: Iterable = DEFAULT_EXCLUDE, request_id: bool = True,
-                       access_log: bool | logging.Logger = False) -> None:
+                       access_log: bool | logging.Logger = False):
     """Put the middleware first in `app` (after OpenTelemetry's tracing middleware, if there is
     one), and give responses that handlers prepare themselves (streaming, SSE) the request id
-    header too."""
-    app.middlewares.insert(_after_tracing(app.middlewares), aiohttp_middleware(
-        metrics, exclude_paths=exclude_paths, request_id=request_id, access_log=access_log))
+    header too. When a runner starts `app`, the middleware moves around the application's
+    request handler if it can (see _around_handler). Returns the middleware."""
+    middleware = aiohttp_middleware(metrics, exclude_paths=exclude_paths, request_id=request_id,
+                                    access_log=access_log)
+    app.middlewares.insert(_after_tracing(app.middlewares), middleware)
+    app.on_startup.append(partial(_around_handler, observe=middleware.observe))
     if request_id:
         app.on_response_prepare.append(_add_request_id)
+    return middleware
+
+
+async def _around_handler(app: web.Application, observe) -> None:
+    """At start-up, move a first middleware out of `app.middlewares` to wrap the handler
+    aiohttp's server calls for every request (`Application._handle`, as Sentry's aiohttp
+    integration does): aiohttp's machinery for running any middleware at all costs a third
+    of what ours did as a middleware (docs/performance.md). It sees the same: every other middleware's work, the
+    router's 404 and 405 and the exceptions that escape. It stays a middleware in a
+    sub-application (frozen when added to its parent; its parent's handler serves its
+    requests) or an application frozen before it started, behind another middleware (such as
+    OpenTelemetry's, whose span must be current when a request is recorded), or when the
+    tenant of the request's context comes from a path parameter (the route is not matched
+    before the handler)."""
+    middlewares = app.middlewares
+    if (app.pre_frozen or not middlewares or getattr(middlewares[0], "observe", None) is not observe
+            or observe.reads_route_early):
+        return
+    del middlewares[0]
+    # aiohttp's server takes `app._handle` when the runner makes it, after start-up; an
+    # attribute of this application only (in dev mode aiohttp warns of any attribute set)
+    object.__setattr__(app, "_handle", partial(observe, app._handle))
 
 
 def _after_tracing(middlewares) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import re
 import secrets
 import sys
@@ -23,8 +24,20 @@ request_id_var: ContextVar[str | None] = ContextVar("vigil_request_id", default=
 # An incoming id is trusted only if short and made of token characters (it ends up in log lines
 # and response headers).
 _VALID_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_PREFIX = secrets.token_hex(6) + "-"
-_counter = itertools.count(1)
+
+
+def _new_process_ids() -> None:
+    """A fresh random prefix and counter for this process. Also run in every forked child:
+    gunicorn's workers are forks of a master that has imported this module when its
+    gunicorn.conf.py does (for `mark_process_dead`), and must not repeat each other's ids."""
+    global _PREFIX, _counter
+    _PREFIX = secrets.token_hex(6) + "-"
+    _counter = itertools.count(1)
+
+
+_new_process_ids()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_process_ids)
 
 
 def current_request_id() -> str | None:

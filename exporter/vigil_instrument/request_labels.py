@@ -165,6 +165,11 @@ class BoundLabels:
             return None
         return self._first(request, get, self._plan[self.tenant_index][0])
 
+    def tenant_reads(self, kind: str) -> bool:
+        """Whether `early` reads a source of `kind` ("header", "path_param", "state")."""
+        return self.tenant_index is not None and any(
+            source.kind == kind for source in self._plan[self.tenant_index][0])
+
     def _first(self, request, get, sources) -> str | None:
         for source in sources:
             value = self._found(get(request, source.kind, source.key), source)
