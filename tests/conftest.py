@@ -55,12 +55,14 @@ def uses_live_stack(item) -> bool:
     return bool({"live_stack", "live_prometheus"} & set(getattr(item, "fixturenames", ())))
 
 
-# Files that take a minute or more of their own (a quiet run's --durations), longest first:
-# handed to the workers in this order right after the live stack's, so that the session does not
-# end with one worker on one of them while the others have nothing left (test_paging_live.py,
-# collected late, did: 2.7 min), and the short files fill the gaps at the end.
-LONG_FILES = ("test_promtool_units.py", "test_paging_live.py", "test_customisation.py",
-              "test_alert_pipeline.py", "test_dashboards.py", "test_slo.py")
+# Files that take a minute or more of their own (a quiet run's --durations): handed to the
+# workers in this order right after the live stack's, so that the session does not end with one
+# worker on one of them while the others have nothing left (test_paging_live.py, collected late,
+# did: 2.7 min), and the short files fill the gaps at the end. The CPU-bound ones first, beside
+# the live stack's tests (which mostly wait on it); those that run stacks of their own (a stack
+# with demo traffic takes about half a core while its test waits) after them.
+LONG_FILES = ("test_promtool_units.py", "test_customisation.py", "test_dashboards.py",
+              "test_slo.py", "test_paging_live.py", "test_alert_pipeline.py")
 # Files whose tests share no fixture beyond a test's own: with `--dist loadfile` each of their
 # tests is a unit of work of its own, so that the workers share them (promtool's unit tests: two
 # and a half minutes of CPU in one file).
