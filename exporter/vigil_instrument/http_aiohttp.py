@@ -198,14 +198,14 @@ async def _around_handler(app: web.Application, observe) -> None:
     OpenTelemetry's, whose span must be current when a request is recorded), or when the
     tenant of the request's context comes from a path parameter (the route is not matched
     before the handler)."""
-    middlewares = app.middlewares
-    if (app.pre_frozen or not middlewares or getattr(middlewares[0], "observe", None) is not observe
-            or observe.reads_route_early):
-        return
+    middlewares, handle = app.middlewares, getattr(app, "_handle", None)
+    if (handle is None or app.pre_frozen or not middlewares or observe.reads_route_early
+            or getattr(middlewares[0], "observe", None) is not observe):
+        return  # (no `_handle`: an aiohttp release that renamed it keeps the middleware)
     del middlewares[0]
     # aiohttp's server takes `app._handle` when the runner makes it, after start-up; an
     # attribute of this application only (in dev mode aiohttp warns of any attribute set)
-    object.__setattr__(app, "_handle", partial(observe, app._handle))
+    object.__setattr__(app, "_handle", partial(observe, handle))
 
 
 def _after_tracing(middlewares) -> int:
