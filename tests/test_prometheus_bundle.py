@@ -6,6 +6,7 @@ and that every recording rule has an expression test.
 """
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -42,8 +43,17 @@ def promtool() -> str:
     return path
 
 
-MIXIN = bundle.evaluate()
-CONFIG = MIXIN["config"]
+# The evaluated mixin, on first use (seconds of Jsonnet: not at collection, which every worker of
+# the parallel runner does).
+@functools.cache
+def mixin() -> dict:
+    return bundle.evaluate()
+
+
+def evaluated_config() -> dict:
+    return mixin()["config"]
+
+
 GROUPS = bundle.load_groups()
 ALERTS = [rule for group in GROUPS for rule in group["rules"] if "alert" in rule]
 RECORDS = [rule for group in GROUPS for rule in group["rules"] if "record" in rule]
@@ -108,12 +118,13 @@ def test_check_mode_reports_a_stale_file(tmp_path):
 def test_headers_carry_the_bundle_version():
     for name in bundle.OUTPUTS:
         first = (bundle.generated_dir() / name).read_text().splitlines()[0]
-        assert first.startswith(f"# Vigil monitoring bundle {CONFIG['bundleVersion']}:"), first
+        version = evaluated_config()["bundleVersion"]
+        assert first.startswith(f"# Vigil monitoring bundle {version}:"), first
 
 
 def test_versions_agree():
     """One version for the package and the bundle, and the changelog names it."""
-    version = CONFIG["bundleVersion"]
+    version = evaluated_config()["bundleVersion"]
     assert re.fullmatch(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?", version), version
     assert version == vigil_exporter.__version__
     released = re.findall(r"^## \[(\d+\.\d+\.\d+[^\]]*)\]", CHANGELOG.read_text(), re.M)
@@ -169,19 +180,20 @@ def test_alert_conventions(rule):
     assert "{{ $value" in description, "description must show the value"
     if name not in GLOBAL_ALERTS:
         assert "$labels." in description, "description must name the failing thing"
-    assert notes["runbook_url"] == CONFIG["runbookUrlPattern"] % name.lower()
-    uid = CONFIG["dashboardUids"][CONFIG["areaDashboards"][labels["area"]]]
+    bundle_config = evaluated_config()
+    assert notes["runbook_url"] == bundle_config["runbookUrlPattern"] % name.lower()
+    uid = bundle_config["dashboardUids"][bundle_config["areaDashboards"][labels["area"]]]
     query = f"?var-slo={labels['slo']}" if name in PER_SLO_ALERTS else ""
     if name in PER_TENANT_LINKED:
-        uid, query = CONFIG["dashboardUids"]["tenants"], "?var-tenant={{ $labels.tenant }}"
-    assert notes["dashboard_url"] == f"{CONFIG['grafanaUrl']}/d/{uid}{query}"
-    if name in CONFIG["forDurations"] and CONFIG["forDurations"][name] != "0s":
-        assert rule["for"] == CONFIG["forDurations"][name]
-    assert rule.get("keep_firing_for") == CONFIG["keepFiringFor"].get(name)
+        uid, query = bundle_config["dashboardUids"]["tenants"], "?var-tenant={{ $labels.tenant }}"
+    assert notes["dashboard_url"] == f"{bundle_config['grafanaUrl']}/d/{uid}{query}"
+    if name in bundle_config["forDurations"] and bundle_config["forDurations"][name] != "0s":
+        assert rule["for"] == bundle_config["forDurations"][name]
+    assert rule.get("keep_firing_for") == bundle_config["keepFiringFor"].get(name)
 
 
 def test_keep_firing_for_names_alerts_that_exist():
-    assert set(CONFIG["keepFiringFor"]) <= {rule["alert"] for rule in ALERTS}
+    assert set(evaluated_config()["keepFiringFor"]) <= {rule["alert"] for rule in ALERTS}
 
 
 def test_alert_names_are_unique_and_configured():
@@ -190,9 +202,9 @@ def test_alert_names_are_unique_and_configured():
     per_slo = [(rule["alert"], rule["labels"]["slo"]) for rule in ALERTS
                if rule["alert"] in PER_SLO_ALERTS]
     assert sorted(per_slo) == sorted((name, slo) for name in PER_SLO_ALERTS
-                                     for slo in CONFIG["slos"])
+                                     for slo in evaluated_config()["slos"])
     names += [name for name, _ in per_slo]
-    assert set(CONFIG["forDurations"]) == set(names) - {"Watchdog"}
+    assert set(evaluated_config()["forDurations"]) == set(names) - {"Watchdog"}
 
 
 def _runbook_sections() -> dict[str, str]:
@@ -338,13 +350,14 @@ def test_prometheus_yml_jobs_match_the_selectors():
     assert set(jobs) == {"vigil", "vigil-demo", "prometheus", "alertmanager"}
     assert jobs["vigil"]["static_configs"][0]["targets"] == ["vigil:9477"]
     assert jobs["vigil-demo"]["static_configs"][0]["targets"] == ["demo:8080"]
-    selectors = [CONFIG[key] for key in ("exporterSelector", "serviceSelector",
-                                         "prometheusSelector", "alertmanagerSelector")]
-    for selector in selectors + CONFIG["absentTargetSelectors"]:
+    bundle_config = evaluated_config()
+    selectors = [bundle_config[key] for key in ("exporterSelector", "serviceSelector",
+                                                "prometheusSelector", "alertmanagerSelector")]
+    for selector in selectors + bundle_config["absentTargetSelectors"]:
         job = re.fullmatch(r'job="([^"]+)"', selector).group(1)
         assert job in jobs, f"selector {selector} names no job of prometheus.yml"
     for job in jobs:
-        assert re.search(CONFIG["targetSelector"].split('"')[1], job), f"TargetDown misses {job}"
+        assert re.search(bundle_config["targetSelector"].split('"')[1], job), f"TargetDown misses {job}"
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == \
         ["alertmanager:9093"]
     for entry in config["rule_files"]:
@@ -406,7 +419,7 @@ def test_documented_overrides_build(doc):
         alerts = result.get("alerts.yml", result)  # README's example writes files
         text = json.dumps(alerts)
         assert "SystemCpuUsageHigh" in text or "AgentLatencyHigh" in text
-        assert alerts != MIXIN["prometheusAlerts"], "the override changed nothing"
+        assert alerts != mixin()["prometheusAlerts"], "the override changed nothing"
 
 
 def test_documented_yaml_override_builds(tmp_path):

@@ -4,6 +4,7 @@ conditions against Sloth's documented google-30d and google-28d windows, and the
 must agree with the instrumentation library."""
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -24,7 +25,12 @@ pytestmark = pytest.mark.timeout(600)   # promtool and fresh Jsonnet builds: CPU
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "slos.yml"
 EXAMPLE_TEST = ROOT / "tests" / "promtool" / "example_slos_test.yml"
-CONFIG = bundle.evaluate_config()
+
+
+@functools.cache
+def evaluated_config() -> dict:
+    """`_config` as evaluated, on first use (not at collection)."""
+    return bundle.evaluate_config()
 
 
 def run_bundle(*args: str) -> subprocess.CompletedProcess:
@@ -167,7 +173,7 @@ def test_an_slo_of_an_override_file_is_reported_against_that_file(tmp_path, caps
 
 
 def test_a_wrong_slo_in_the_jsonnet_config_is_reported_against_it():
-    config = json.loads(json.dumps(CONFIG))
+    config = json.loads(json.dumps(evaluated_config()))
     config["slos"]["http-latency"]["sli"]["threshold"] = 0.2
     with pytest.raises(ConfigError) as caught:
         spec.check(config)
@@ -239,7 +245,7 @@ def test_the_page_thresholds_of_99_9_over_30_days_are_the_workbooks(example_buil
 def test_latency_bounds_are_the_instrumentation_librarys():
     from vigil_instrument.metrics import HTTP_DURATION_BUCKETS
 
-    assert CONFIG["httpDurationBuckets"] == list(HTTP_DURATION_BUCKETS)
+    assert evaluated_config()["httpDurationBuckets"] == list(HTTP_DURATION_BUCKETS)
 
 
 def test_the_kinds_of_the_schema_are_the_generators():
@@ -269,10 +275,10 @@ def test_the_le_matcher_reads_every_clients_labels(bound, matches, misses):
 
 
 def test_the_default_slos_are_the_demos_four():
-    assert {name: slo["sli"]["kind"] for name, slo in CONFIG["slos"].items()} == {
+    assert {name: slo["sli"]["kind"] for name, slo in evaluated_config()["slos"].items()} == {
         "http-availability": "http-availability", "http-latency": "http-latency",
         "agent-success": "agent-success", "llm-success": "llm-success"}
-    spec.check(CONFIG)   # valid
+    spec.check(evaluated_config())   # valid
 
 
 # ---- vigil slo status, the table --------------------------------------------------------------
