@@ -527,10 +527,16 @@ async def test_aiohttp_started_app_is_wrapped_around_its_handler(metrics, regist
 
     async def boom(request):
         raise RuntimeError("boom")
+
+    async def proxied(request):  # copies an upstream's headers, its request id among them
+        return web.Response(text="upstream", headers={"X-Request-ID": "upstream-1"})
     app.router.add_get("/items/{id}", item)
     app.router.add_get("/boom", boom)
+    app.router.add_get("/proxied", proxied)
     async with TestClient(TestServer(app)) as client:
         assert list(app.middlewares) == [require_key]
+        copied = await client.get("/proxied", headers={"X-Request-ID": "ours-1"})
+        assert copied.headers["X-Request-ID"] == "ours-1"  # the id of our log lines and metrics
         ok = await client.get("/items/1", headers={"X-Key": "k"})
         refused = await client.get("/items/2")
         missing = await client.get("/nowhere")

@@ -46,8 +46,10 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
                        request_id: bool = True, access_log: bool | logging.Logger = False):
     """The middleware; put it first in `middlewares` so that it sees every other one's work.
     `access_log`: one JSON line per request (see logging.log_access)."""
-    observe = _request_observer(metrics, exclude_paths, request_id, access_log)
+    return _as_middleware(_request_observer(metrics, exclude_paths, request_id, access_log, request_id))
 
+
+def _as_middleware(observe):
     @web.middleware
     def prometheus_middleware(request: web.Request, handler):
         return observe(handler, request)
@@ -58,10 +60,11 @@ def aiohttp_middleware(metrics: Metrics | None = None, *, exclude_paths: Iterabl
 
 
 def _request_observer(metrics: Metrics | None, exclude_paths: Iterable, request_id: bool,
-                      access_log: bool | logging.Logger):
+                      access_log: bool | logging.Logger, id_header: bool):
     """`observe(handler, request)`: serve `request` with `handler` and record it. The handler
     comes first so that `partial(observe, app._handle)` binds it positionally (see
-    instrument_aiohttp)."""
+    instrument_aiohttp). `id_header`: give the response the request id header (else an
+    `on_response_prepare` receiver does)."""
     recorder = HttpRecorder(resolve(metrics))
     entries = recorder.entries
     labels = recorder.labels
@@ -121,7 +124,7 @@ def _request_observer(metrics: Metrics | None, exclude_paths: Iterable, request_
             finally:
                 if response is not None:
                     status = response.status
-                    if request_id:  # (too late for a response the handler sent itself: see _add_request_id)
+                    if id_header:  # (too late for a response the handler sent itself: see _add_request_id)
                         response.headers[_REQUEST_ID] = rid
                     try:
                         await response.prepare(request)
@@ -167,8 +170,8 @@ def _source(request: web.Request, kind: str, key: str):
 
 async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
     rid = request_id_var.get()
-    if rid is not None and REQUEST_ID_HEADER not in response.headers:
-        response.headers[REQUEST_ID_HEADER] = rid
+    if rid is not None:  # the id of the request's log lines, also over one a handler copied in
+        response.headers[_REQUEST_ID] = rid
 
 
 def instrument_aiohttp(app: web.Application, metrics: Metrics | None = None, *,
@@ -178,8 +181,8 @@ def instrument_aiohttp(app: web.Application, metrics: Metrics | None = None, *,
     one), and give responses that handlers prepare themselves (streaming, SSE) the request id
     header too. When a runner starts `app`, the middleware moves around the application's
     request handler if it can (see _around_handler). Returns the middleware."""
-    middleware = aiohttp_middleware(metrics, exclude_paths=exclude_paths, request_id=request_id,
-                                    access_log=access_log)
+    # the request id header: the on_response_prepare receiver gives it to every response
+    middleware = _as_middleware(_request_observer(metrics, exclude_paths, request_id, access_log, False))
     app.middlewares.insert(_after_tracing(app.middlewares), middleware)
     app.on_startup.append(partial(_around_handler, observe=middleware.observe))
     if request_id:
@@ -198,14 +201,14 @@ async def _around_handler(app: web.Application, observe) -> None:
     OpenTelemetry's, whose span must be current when a request is recorded), or when the
     tenant of the request's context comes from a path parameter (the route is not matched
     before the handler)."""
-    middlewares = app.middlewares
-    if (app.pre_frozen or not middlewares or getattr(middlewares[0], "observe", None) is not observe
-            or observe.reads_route_early):
-        return
+    middlewares, handle = app.middlewares, getattr(app, "_handle", None)
+    if (handle is None or app.pre_frozen or not middlewares or observe.reads_route_early
+            or getattr(middlewares[0], "observe", None) is not observe):
+        return  # (no `_handle`: an aiohttp release that renamed it keeps the middleware)
     del middlewares[0]
     # aiohttp's server takes `app._handle` when the runner makes it, after start-up; an
     # attribute of this application only (in dev mode aiohttp warns of any attribute set)
-    object.__setattr__(app, "_handle", partial(observe, app._handle))
+    object.__setattr__(app, "_handle", partial(observe, handle))
 
 
 def _after_tracing(middlewares) -> int:
