@@ -56,10 +56,22 @@ def uses_live_stack(item) -> bool:
 
 
 # Files that take a minute or more of their own (a quiet run's --durations): handed to the
-# workers right after the live stack's, so that the session does not end with one worker on one
-# of them while the other has nothing left (test_paging_live.py, collected late, did: 2.7 min).
-LONG_FILES = frozenset({"test_paging_live.py", "test_promtool_units.py", "test_slo.py",
-                        "test_customisation.py", "test_alert_pipeline.py", "test_dashboards.py"})
+# workers in this order right after the live stack's, so that the session does not end with one
+# worker on one of them while the others have nothing left (test_paging_live.py, collected late,
+# did: 2.7 min), and the short files fill the gaps at the end. The CPU-bound ones first, beside
+# the live stack's tests (which mostly wait on it); those that run stacks of their own (a stack
+# with demo traffic takes about half a core while its test waits) after them.
+LONG_FILES = ("test_promtool_units.py", "test_customisation.py", "test_dashboards.py",
+              "test_slo.py", "test_paging_live.py", "test_alert_pipeline.py")
+# Files whose tests share no fixture beyond a test's own: with `--dist loadfile` each of their
+# tests is a unit of work of its own, so that the workers share them (promtool's unit tests: two
+# and a half minutes of CPU in one file).
+TEST_UNIT_FILES = frozenset({"test_promtool_units.py"})
+
+
+def _long_rank(item) -> int:
+    name = item.path.name
+    return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
 
 
 def pytest_collection_modifyitems(items):
@@ -67,15 +79,17 @@ def pytest_collection_modifyitems(items):
     1 s rule evaluations, about half a core) then runs once per session and only while they run
     (LiveStack stops it after the last of them); those marked `aged_live_stack` last, when the
     stack has minutes of history. With `--dist loadfile`, the files that use it are one unit
-    of work for one worker (pytest_xdist_make_scheduler). Then LONG_FILES, then the rest."""
+    of work for one worker (pytest_xdist_make_scheduler). Then LONG_FILES, longest first, then
+    the rest."""
     items.sort(key=lambda item: (not uses_live_stack(item),  # stable: order within kept
                                  item.get_closest_marker("aged_live_stack") is not None,
-                                 item.path.name not in LONG_FILES))
+                                 _long_rank(item)))
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown when it is not loaded
 def pytest_xdist_make_scheduler(config, log):
-    """`--dist loadfile`, with every file that uses the live stack in one unit."""
+    """`--dist loadfile`, with every file that uses the live stack in one unit and each test of
+    TEST_UNIT_FILES a unit of its own."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadScopeScheduling
@@ -89,7 +103,8 @@ def pytest_xdist_make_scheduler(config, log):
 
     class LiveStackFiles(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return unit(nodeid.split("::", 1)[0])
+            path = nodeid.split("::", 1)[0]
+            return nodeid if Path(path).name in TEST_UNIT_FILES else unit(path)
 
     # Units in collection order (pytest_collection_modifyitems), not by their number of tests.
     config.option.loadscopereorder = False

@@ -12,6 +12,7 @@ customises the bundle (`vigil bundle build --override`).
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -83,9 +84,29 @@ def test_the_replica_only_names_are_in_the_reference_made_with_replicas():
     assert not [name for name in sorted(REPLICA_ONLY) if f"`{name}`" not in reference]
 
 
+def time_of_day_starts(groups: list[dict]) -> dict[str, int]:
+    """Recording rule name -> the second of the UTC day from which it records (a projection of
+    the day's quotas: none in its first hours), for the rules that say `vector(time()) % 86400 >= N`."""
+    starts = {}
+    for group in groups:
+        for rule in group["rules"]:
+            found = re.search(r"vector\(time\(\)\) % 86400 >= (\d+)", rule.get("expr", ""))
+            if "record" in rule and found:
+                starts[rule["record"]] = int(found.group(1))
+    return starts
+
+
 @pytest.mark.aged_live_stack  # the anomaly and forecast rules need minutes of history
 def test_every_recording_rule_returns_series(live):
-    wanted = sorted(raw_inputs(bundle.load_groups()))
+    groups = bundle.load_groups()
+    # before its time of day a rule must record nothing; a minute after it, series
+    now = time.time() % 86400
+    early = {name for name, start in time_of_day_starts(groups).items() if now < start + 60}
+    assert early <= set(raw_inputs(groups)), early
+    for name in early:
+        if time.time() % 86400 < time_of_day_starts(groups)[name]:
+            assert not live.query(f"count({name})"), f"{name} records before its time of day"
+    wanted = sorted(set(raw_inputs(groups)) - early)
     deadline = time.monotonic() + DATA_TIMEOUT
     while True:
         empty = [name for name in wanted if not live.query(f"count({name})")]

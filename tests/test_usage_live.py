@@ -40,7 +40,6 @@ from vigil_exporter.validation import parse_duration
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 TODAY = datetime.now(timezone.utc).date()
-STEP_SECONDS = parse_duration(bundle.evaluate_config()["usage"]["step"])  # the steps' group interval
 RETENTION_DAYS = int(parse_duration(RETENTION["prometheus"]) // 86400)  # the stack's Prometheus
 # Exporter gauge (with its label filter) -> the report's field for today.
 GAUGES = {
@@ -331,13 +330,14 @@ def test_llm_cost_today_equals_the_increase_of_the_counters(live_stack):
     # a step counts from one step back, and only for a series sampled by then: each series
     # is counted from its value one step before the first step that could see it
     low = high = 0.0
+    step = parse_duration(bundle.evaluate_config()["usage"]["step"])  # the steps' group interval
     for series in raw('llm_cost_usd_total{job="vigil-demo"}'):
         values = [(float(t), float(v)) for t, v in series["values"]]
         assert all(b >= a for (_, a), (_, b) in zip(values, values[1:])), "a reset: not here"
         seen = [v for t, v in values if t <= last_step]
         if not seen:
             continue
-        counted_from = min((s - STEP_SECONDS for s in step_times if s - STEP_SECONDS >= values[0][0]),
+        counted_from = min((s - step for s in step_times if s - step >= values[0][0]),
                            default=last_step)
         base = [v for t, v in values if t <= counted_from][-1] if counted_from >= values[0][0] \
             else values[0][1]
