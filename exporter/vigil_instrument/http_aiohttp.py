@@ -63,7 +63,7 @@ def _request_observer(metrics: Metrics | None, exclude_paths: Iterable, request_
                       access_log: bool | logging.Logger, id_header: bool):
     """`observe(handler, request)`: serve `request` with `handler` and record it. The handler
     comes first so that `partial(observe, app._handle)` binds it positionally (see
-    instrument_aiohttp). `id_header`: give the response the request id header (else an
+    _around_handler). `id_header`: give the response the request id header (else an
     `on_response_prepare` receiver does)."""
     recorder = HttpRecorder(resolve(metrics))
     entries = recorder.entries
@@ -193,14 +193,14 @@ def instrument_aiohttp(app: web.Application, metrics: Metrics | None = None, *,
 async def _around_handler(app: web.Application, observe) -> None:
     """At start-up, move a first middleware out of `app.middlewares` to wrap the handler
     aiohttp's server calls for every request (`Application._handle`, as Sentry's aiohttp
-    integration does): aiohttp's machinery for running any middleware at all costs a third
-    of what ours did as a middleware (docs/performance.md). It sees the same: every other middleware's work, the
-    router's 404 and 405 and the exceptions that escape. It stays a middleware in a
-    sub-application (frozen when added to its parent; its parent's handler serves its
-    requests) or an application frozen before it started, behind another middleware (such as
+    integration does): aiohttp's machinery for running any middleware at all costs a quarter
+    of what ours did as a middleware (docs/performance.md). It sees the same: every other
+    middleware's work, the router's 404 and 405, the exceptions that escape. It stays a
+    middleware in a sub-application (frozen when added to its parent, whose handler serves its
+    requests), in an application frozen before it started, behind another middleware (such as
     OpenTelemetry's, whose span must be current when a request is recorded), or when the
-    tenant of the request's context comes from a path parameter (the route is not matched
-    before the handler)."""
+    tenant of the request's context comes from a path parameter (not matched before the
+    handler)."""
     middlewares, handle = app.middlewares, getattr(app, "_handle", None)
     if (handle is None or app.pre_frozen or not middlewares or observe.reads_route_early
             or getattr(middlewares[0], "observe", None) is not observe):
