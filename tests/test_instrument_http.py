@@ -573,6 +573,17 @@ def instrumented_sub_application(metrics):
     return root, "/admin/users/ann", "/admin/users/{name}"
 
 
+async def test_instrumenting_a_frozen_aiohttp_app_says_why(metrics):
+    started = web.Application()
+    async with TestClient(TestServer(started)):
+        with pytest.raises(RuntimeError, match="instrument_aiohttp: the application is frozen"):
+            instrument_aiohttp(started, metrics)
+    sub = web.Application()
+    web.Application().add_subapp("/admin", sub)
+    with pytest.raises(RuntimeError, match="add_subapp"):
+        instrument_aiohttp(sub, metrics)
+
+
 @pytest.mark.parametrize("make", [frozen_before_start, instrumented_sub_application])
 async def test_aiohttp_instrumentation_stays_a_middleware_where_it_must(make, metrics, registry):
     app, path, route = make(metrics)

@@ -181,6 +181,9 @@ def instrument_aiohttp(app: web.Application, metrics: Metrics | None = None, *,
     one), and give responses that handlers prepare themselves (streaming, SSE) the request id
     header too. When a runner starts `app`, the middleware moves around the application's
     request handler if it can (see _around_handler). Returns the middleware."""
+    if app.pre_frozen:  # started, or added to a parent as a sub-application
+        raise RuntimeError("instrument_aiohttp: the application is frozen (it has started, or it was added "
+                           "with add_subapp); call it before either")
     # the request id header: the on_response_prepare receiver gives it to every response
     middleware = _as_middleware(_request_observer(metrics, exclude_paths, request_id, access_log, False))
     app.middlewares.insert(_after_tracing(app.middlewares), middleware)
