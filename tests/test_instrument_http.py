@@ -332,6 +332,18 @@ async def test_fastapi_request_id_exclusion_and_wrapped_errors(metrics, registry
     assert value(registry, "http_requests_total", method="GET", route="/metrics", status="200") == 0
 
 
+async def test_asgi_response_carries_one_request_id_ours(metrics):
+    """An app that copies an upstream's headers, its request id among them, still answers with
+    one X-Request-ID: the id of our log lines (as on aiohttp and WSGI)."""
+    def proxied(request):
+        return PlainTextResponse("upstream", headers={"X-Request-ID": "upstream-1", "X-Upstream": "yes"})
+    app = PrometheusMiddleware(Starlette(routes=[Route("/proxied", proxied)]), metrics)
+    async with asgi_client(app) as client:
+        copied = await client.get("/proxied", headers={"X-Request-ID": "ours-1"})
+    assert copied.headers.get_list("x-request-id") == ["ours-1"]
+    assert copied.headers["x-upstream"] == "yes" and copied.text == "upstream"
+
+
 async def test_fastapi_random_paths_keep_labels_bounded(registry):
     rng = random.Random(5)
     templates = {"/items/{item_id}", "/echo", "/stream", "/boom", "/health", "/admin/users/{name}"}

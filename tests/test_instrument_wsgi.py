@@ -450,3 +450,18 @@ def test_wsgi_caps_hold_under_10000_tenants():
     for n in range(10_000):
         call(application, "GET", "/me", f"tenant-{n}")
     assert_bounded(metrics.registry, 10_000, {"/me"}, 50)
+
+
+def test_wsgi_response_carries_one_request_id_ours():
+    """An app that copies an upstream's headers, its request id among them, still answers with
+    one X-Request-ID: the id of our log lines (as on aiohttp and ASGI)."""
+    from vigil_instrument import WSGIMiddleware
+
+    def proxied(environ, start_response):
+        start_response("200 OK", [("x-request-id", "upstream-1"), ("X-Upstream", "yes")])
+        return [b"upstream"]
+
+    for url in serve(WSGIMiddleware(proxied, Metrics(CollectorRegistry()))):
+        copied = httpx.get(url + "/proxied", headers={"X-Request-ID": "ours-1"})
+    assert copied.headers.get_list("x-request-id") == ["ours-1"]
+    assert copied.headers["x-upstream"] == "yes" and copied.text == "upstream"

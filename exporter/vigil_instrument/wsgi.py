@@ -22,6 +22,7 @@ ROUTE_KEY = "vigil_instrument.route"              # the matched route template
 PATH_PARAMS_KEY = "vigil_instrument.path_params"  # the matched route's parameters
 _LABELS_KEY = "vigil_instrument.labels"           # the request labels, when a tenant is declared
 _REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"  # REQUEST_ID_HEADER in the environ
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower()
 
 
 class WSGIMiddleware(HttpMiddleware):
@@ -95,10 +96,12 @@ class _Request:
         self.started = perf_counter()
 
     def start_response(self, status: str, headers: list, exc_info=None):
-        """The app's `start_response`: notes the status, adds the request id header."""
+        """The app's `start_response`: notes the status, gives the response the request id
+        header (ours, also over one the app copied in from an upstream)."""
         self.status = int(status[:3])
         if self.request_id is not None:
-            headers = [*headers, (REQUEST_ID_HEADER, self.request_id)]
+            headers = [*(header for header in headers if header[0].lower() != _REQUEST_ID_NAME),
+                       (REQUEST_ID_HEADER, self.request_id)]
         return self._start_response(status, headers, exc_info)
 
     def __iter__(self):
