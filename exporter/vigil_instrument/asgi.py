@@ -85,7 +85,12 @@ class PrometheusMiddleware(HttpMiddleware):
             if kind == "http.response.start":
                 status = message["status"]
                 if id_header is not None:
-                    message["headers"] = _with_request_id(message.get("headers", ()), id_header)
+                    response_headers = message.get("headers", ())
+                    for name, _ in response_headers:  # (ASGI header names are lowercase)
+                        if name == _REQUEST_ID:  # copied from an upstream: ours replaces it
+                            response_headers = [header for header in response_headers if header[0] != _REQUEST_ID]
+                            break
+                    message["headers"] = [*response_headers, id_header]
             await send(message)
 
         if self._tenant_early and header_labels is None:
@@ -156,14 +161,6 @@ def _warn_if_tracing_inside(app, middleware: PrometheusMiddleware) -> None:
         log.warning("instrument_starlette: %s was added with app.add_middleware, inside the metrics middleware: "
                     "HTTP durations get no exemplars. Wrap the app in it instead (outermost), or use "
                     "app.add_middleware(PrometheusMiddleware, ...) before adding it.", traced[0].__name__)
-
-
-def _with_request_id(headers, id_header: tuple[bytes, bytes]) -> list:
-    """The response's headers with ours as its one request id, also over one the app copied in
-    from an upstream (ASGI header names are lowercase)."""
-    if _REQUEST_ID in dict(headers):
-        headers = [header for header in headers if header[0] != _REQUEST_ID]
-    return [*headers, id_header]
 
 
 def _source(scope, kind: str, key: str):
