@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -60,6 +61,36 @@ def test_status_of_nothing_is_a_clear_error():
     assert result.returncode == 1
     assert "cannot reach the exporter" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# What the exporter's commands need and the command line itself must not import: parsing any
+# `vigil` command took about a second with them (config.py imported the collectors) and the test
+# suite runs `vigil` in hundreds of subprocesses. A command imports them when it runs.
+NOT_FOR_PARSING = ("sqlalchemy", "redis", "aiohttp", "psutil", "asyncio", "urllib.request",
+                   "vigil_exporter.collectors", "vigil_exporter.server", "vigil_exporter.app")
+
+
+def test_the_command_line_parses_without_the_exporters_heavy_modules(tmp_path):
+    # No running stack: a state file would make the defaults of `vigil alerts` ask psutil
+    # whether its process is alive.
+    env = {**os.environ, "VIGIL_STACK_STATE": str(tmp_path / "stack.json")}
+    code = ("import sys, vigil_exporter.cli as cli\n"
+            f"heavy = {NOT_FOR_PARSING!r}\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n"
+            "cli.build_parser('dashboards')  # every command module and the demo's\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "[]"]
+    # End to end, through main(): the help of the commands and of a command of each kind.
+    env["PYTHONPROFILEIMPORTTIME"] = "1"
+    for args in (["--help"], ["check-config", "--help"], ["stack", "up", "--help"],
+                 ["alerts", "list", "--help"], ["bundle", "build", "--help"]):
+        result = vigil(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        loaded = imported_modules(result.stderr)
+        assert not {m for m in loaded if m in NOT_FOR_PARSING or m.split(".")[0] in NOT_FOR_PARSING}, args
 
 
 def test_version_and_help():

@@ -10,16 +10,19 @@ The default database is the exporter's default (sqlite:///vigil.db), so that `vi
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vigil_exporter.commandline import add_command
 from vigil_exporter.logs import describe_error
 
 from .settings import DEFAULT_LISTEN, Settings
+
+if TYPE_CHECKING:  # asyncio is imported where the service runs: `vigil --help` does not need it
+    import asyncio
 
 log = logging.getLogger("vigil.demo")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -95,6 +98,8 @@ def cmd_demo(args) -> int:
     except ValueError as exc:
         print(f"vigil demo: {exc}", file=sys.stderr)
         return 2
+    import asyncio
+
     configure_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))

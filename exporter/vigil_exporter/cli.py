@@ -1,13 +1,16 @@
-"""`vigil`: the command line. Each command group beyond the exporter's own lives in its module."""
+"""`vigil`: the command line. Each command group beyond the exporter's own lives in its module.
+
+Starting fast matters (the tests run `vigil` hundreds of times, users run it by hand): this module
+and every module in COMMAND_MODULES import at the top only what building the parser needs. What
+a command needs (asyncio, aiohttp, the collectors, SQLAlchemy, redis-py, psutil) is imported in
+the function that runs it; tests/test_cli.py checks that parsing stays without them.
+"""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import sys
-import urllib.error
-import urllib.request
 
 from vigil_exporter import __version__
 from vigil_exporter.commandline import add_command
@@ -74,7 +77,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     status.add_argument("url", nargs="?", default="http://127.0.0.1:9477")
     status.add_argument("--timeout", type=float, default=5.0)
 
-    if command not in CORE_COMMANDS:
+    if command not in (*CORE_COMMANDS, "--version"):  # --version prints before any command
         for module in COMMAND_MODULES:
             importlib.import_module(module).register(commands)
         _register_demo(commands)
@@ -111,6 +114,8 @@ def _load(args) -> Config:
 
 
 def cmd_serve(args) -> int:
+    import asyncio
+
     from vigil_exporter import logs
     from vigil_exporter.app import make_app
     from vigil_exporter.embedded import prepare_database, prepare_later
@@ -158,6 +163,8 @@ async def _serve(app, host: str, port: int, web_config, config: Config) -> None:
 
 
 def cmd_check_config(args) -> int:
+    import asyncio
+
     config = load(args.file, environ={})
     from vigil_exporter.app import webhook_authorizer
 
@@ -184,6 +191,8 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_metrics(args) -> int:
+    import asyncio
+
     from vigil_exporter.embedded import prepare_database
     from vigil_exporter.wiring import build
 
@@ -206,6 +215,9 @@ def families_as_json(registry) -> list[dict]:
 
 
 def cmd_status(args) -> int:
+    import urllib.error
+    import urllib.request
+
     url = args.url.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import yaml
 
-from vigil_exporter.collectors import COLLECTORS
-from vigil_exporter.server import LIMITS_SCHEMA
 from vigil_exporter.validation import Duration, Errors, Float, Int, Map, Object, Str
 
 DEFAULT_LISTEN = "0.0.0.0:9477"
@@ -53,6 +51,12 @@ class ConfigError(Exception):
 
 
 def root_schema() -> Object:
+    # Imported here, not at the top: the collectors (SQLAlchemy, redis-py, psutil) and the
+    # server (aiohttp) take most of a second to import, and the command line imports this
+    # module for ConfigError, DEFAULT_LISTEN and read_yaml in commands that need neither.
+    from vigil_exporter.collectors import COLLECTORS
+    from vigil_exporter.server import LIMITS_SCHEMA
+
     collectors = {name: cls.config_schema for name, cls in sorted(COLLECTORS.items())}
     return Object({
         "listen_address": Str(DEFAULT_LISTEN, "HOST:PORT to serve on (port 0 to 65535; the host "

@@ -9,9 +9,7 @@ import os
 import re
 import socket
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import datetime
 
 from vigil_exporter.alerting.timeutil import format_time, parse_duration, parse_time, utc_now
@@ -114,6 +112,9 @@ def _user() -> str:
 # ---- Alertmanager API -----------------------------------------------------------------------
 
 def api(args, method: str, path: str, body=None, query: list[tuple[str, str]] | None = None):
+    import urllib.error  # here, not at the top: `vigil --help` need not load http.client, ssl
+    import urllib.request
+
     url = args.alertmanager.rstrip("/") + path
     if query:
         url += "?" + urllib.parse.urlencode(query)

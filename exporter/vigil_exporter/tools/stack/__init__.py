@@ -9,7 +9,19 @@ See `Stack` for every option; docs/deployment.md for how it relates to docker-co
 servers themselves are in `components`, child processes and ports in `process`, the configs they
 run with in `configs`.
 """
-from vigil_exporter.tools.stack.process import StackError
-from vigil_exporter.tools.stack.stack import DEFAULT_PORTS, Stack, values
+from __future__ import annotations
+
+import importlib
 
 __all__ = ["DEFAULT_PORTS", "Stack", "StackError", "values"]
+# Where each name of __all__ lives; imported on first use (PEP 562), so that the commands that
+# only read the running stack's state file (`vigil alerts`, `vigil slo`, `vigil usage`) do not
+# import the servers' code.
+_HOMES = {"DEFAULT_PORTS": "ports", "Stack": "stack", "StackError": "process", "values": "stack"}
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+

@@ -9,8 +9,8 @@ import time
 
 from vigil_exporter.commandline import add_command, add_group
 from vigil_exporter.tools.stack import state
+from vigil_exporter.tools.stack.ports import DEFAULT_PORTS
 from vigil_exporter.tools.stack.process import StackError
-from vigil_exporter.tools.stack.stack import DEFAULT_PORTS
 
 UI_NOTES = {
     "exporter": "/metrics, /health",

@@ -13,8 +13,6 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -99,6 +97,9 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     """Status and body of a GET; HTTP errors are answers too. Raises OSError when unreachable."""
+    import urllib.error  # here: `vigil stack --help` imports this module, not http.client
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, response.read()

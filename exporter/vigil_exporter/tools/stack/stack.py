@@ -38,23 +38,9 @@ from vigil_exporter.tools.stack.components import (
     VictoriaMetrics,
     wait_all,
 )
+from vigil_exporter.tools.stack.ports import DEFAULT_PORTS
 from vigil_exporter.tools.stack.process import StackError, port_is_free, wait_until
 from vigil_exporter.tools.stack.process import free_ports as pick_free_ports
-
-# The ports `vigil stack up` uses (the compose stack's host ports where it has one).
-DEFAULT_PORTS = {
-    "redis": 6379,
-    "postgres": 5432,
-    "exporter": 9477,
-    "demo": 8080,
-    "prometheus": 9090,
-    "prometheus-2": 9091,
-    "alertmanager": 9093,
-    "alertmanager-cluster": 9094,
-    "alertmanager-2": 9095,
-    "alertmanager-2-cluster": 9096,
-    "victoriametrics": 8428,
-}
 
 
 class Stack:

@@ -13,8 +13,6 @@ import json
 import os
 from pathlib import Path
 
-import psutil
-
 
 def path() -> Path:
     explicit = os.environ.get("VIGIL_STACK_STATE")
@@ -26,6 +24,8 @@ def path() -> Path:
 
 def write(state: dict) -> Path:
     """Record the stack of this process: {"alertmanager": URL, "alert_log": PATH, ...}."""
+    import psutil
+
     target = path()
     target.parent.mkdir(parents=True, exist_ok=True)
     me = {"pid": os.getpid(), "started": psutil.Process().create_time()}
@@ -43,6 +43,11 @@ def running() -> dict:
     """The running stack's entries, or {} when there is none."""
     try:
         state = json.loads(path().read_text())
+    except (OSError, ValueError):
+        return {}  # no stack: psutil (imported below) is not needed
+    import psutil
+
+    try:
         alive = psutil.Process(int(state["pid"])).create_time() == state["started"]
     except (OSError, ValueError, KeyError, TypeError, psutil.Error):
         return {}
