@@ -527,6 +527,43 @@ async def require_key(request, handler):
     return await handler(request)
 
 
+async def test_aiohttp_request_id_beside_the_apps_own_response_receivers(metrics):
+    """The application's own `on_response_prepare` receivers, added before and after
+    `instrument_aiohttp`, still run, in order, and every response still gets the request id
+    (the signal sets it without a coroutine only when it is the one receiver)."""
+    app = web.Application()
+    seen = []
+
+    async def before(request, response):
+        seen.append("before")
+        response.headers["X-Before"] = "1"
+
+    async def after(request, response):
+        seen.append("after")
+        response.headers["X-After"] = "1"
+
+    async def item(request):
+        return web.Response(text="ok")
+
+    async def streamed(request):
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"chunk")
+        return response
+    app.on_response_prepare.append(before)
+    instrument_aiohttp(app, metrics)
+    app.on_response_prepare.append(after)
+    app.router.add_get("/item", item)
+    app.router.add_get("/streamed", streamed)
+    async with TestClient(TestServer(app)) as client:
+        answers = [await client.get(path, headers={"X-Request-ID": f"both-{n}"})
+                   for n, path in enumerate(("/item", "/streamed", "/nowhere"))]
+    assert [a.status for a in answers] == [200, 200, 404]
+    assert [a.headers.get("X-Request-ID") for a in answers] == ["both-0", "both-1", "both-2"]
+    assert all(a.headers.get("X-Before") == a.headers.get("X-After") == "1" for a in answers)
+    assert seen == ["before", "after"] * 3
+
+
 async def test_aiohttp_started_app_is_wrapped_around_its_handler(metrics, registry):
     """Started by aiohttp's runner, the instrumentation leaves the middleware list (aiohttp's
     price of running any middleware) and wraps the app's handler: it still sees the other

@@ -23,6 +23,7 @@ from functools import partial
 from time import perf_counter
 
 from aiohttp import web
+from aiosignal import Signal
 from multidict import istr
 
 from ._http import (
@@ -168,10 +169,54 @@ def _source(request: web.Request, kind: str, key: str):
     return request.get(key)
 
 
-async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+def _tag(response: web.StreamResponse) -> None:
+    """Give `response` the request id header: the id of the request's log lines, also over
+    one a handler copied in from an upstream."""
     rid = request_id_var.get()
-    if rid is not None:  # the id of the request's log lines, also over one a handler copied in
+    if rid is not None:
         response.headers[_REQUEST_ID] = rid
+
+
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    _tag(response)
+
+
+class _Done:
+    """An awaitable that is already done."""
+    __slots__ = ()
+
+    def __await__(self):
+        return iter(())
+
+
+_DONE = _Done()
+
+
+class _RequestIdSignal(Signal):
+    """An application's `on_response_prepare` signal, holding `_add_request_id` among its
+    receivers. aiohttp sends it for every response; when `_add_request_id` is its one receiver
+    (the usual case), `send` tags the response itself and runs no coroutine, which spares each
+    request 2.4 kIr of aiohttp's general dispatch (docs/performance.md)."""
+    __slots__ = ()
+
+    def send(self, request, response):
+        if len(self) == 1 and self[0] is _add_request_id:
+            _tag(response)
+            return _DONE
+        return Signal.send(self, request, response)
+
+
+def _give_request_ids(app: web.Application) -> None:
+    """Add `_add_request_id` to `app.on_response_prepare`, in a `_RequestIdSignal` that takes
+    the signal's place (and its receivers) if this aiohttp keeps it where it did when this
+    was written."""
+    signal = app.on_response_prepare
+    if type(signal) is Signal and getattr(app, "_on_response_prepare", None) is signal:
+        fast = _RequestIdSignal(app)
+        fast.extend(signal)
+        object.__setattr__(app, "_on_response_prepare", fast)
+        signal = fast
+    signal.append(_add_request_id)
 
 
 def instrument_aiohttp(app: web.Application, metrics: Metrics | None = None, *,
@@ -189,7 +234,7 @@ def instrument_aiohttp(app: web.Application, metrics: Metrics | None = None, *,
     app.middlewares.insert(_after_tracing(app.middlewares), middleware)
     app.on_startup.append(partial(_around_handler, observe=middleware.observe))
     if request_id:
-        app.on_response_prepare.append(_add_request_id)
+        _give_request_ids(app)
     return middleware
 
 
