@@ -100,8 +100,11 @@ class _Request:
         header (ours, also over one the app copied in from an upstream)."""
         self.status = int(status[:3])
         if self.request_id is not None:
-            headers = [*(header for header in headers if header[0].lower() != _REQUEST_ID_NAME),
-                       (REQUEST_ID_HEADER, self.request_id)]
+            for name, _ in headers:
+                if name.lower() == _REQUEST_ID_NAME:  # copied from an upstream: ours replaces it
+                    headers = [header for header in headers if header[0].lower() != _REQUEST_ID_NAME]
+                    break
+            headers = [*headers, (REQUEST_ID_HEADER, self.request_id)]
         return self._start_response(status, headers, exc_info)
 
     def __iter__(self):
