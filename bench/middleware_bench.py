@@ -315,10 +315,11 @@ def _reordered(around_handler):
     return middleware
 
 
-def aiohttp_requests(app: web.Application, paths: list[str], loop, labelled: bool = False) -> list:
+def aiohttp_requests(app: web.Application, paths: list[str], loop, labelled: bool = False, first: int = 0) -> list:
+    """A request per path; labelled: the n-th with label_headers(first + n)."""
     protocol = _NullProtocol()
-    return [make_mocked_request("GET", path, headers={"Host": "bench", **(label_headers(n) if labelled else {})},
-                                app=app, loop=loop, writer=StreamWriter(protocol, loop))
+    return [make_mocked_request("GET", path, app=app, loop=loop, writer=StreamWriter(protocol, loop),
+                                headers={"Host": "bench", **(label_headers(first + n) if labelled else {})})
             for n, path in enumerate(paths)]
 
 
