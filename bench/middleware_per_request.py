@@ -179,10 +179,17 @@ async def measure(rounds: int, route_counts, others: bool) -> list[tuple]:
     return table
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=20000, help="requests per variant")
-    parser.add_argument("--routes", type=int, nargs="+", default=bench.ROUTE_COUNTS, help="route counts")
+    parser.add_argument("--rounds", type=positive, default=20000, help="requests per variant")
+    parser.add_argument("--routes", type=positive, nargs="+", default=bench.ROUTE_COUNTS, help="route counts")
     parser.add_argument("--no-others", dest="others", action="store_false",
                         help="FastAPI without prometheus-fastapi-instrumentator and starlette-exporter")
     args = parser.parse_args()
