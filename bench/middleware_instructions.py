@@ -12,9 +12,10 @@ are built and warmed up, turns it on, and runs each variant's block of requests 
 `itertools.takewhile` call, whose entry zeroes callgrind's counters and whose exit dumps them:
 one count per block. The table gives instructions per request and the overhead over the bare
 app; the µs column converts that overhead at the bare app's own rate (its instructions over
-its CPU time, measured natively in the same run, min of 5 blocks), conservative under load
-since the load inflates CPU time, not instruction counts. The PASS / FAIL lines use
-middleware_bench.py's targets on those µs.
+its CPU time, measured natively in the same run, min of 5 blocks). That column is a lower
+bound: on the development VM middleware code runs at 2.7-3.2 instructions per ns against the
+bare frameworks' 5 (docs/performance.md, eighth pass), and middleware_per_request.py measures
+the time itself. The PASS / FAIL lines use middleware_bench.py's targets on those µs.
 """
 from __future__ import annotations
 
